@@ -1,0 +1,40 @@
+"""Engines and connections to the robust and operation databases."""
+
+from __future__ import annotations
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from db.settings import async_url, masked_url, plain_url
+
+
+class DatabaseUnavailable(RuntimeError):
+    """A database could not be reached; the message names it with the password masked."""
+
+
+def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
+    return create_async_engine(
+        async_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        echo=echo,
+    )
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def connect(url: str, *, timeout: float = 10.0) -> asyncpg.Connection:
+    """A raw asyncpg connection (the ETL's bulk path), with a clear error when unreachable."""
+    try:
+        return await asyncpg.connect(plain_url(url), timeout=timeout)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        raise DatabaseUnavailable(f"cannot connect to {masked_url(url)}: {describe(exc)}") from exc
+
+
+def describe(exc: BaseException) -> str:
+    """One line about a connection error, without internals."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]

@@ -1,0 +1,148 @@
+"""Accrual: per affiliate, level and period figures, with the daily REV accrual.
+
+Everything an affiliate earns or sees is a sum of per-(user, day) contributions routed
+through the user's upline: ``figure(A, L, day) = sum over U in N_L(A) of activity(U, day)``.
+A cycle computes the change of those sums exactly, as (new contributions through the new
+upline) minus (old contributions through the old upline) over only the users and days that
+changed, plus the new ledger rows. The daily rows take the change, their REV is recomputed
+from their GGR (``round(rate * ggr, 2)`` with the rate in force that day), and the weekly,
+monthly and yearly rows take the daily changes, REV included, so every larger REV figure is
+exactly the sum of the daily ones.
+
+Leaves ``period_delta(affiliate_id, period_type, period_start, level, ...)`` with every
+period row that changed, for the publishers.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+_FIGURES = (
+    "new_referrals", "deposits", "deposit_count", "withdrawals", "withdrawal_count",
+    "stake", "win", "bet_count", "cpa", "validations",
+)
+_COUNTS = ("new_referrals", "deposit_count", "withdrawal_count", "bet_count", "validations")
+
+_DELTA = """
+CREATE TEMP TABLE delta_daily ON COMMIT DROP AS
+SELECT affiliate_id, level, day,
+       sum(new_referrals)::int AS new_referrals, sum(deposits) AS deposits,
+       sum(deposit_count)::int AS deposit_count, sum(withdrawals) AS withdrawals,
+       sum(withdrawal_count)::int AS withdrawal_count, sum(stake) AS stake, sum(win) AS win,
+       sum(bet_count)::int AS bet_count, sum(cpa) AS cpa, sum(validations)::int AS validations
+FROM (
+    -- activity now, through the upline now
+    SELECT u.ancestor_id AS affiliate_id, u.level, n.day, 0 AS new_referrals,
+           n.deposits, n.deposit_count, n.withdrawals, n.withdrawal_count,
+           n.stake, n.win, n.bet_count, 0::numeric AS cpa, 0 AS validations
+    FROM ud_new n JOIN etl.user_upline u ON u.user_id = n.user_id
+    UNION ALL
+    -- activity before, through the upline before (moved users) or the unchanged one
+    SELECT u.ancestor_id, u.level, o.day, 0, -o.deposits, -o.deposit_count, -o.withdrawals,
+           -o.withdrawal_count, -o.stake, -o.win, -o.bet_count, 0, 0
+    FROM ud_old o JOIN old_upline u ON u.user_id = o.user_id
+    WHERE o.is_moved
+    UNION ALL
+    SELECT u.ancestor_id, u.level, o.day, 0, -o.deposits, -o.deposit_count, -o.withdrawals,
+           -o.withdrawal_count, -o.stake, -o.win, -o.bet_count, 0, 0
+    FROM ud_old o JOIN etl.user_upline u ON u.user_id = o.user_id
+    WHERE NOT o.is_moved
+    UNION ALL
+    -- the referral itself: one new referral on the local day of tracked.criado_em
+    SELECT u.ancestor_id, u.level, e.referred_at::date, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0
+    FROM moved m JOIN etl.edges e ON e.user_id = m.user_id
+    JOIN etl.user_upline u ON u.user_id = m.user_id
+    UNION ALL
+    SELECT u.ancestor_id, u.level, j.referred_at::date, -1, 0, 0, 0, 0, 0, 0, 0, 0, 0
+    FROM old_join j JOIN old_upline u ON u.user_id = j.user_id
+    UNION ALL
+    -- CPA is where the ledger put it, forever
+    SELECT affiliate_id, cpa_level, validation_date::date, 0, 0, 0, 0, 0, 0, 0, 0,
+           cpa_amount, 1
+    FROM new_ledger
+) AS contributions
+GROUP BY affiliate_id, level, day
+"""
+
+# The daily rows after the change, with REV recomputed from their new GGR.
+_DAILY = """
+CREATE TEMP TABLE daily_after ON COMMIT DROP AS
+SELECT d.affiliate_id, d.level, d.day,
+       {after},
+       coalesce(o.rev, 0) AS old_rev
+FROM delta_daily d
+LEFT JOIN etl.affiliate_level_periods o
+  ON o.affiliate_id = d.affiliate_id AND o.period_type = 'daily'
+ AND o.period_start = d.day AND o.level = d.level;
+
+ALTER TABLE daily_after ADD COLUMN rev numeric(18,2);
+UPDATE daily_after a
+SET rev = CASE WHEN a.bet_count > 0 THEN round(p.rev_share_by_level[a.level] * (a.stake - a.win), 2)
+               ELSE 0 END
+FROM (SELECT a2.affiliate_id, coalesce(ap.plan_id, (SELECT id FROM commission_plans WHERE is_default))
+             AS plan_id
+      FROM (SELECT DISTINCT affiliate_id FROM daily_after) a2
+      LEFT JOIN affiliate_plan ap ON ap.affiliate_id = a2.affiliate_id) AS pa,
+     plan_ranges p
+WHERE pa.affiliate_id = a.affiliate_id AND p.plan_id = pa.plan_id
+  AND a.day >= p.effective_from AND a.day < p.effective_until;
+
+DELETE FROM etl.affiliate_level_periods t USING daily_after a
+WHERE t.affiliate_id = a.affiliate_id AND t.period_type = 'daily'
+  AND t.period_start = a.day AND t.level = a.level;
+
+INSERT INTO etl.affiliate_level_periods
+    (affiliate_id, period_type, period_start, level, {figures}, rev)
+SELECT affiliate_id, 'daily', day, level, {figures}, rev
+FROM daily_after
+WHERE {alive};
+
+CREATE TEMP TABLE period_delta ON COMMIT DROP AS
+SELECT d.affiliate_id, 'daily'::text AS period_type, d.day AS period_start, d.level,
+       {delta_cols}, a.rev - a.old_rev AS rev
+FROM delta_daily d JOIN daily_after a USING (affiliate_id, level, day);
+"""
+
+_ROLLUP = """
+INSERT INTO period_delta
+SELECT affiliate_id, p.period_type, date_trunc(p.unit, period_start::timestamp)::date, level,
+       {sums}, sum(rev)
+FROM period_delta
+CROSS JOIN (VALUES ('weekly', 'week'), ('monthly', 'month'), ('yearly', 'year')) AS p(period_type, unit)
+WHERE period_delta.period_type = 'daily'
+GROUP BY affiliate_id, p.period_type, 3, level;
+
+INSERT INTO etl.affiliate_level_periods AS t
+    (affiliate_id, period_type, period_start, level, {figures}, rev)
+SELECT affiliate_id, period_type, period_start, level, {figures}, rev
+FROM period_delta WHERE period_type <> 'daily'
+ON CONFLICT (affiliate_id, period_type, period_start, level) DO UPDATE SET
+    {accumulate}, rev = t.rev + EXCLUDED.rev;
+
+DELETE FROM etl.affiliate_level_periods t USING period_delta d
+WHERE d.period_type <> 'daily' AND t.affiliate_id = d.affiliate_id
+  AND t.period_type = d.period_type AND t.period_start = d.period_start AND t.level = d.level
+  AND NOT ({alive_t});
+ANALYZE period_delta;
+"""
+
+
+def _sql(template: str) -> str:
+    figures = ", ".join(_FIGURES)
+    return template.format(
+        figures=figures,
+        after=", ".join(f"coalesce(o.{f}, 0) + d.{f} AS {f}" for f in _FIGURES),
+        alive=" OR ".join(f"{c} > 0" for c in _COUNTS),
+        alive_t=" OR ".join(f"t.{c} > 0" for c in _COUNTS),
+        delta_cols=", ".join(f"d.{f}" for f in _FIGURES),
+        sums=", ".join(f"sum({f})" for f in _FIGURES),
+        accumulate=", ".join(f"{f} = t.{f} + EXCLUDED.{f}" for f in _FIGURES),
+    )
+
+
+async def accrue(conn: asyncpg.Connection) -> None:
+    """Apply this cycle's contribution changes to every period row they touch."""
+    await conn.execute(_DELTA)
+    await conn.execute("ANALYZE delta_daily")
+    await conn.execute(_sql(_DAILY))
+    await conn.execute(_sql(_ROLLUP))

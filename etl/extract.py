@@ -1,0 +1,132 @@
+"""Extract: changed source rows -> temporary staging tables in the robust database.
+
+Each source table is read by a cheap range scan on its own indexed timestamp, from the
+cursor minus the overlap window, inside one REPEATABLE READ snapshot of the source, and
+streamed with binary COPY straight into a staging table of the robust transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import asyncpg
+
+
+@dataclass(frozen=True)
+class SourceTable:
+    name: str
+    columns: tuple[str, ...]
+    types: tuple[str, ...]
+    cursor_column: str
+
+    @property
+    def staging(self) -> str:
+        return f"stg_{self.name}"
+
+
+SOURCES: tuple[SourceTable, ...] = (
+    SourceTable(
+        "cadastro",
+        ("id", "nome", "email", "telefone", "afiliado", "status", "criado_em", "atualizado_em"),
+        ("bigint", "text", "text", "text", "boolean", "text", "timestamptz", "timestamptz"),
+        "atualizado_em",
+    ),
+    SourceTable(
+        "tracked",
+        ("id", "user_id", "afiliado_id", "criado_em", "atualizado_em"),
+        ("bigint", "bigint", "bigint", "timestamptz", "timestamptz"),
+        "atualizado_em",
+    ),
+    SourceTable(
+        "depositos",
+        ("id", "user_id", "valor", "status", "criado_em", "atualizado_em"),
+        ("bigint", "bigint", "numeric(14,2)", "text", "timestamptz", "timestamptz"),
+        "atualizado_em",
+    ),
+    SourceTable(
+        "saque",
+        ("id", "user_id", "valor", "status", "criado_em", "atualizado_em"),
+        ("bigint", "bigint", "numeric(14,2)", "text", "timestamptz", "timestamptz"),
+        "atualizado_em",
+    ),
+    SourceTable(
+        "casino_bets_v",
+        ("id", "user_id", "valor_aposta", "valor_premio", "criado_em"),
+        ("bigint", "bigint", "numeric(14,2)", "numeric(14,2)", "timestamptz"),
+        "criado_em",
+    ),
+)
+
+
+@dataclass
+class Extracted:
+    rows: dict[str, int]
+    cursors: dict[str, datetime | None]
+    source_as_of: datetime
+
+
+async def _pipe(
+    source: asyncpg.Connection, target: asyncpg.Connection, query: str, args: list, table: SourceTable
+) -> None:
+    """Stream one COPY out of the source into the staging table, chunk by chunk."""
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=64)
+
+    async def produce() -> None:
+        try:
+            await source.copy_from_query(query, *args, output=queue.put, format="binary")
+        finally:
+            await queue.put(None)
+
+    async def chunks():  # type: ignore[no-untyped-def]
+        while (chunk := await queue.get()) is not None:
+            yield chunk
+
+    producer = asyncio.create_task(produce())
+    try:
+        await target.copy_to_table(
+            table.staging, source=chunks(), columns=list(table.columns), format="binary"
+        )
+    finally:
+        if not producer.done():
+            producer.cancel()
+        # Surface the source's error (e.g. the connection dropped) over the consumer's.
+        await asyncio.gather(producer, return_exceptions=False)
+
+
+async def extract(
+    source: asyncpg.Connection,
+    target: asyncpg.Connection,
+    cursors: dict[str, datetime | None],
+    overlap: timedelta,
+) -> Extracted:
+    """Copy every source row changed since ``cursor - overlap`` into staging tables.
+
+    ``target`` is inside the cycle's transaction: the staging tables are dropped at commit.
+    Returns rows read per table and each table's new cursor (the source's own timestamps).
+    """
+    for table in SOURCES:
+        cols = ", ".join(f"{c} {t}" for c, t in zip(table.columns, table.types, strict=True))
+        await target.execute(f"CREATE TEMP TABLE {table.staging} ({cols}) ON COMMIT DROP")
+
+    rows: dict[str, int] = {}
+    new_cursors: dict[str, datetime | None] = {}
+    async with source.transaction(isolation="repeatable_read", readonly=True):
+        source_as_of = await source.fetchval("SELECT now()")
+        for table in SOURCES:
+            select = f"SELECT {', '.join(table.columns)} FROM {table.name}"
+            cursor = cursors.get(table.name)
+            if cursor is None:
+                query, args = select, []
+            else:
+                query, args = f"{select} WHERE {table.cursor_column} > $1", [cursor - overlap]
+            await _pipe(source, target, query, args, table)
+            count, high = await target.fetchrow(
+                f"SELECT count(*), max({table.cursor_column}) FROM {table.staging}"
+            )
+            rows[table.name] = count
+            candidates = [c for c in (cursor, high) if c is not None]
+            new_cursors[table.name] = max(candidates) if candidates else None
+            await target.execute(f"ANALYZE {table.staging}")
+    return Extracted(rows=rows, cursors=new_cursors, source_as_of=source_as_of)

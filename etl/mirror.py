@@ -1,0 +1,231 @@
+"""Mirror: fold the staged source rows into etl.src_*, record anomalies, capture changes.
+
+After this step the temporary tables describe what changed in the cycle:
+- ``tree_roots(user_id)``: users whose own referral edge may have changed (a tracked row
+  changed, the user or its referrer arrived in cadastro);
+- ``aff_ud(user_id, day)``: (user, local day) pairs whose activity may have changed;
+- ``chg_profile(user_id)``: users whose cadastro row changed (name, flag, status...);
+- ``chg_money(kind, id, user_id, old_user_id)``: deposit and withdrawal rows that changed.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import asyncpg
+
+_TEMP_TABLES = """
+CREATE TEMP TABLE tree_roots (user_id bigint PRIMARY KEY) ON COMMIT DROP;
+CREATE TEMP TABLE aff_ud (user_id bigint, day date, PRIMARY KEY (user_id, day)) ON COMMIT DROP;
+CREATE TEMP TABLE chg_profile (user_id bigint PRIMARY KEY) ON COMMIT DROP;
+CREATE TEMP TABLE chg_money (kind text, id bigint, user_id bigint, old_user_id bigint)
+    ON COMMIT DROP;
+"""
+
+# Why each kind of bad source row is held back; the key is the anomaly's reason text.
+_CADASTRO_ANOMALIES = """
+INSERT INTO etl.anomalies (source_table, source_id, reason)
+SELECT 'cadastro', s.id, r.reason
+FROM stg_cadastro s,
+LATERAL (VALUES
+    (CASE WHEN s.status IS NULL OR s.status NOT IN ('ativo', 'inativo', 'suspenso')
+          THEN 'unknown status (shown as inactive)' END),
+    (CASE WHEN s.nome IS NULL THEN 'null nome' END),
+    (CASE WHEN s.afiliado IS NULL THEN 'null afiliado (taken as false)' END),
+    (CASE WHEN s.criado_em IS NULL OR s.atualizado_em IS NULL THEN 'null timestamp' END)
+) AS r(reason)
+WHERE s.id IS NOT NULL AND r.reason IS NOT NULL
+ON CONFLICT DO NOTHING
+"""
+
+_TRACKED_ANOMALIES = """
+INSERT INTO etl.anomalies (source_table, source_id, reason)
+SELECT 'tracked', s.id, r.reason
+FROM stg_tracked s,
+LATERAL (VALUES
+    (CASE WHEN s.user_id IS NULL OR s.afiliado_id IS NULL OR s.criado_em IS NULL
+          THEN 'null field (skipped)' END),
+    (CASE WHEN s.user_id = s.afiliado_id THEN 'self-referral (skipped)' END)
+) AS r(reason)
+WHERE s.id IS NOT NULL AND r.reason IS NOT NULL
+ON CONFLICT DO NOTHING
+"""
+
+_MONEY_ANOMALIES = """
+INSERT INTO etl.anomalies (source_table, source_id, reason)
+SELECT '{table}', s.id, r.reason
+FROM stg_{table} s,
+LATERAL (VALUES
+    (CASE WHEN s.user_id IS NULL OR s.valor IS NULL OR s.status IS NULL OR s.criado_em IS NULL
+          THEN 'null field (skipped)' END),
+    (CASE WHEN s.valor <= 0 THEN 'non-positive amount (skipped)' END),
+    (CASE WHEN s.valor > $1 THEN 'absurd amount (skipped)' END),
+    (CASE WHEN s.status NOT IN ('pendente', 'aprovado', 'cancelado')
+          THEN 'unknown status (skipped)' END)
+) AS r(reason)
+WHERE s.id IS NOT NULL AND r.reason IS NOT NULL
+ON CONFLICT DO NOTHING
+"""
+
+_BET_ANOMALIES = """
+INSERT INTO etl.anomalies (source_table, source_id, reason)
+SELECT 'casino_bets_v', s.id, r.reason
+FROM stg_casino_bets_v s,
+LATERAL (VALUES
+    (CASE WHEN s.user_id IS NULL OR s.valor_aposta IS NULL OR s.valor_premio IS NULL
+               OR s.criado_em IS NULL THEN 'null field (skipped)' END),
+    (CASE WHEN s.valor_aposta < 0 OR s.valor_premio < 0 THEN 'negative amount (skipped)' END),
+    (CASE WHEN s.valor_aposta > $1 OR s.valor_premio > $1 THEN 'absurd amount (skipped)' END)
+) AS r(reason)
+WHERE s.id IS NOT NULL AND r.reason IS NOT NULL
+ON CONFLICT DO NOTHING
+"""
+
+_ORPHAN_ANOMALIES = """
+INSERT INTO etl.anomalies (source_table, source_id, reason)
+SELECT '{table}', s.id, 'user not in cadastro yet (held)'
+FROM stg_{table} s
+WHERE s.id IS NOT NULL AND s.user_id IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM etl.src_cadastro c WHERE c.id = s.user_id)
+ON CONFLICT DO NOTHING
+"""
+
+_MERGE_CADASTRO = """
+WITH latest AS (
+    SELECT DISTINCT ON (id) id, nome, email, telefone, afiliado, status, criado_em, atualizado_em
+    FROM stg_cadastro WHERE id IS NOT NULL
+    ORDER BY id, atualizado_em DESC NULLS LAST
+), changed AS (
+    SELECT s.*, m.id IS NOT NULL AS existed
+    FROM latest s LEFT JOIN etl.src_cadastro m ON m.id = s.id
+    WHERE m.id IS NULL
+       OR ROW(s.nome, s.email, s.telefone, s.afiliado, s.status, s.criado_em, s.atualizado_em)
+          IS DISTINCT FROM
+          ROW(m.nome, m.email, m.telefone, m.afiliado, m.status, m.criado_em, m.atualizado_em)
+), upserted AS (
+    INSERT INTO etl.src_cadastro
+        (id, nome, email, telefone, afiliado, status, criado_em, atualizado_em, ok)
+    SELECT id, nome, email, telefone, afiliado, status, criado_em, atualizado_em, true
+    FROM changed
+    ON CONFLICT (id) DO UPDATE SET
+        nome = EXCLUDED.nome, email = EXCLUDED.email, telefone = EXCLUDED.telefone,
+        afiliado = EXCLUDED.afiliado, status = EXCLUDED.status, criado_em = EXCLUDED.criado_em,
+        atualizado_em = EXCLUDED.atualizado_em
+    RETURNING id
+), profile AS (
+    INSERT INTO chg_profile SELECT id FROM upserted ON CONFLICT DO NOTHING
+)
+-- A user's arrival can make its own edge and its referrals' edges usable.
+INSERT INTO tree_roots (user_id)
+SELECT id FROM changed WHERE NOT existed
+UNION
+SELECT t.user_id FROM etl.src_tracked t JOIN changed c ON c.id = t.afiliado_id
+WHERE NOT c.existed AND t.user_id IS NOT NULL
+ON CONFLICT DO NOTHING
+"""
+
+_MERGE_TRACKED = """
+WITH latest AS (
+    SELECT DISTINCT ON (id) id, user_id, afiliado_id, criado_em, atualizado_em,
+           (user_id IS NOT NULL AND afiliado_id IS NOT NULL AND criado_em IS NOT NULL
+            AND user_id <> afiliado_id) AS ok
+    FROM stg_tracked WHERE id IS NOT NULL
+    ORDER BY id, atualizado_em DESC NULLS LAST
+), changed AS (
+    SELECT s.*, m.user_id AS old_user_id
+    FROM latest s LEFT JOIN etl.src_tracked m ON m.id = s.id
+    WHERE m.id IS NULL
+       OR ROW(s.user_id, s.afiliado_id, s.criado_em, s.atualizado_em, s.ok)
+          IS DISTINCT FROM ROW(m.user_id, m.afiliado_id, m.criado_em, m.atualizado_em, m.ok)
+), upserted AS (
+    INSERT INTO etl.src_tracked (id, user_id, afiliado_id, criado_em, atualizado_em, ok)
+    SELECT id, user_id, afiliado_id, criado_em, atualizado_em, ok FROM changed
+    ON CONFLICT (id) DO UPDATE SET
+        user_id = EXCLUDED.user_id, afiliado_id = EXCLUDED.afiliado_id,
+        criado_em = EXCLUDED.criado_em, atualizado_em = EXCLUDED.atualizado_em, ok = EXCLUDED.ok
+)
+INSERT INTO tree_roots (user_id)
+SELECT user_id FROM changed WHERE user_id IS NOT NULL
+UNION
+SELECT old_user_id FROM changed WHERE old_user_id IS NOT NULL
+ON CONFLICT DO NOTHING
+"""
+
+_MERGE_MONEY = """
+WITH latest AS (
+    SELECT DISTINCT ON (id) id, user_id, valor, status, criado_em, atualizado_em,
+           (user_id IS NOT NULL AND valor IS NOT NULL AND status IS NOT NULL
+            AND criado_em IS NOT NULL AND valor > 0 AND valor <= $1
+            AND status IN ('pendente', 'aprovado', 'cancelado')) AS ok
+    FROM stg_{table} WHERE id IS NOT NULL
+    ORDER BY id, atualizado_em DESC NULLS LAST
+), changed AS (
+    SELECT s.*, m.id IS NOT NULL AS existed, m.user_id AS old_user_id,
+           m.criado_em AS old_criado_em
+    FROM latest s LEFT JOIN etl.src_{table} m ON m.id = s.id
+    WHERE m.id IS NULL
+       OR ROW(s.user_id, s.valor, s.status, s.criado_em, s.atualizado_em, s.ok)
+          IS DISTINCT FROM ROW(m.user_id, m.valor, m.status, m.criado_em, m.atualizado_em, m.ok)
+), upserted AS (
+    INSERT INTO etl.src_{table} (id, user_id, valor, status, criado_em, atualizado_em, ok)
+    SELECT id, user_id, valor, status, criado_em, atualizado_em, ok FROM changed
+    ON CONFLICT (id) DO UPDATE SET
+        user_id = EXCLUDED.user_id, valor = EXCLUDED.valor, status = EXCLUDED.status,
+        criado_em = EXCLUDED.criado_em, atualizado_em = EXCLUDED.atualizado_em, ok = EXCLUDED.ok
+), money AS (
+    INSERT INTO chg_money (kind, id, user_id, old_user_id)
+    SELECT '{table}', id, user_id, old_user_id FROM changed
+)
+INSERT INTO aff_ud (user_id, day)
+SELECT user_id, criado_em::date FROM changed WHERE user_id IS NOT NULL AND criado_em IS NOT NULL
+UNION
+SELECT old_user_id, old_criado_em::date FROM changed
+WHERE existed AND old_user_id IS NOT NULL AND old_criado_em IS NOT NULL
+ON CONFLICT DO NOTHING
+"""
+
+# Bets are append-only: a new id is a new bet; an id already mirrored is the overlap.
+_MERGE_BETS = """
+WITH inserted AS (
+    INSERT INTO etl.src_bets (id, user_id, valor_aposta, valor_premio, criado_em)
+    SELECT DISTINCT ON (id) id, user_id, valor_aposta, valor_premio, criado_em
+    FROM stg_casino_bets_v
+    WHERE id IS NOT NULL AND user_id IS NOT NULL AND valor_aposta IS NOT NULL
+      AND valor_premio IS NOT NULL AND criado_em IS NOT NULL
+      AND valor_aposta >= 0 AND valor_premio >= 0 AND valor_aposta <= $1 AND valor_premio <= $1
+    ORDER BY id
+    ON CONFLICT (id) DO NOTHING
+    RETURNING user_id, criado_em
+)
+INSERT INTO aff_ud (user_id, day)
+SELECT DISTINCT user_id, criado_em::date FROM inserted
+ON CONFLICT DO NOTHING
+"""
+
+_COUNT_STAGED_ANOMALIES = """
+SELECT (SELECT count(*) FROM etl.anomalies) - $1
+"""
+
+
+async def merge(conn: asyncpg.Connection, max_amount: Decimal) -> int:
+    """Fold staging into the mirrors; returns the number of new anomalies recorded."""
+    await conn.execute(_TEMP_TABLES)
+    before = await conn.fetchval("SELECT count(*) FROM etl.anomalies")
+    await conn.execute(_CADASTRO_ANOMALIES)
+    await conn.execute(_TRACKED_ANOMALIES)
+    for table in ("depositos", "saque"):
+        await conn.execute(_MONEY_ANOMALIES.format(table=table), max_amount)
+    await conn.execute(_BET_ANOMALIES, max_amount)
+
+    await conn.execute(_MERGE_CADASTRO)
+    await conn.execute(_MERGE_TRACKED)
+    for table in ("depositos", "saque"):
+        await conn.execute(_MERGE_MONEY.format(table=table), max_amount)
+    await conn.execute(_MERGE_BETS, max_amount)
+
+    # Orphans are checked after cadastro is merged: a user arriving in the same cycle is fine.
+    for table in ("depositos", "saque", "casino_bets_v"):
+        await conn.execute(_ORPHAN_ANOMALIES.format(table=table))
+    for table in ("tree_roots", "aff_ud", "chg_profile", "chg_money"):
+        await conn.execute(f"ANALYZE {table}")
+    return await conn.fetchval(_COUNT_STAGED_ANOMALIES, before)

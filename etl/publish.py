@@ -1,0 +1,219 @@
+"""Publish: the robust tables clients read, rebuilt only where this cycle changed them.
+
+- ``affiliate_periodic_summaries`` for every (affiliate, period) in ``period_delta``;
+- ``affiliate_mlm_structure`` and ``affiliates`` for every touched affiliate, and the ranks;
+- ``affiliate_referrals`` for every user that moved, changed activity or validated.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+_SUMMARIES = """
+CREATE TEMP TABLE touched_periods ON COMMIT DROP AS
+SELECT DISTINCT affiliate_id, period_type, period_start FROM period_delta;
+ANALYZE touched_periods;
+
+DELETE FROM affiliate_periodic_summaries s USING touched_periods t
+WHERE s.affiliate_id = t.affiliate_id AND s.period_type = t.period_type
+  AND s.period_start = t.period_start;
+
+INSERT INTO affiliate_periodic_summaries
+    (affiliate_id, period_type, period_start, new_referrals, validated_referrals,
+     total_deposits, total_bets, total_ggr, cpa_earned, rev_earned, level_breakdown)
+SELECT t.affiliate_id, t.period_type, t.period_start,
+       coalesce(sum(l.new_referrals) FILTER (WHERE lv.level = 1), 0),
+       coalesce(sum(l.validations) FILTER (WHERE lv.level = 1), 0),
+       coalesce(sum(l.deposits), 0), coalesce(sum(l.stake), 0),
+       coalesce(sum(l.stake - l.win), 0), coalesce(sum(l.cpa), 0), coalesce(sum(l.rev), 0),
+       jsonb_object_agg(lv.level::text, jsonb_build_object(
+           'new_referrals', coalesce(l.new_referrals, 0),
+           'deposits', coalesce(l.deposits, 0.00)::numeric(18,2)::text,
+           'bets', coalesce(l.stake, 0.00)::numeric(18,2)::text,
+           'ggr', coalesce(l.stake - l.win, 0.00)::numeric(18,2)::text,
+           'cpa', coalesce(l.cpa, 0.00)::numeric(18,2)::text,
+           'rev', coalesce(l.rev, 0.00)::numeric(18,2)::text))
+FROM touched_periods t
+CROSS JOIN generate_series(1, 5) AS lv(level)
+LEFT JOIN etl.affiliate_level_periods l
+  ON l.affiliate_id = t.affiliate_id AND l.period_type = t.period_type
+ AND l.period_start = t.period_start AND l.level = lv.level
+GROUP BY t.affiliate_id, t.period_type, t.period_start
+HAVING coalesce(sum(l.new_referrals + l.deposit_count + l.bet_count + l.validations), 0) > 0;
+"""
+
+# Affiliates whose row may change: activity, ledger, profile, or being someone's p1.
+_TOUCHED_AFFILIATES = """
+CREATE TEMP TABLE touched_affiliates ON COMMIT DROP AS
+SELECT affiliate_id FROM period_delta
+UNION SELECT user_id FROM chg_profile
+UNION SELECT referrer_id FROM old_edges
+UNION SELECT e.referrer_id FROM etl.edges e JOIN tree_roots r USING (user_id)
+UNION SELECT affiliate_id FROM new_ledger;
+ALTER TABLE touched_affiliates ADD PRIMARY KEY (affiliate_id);
+ANALYZE touched_affiliates;
+"""
+
+_MEMBERSHIP = """
+CREATE TEMP TABLE affiliate_set ON COMMIT DROP AS
+SELECT t.affiliate_id
+FROM touched_affiliates t
+JOIN etl.src_cadastro c ON c.id = t.affiliate_id
+WHERE coalesce(c.afiliado, false)
+   OR EXISTS (SELECT 1 FROM etl.edges e WHERE e.referrer_id = t.affiliate_id)
+   OR EXISTS (SELECT 1 FROM affiliate_cpa_validations v WHERE v.affiliate_id = t.affiliate_id);
+
+DELETE FROM affiliates a USING touched_affiliates t
+WHERE a.affiliate_id = t.affiliate_id
+  AND NOT EXISTS (SELECT 1 FROM affiliate_set s WHERE s.affiliate_id = a.affiliate_id);
+DELETE FROM affiliate_mlm_structure m USING touched_affiliates t
+WHERE m.affiliate_id = t.affiliate_id
+  AND NOT EXISTS (SELECT 1 FROM affiliate_set s WHERE s.affiliate_id = m.affiliate_id);
+"""
+
+_LEVEL = "coalesce(sum({col}) FILTER (WHERE l.level = {n}), 0)"
+
+_MLM = """
+INSERT INTO affiliate_mlm_structure AS m (affiliate_id, {columns}, total_network_size, updated_at)
+SELECT s.affiliate_id, {values}, coalesce(sum(l.new_referrals), 0), now()
+FROM affiliate_set s
+LEFT JOIN etl.affiliate_level_periods l
+  ON l.affiliate_id = s.affiliate_id AND l.period_type = 'yearly'
+GROUP BY s.affiliate_id
+ON CONFLICT (affiliate_id) DO UPDATE SET {updates}, total_network_size = EXCLUDED.total_network_size,
+    updated_at = EXCLUDED.updated_at
+WHERE ROW({current}) IS DISTINCT FROM ROW({excluded})
+"""
+
+_AFFILIATES = """
+INSERT INTO affiliates AS a
+    (affiliate_id, name, email, phone, status, is_flagged, total_referrals,
+     total_validated_referrals, total_deposits, total_withdrawals, total_bets, total_ggr,
+     total_cpa_earned, total_rev_earned, total_network_size, registered_at, updated_at)
+SELECT s.affiliate_id, coalesce(c.nome, ''), c.email, c.telefone,
+       CASE c.status WHEN 'ativo' THEN 'active' WHEN 'suspenso' THEN 'suspended'
+                     ELSE 'inactive' END,
+       coalesce(c.afiliado, false),
+       coalesce(sum(l.new_referrals) FILTER (WHERE l.level = 1), 0),
+       coalesce(sum(l.validations) FILTER (WHERE l.level = 1), 0),
+       coalesce(sum(l.deposits), 0), coalesce(sum(l.withdrawals), 0),
+       coalesce(sum(l.stake), 0), coalesce(sum(l.stake - l.win), 0),
+       coalesce(sum(l.cpa), 0), coalesce(sum(l.rev), 0),
+       coalesce(sum(l.new_referrals), 0), c.criado_em, now()
+FROM affiliate_set s
+JOIN etl.src_cadastro c ON c.id = s.affiliate_id
+LEFT JOIN etl.affiliate_level_periods l
+  ON l.affiliate_id = s.affiliate_id AND l.period_type = 'yearly'
+GROUP BY s.affiliate_id, c.id
+ON CONFLICT (affiliate_id) DO UPDATE SET
+    name = EXCLUDED.name, email = EXCLUDED.email, phone = EXCLUDED.phone,
+    status = EXCLUDED.status, is_flagged = EXCLUDED.is_flagged,
+    total_referrals = EXCLUDED.total_referrals,
+    total_validated_referrals = EXCLUDED.total_validated_referrals,
+    total_deposits = EXCLUDED.total_deposits, total_withdrawals = EXCLUDED.total_withdrawals,
+    total_bets = EXCLUDED.total_bets, total_ggr = EXCLUDED.total_ggr,
+    total_cpa_earned = EXCLUDED.total_cpa_earned, total_rev_earned = EXCLUDED.total_rev_earned,
+    total_network_size = EXCLUDED.total_network_size, registered_at = EXCLUDED.registered_at,
+    updated_at = EXCLUDED.updated_at
+WHERE ROW(a.name, a.email, a.phone, a.status, a.is_flagged, a.total_referrals,
+          a.total_validated_referrals, a.total_deposits, a.total_withdrawals, a.total_bets,
+          a.total_ggr, a.total_cpa_earned, a.total_rev_earned, a.total_network_size,
+          a.registered_at)
+      IS DISTINCT FROM
+      ROW(EXCLUDED.name, EXCLUDED.email, EXCLUDED.phone, EXCLUDED.status, EXCLUDED.is_flagged,
+          EXCLUDED.total_referrals, EXCLUDED.total_validated_referrals, EXCLUDED.total_deposits,
+          EXCLUDED.total_withdrawals, EXCLUDED.total_bets, EXCLUDED.total_ggr,
+          EXCLUDED.total_cpa_earned, EXCLUDED.total_rev_earned, EXCLUDED.total_network_size,
+          EXCLUDED.registered_at)
+"""
+
+# Ranks among active affiliates, highest first, ties sharing a rank; others have none.
+_RANKS = """
+UPDATE affiliates a
+SET rank_cpa = r.rank_cpa, rank_referrals = r.rank_referrals
+FROM (
+    SELECT affiliate_id,
+           CASE WHEN status = 'active' THEN
+               rank() OVER (PARTITION BY status = 'active' ORDER BY total_cpa_earned DESC) END
+               AS rank_cpa,
+           CASE WHEN status = 'active' THEN
+               rank() OVER (PARTITION BY status = 'active'
+                            ORDER BY total_validated_referrals DESC) END AS rank_referrals
+    FROM affiliates
+) AS r
+WHERE r.affiliate_id = a.affiliate_id
+  AND ROW(a.rank_cpa, a.rank_referrals) IS DISTINCT FROM ROW(r.rank_cpa, r.rank_referrals)
+"""
+
+_REFERRALS = """
+CREATE TEMP TABLE referral_users ON COMMIT DROP AS
+SELECT user_id FROM moved
+UNION SELECT user_id FROM aff_ud
+UNION SELECT referred_user_id FROM new_ledger;
+ALTER TABLE referral_users ADD PRIMARY KEY (user_id);
+ANALYZE referral_users;
+
+DELETE FROM affiliate_referrals r USING referral_users u WHERE r.referred_id = u.user_id;
+
+INSERT INTO affiliate_referrals
+    (referrer_id, referred_id, mlm_level, referral_date, status, validation_date,
+     total_deposits, total_bets, cpa_amount)
+SELECT up.ancestor_id, up.user_id, up.level, e.referred_at,
+       CASE WHEN v.validation_date IS NULL THEN 'pending' ELSE 'validated' END,
+       v.validation_date, coalesce(t.deposits, 0), coalesce(t.stake, 0),
+       coalesce(l.cpa_amount, 0)
+FROM referral_users ru
+JOIN etl.user_upline up ON up.user_id = ru.user_id
+JOIN etl.edges e ON e.user_id = ru.user_id
+LEFT JOIN (SELECT ud.user_id, sum(ud.deposits) AS deposits, sum(ud.stake) AS stake
+           FROM etl.user_daily ud JOIN referral_users r USING (user_id)
+           GROUP BY ud.user_id) AS t ON t.user_id = ru.user_id
+LEFT JOIN (SELECT DISTINCT ON (referred_user_id) referred_user_id, validation_date
+           FROM affiliate_cpa_validations cv JOIN referral_users r ON r.user_id = cv.referred_user_id
+           ORDER BY referred_user_id, cpa_level) AS v ON v.referred_user_id = ru.user_id
+LEFT JOIN affiliate_cpa_validations l
+  ON l.referred_user_id = up.user_id AND l.cpa_level = up.level
+ AND l.affiliate_id = up.ancestor_id;
+"""
+
+
+def _mlm_sql() -> str:
+    kinds = {
+        "count": "l.new_referrals", "deposits": "l.deposits", "bets": "l.stake",
+        "ggr": "l.stake - l.win", "cpa": "l.cpa", "rev": "l.rev",
+    }
+    names = [f"level_{n}_{k}" for k in kinds for n in range(1, 6)]
+    values = [_LEVEL.format(col=col, n=n) for col in kinds.values() for n in range(1, 6)]
+    return _MLM.format(
+        columns=", ".join(names),
+        values=", ".join(values),
+        updates=", ".join(f"{c} = EXCLUDED.{c}" for c in names),
+        current=", ".join(f"m.{c}" for c in [*names, "total_network_size"]),
+        excluded=", ".join(f"EXCLUDED.{c}" for c in [*names, "total_network_size"]),
+    )
+
+
+_MLM_SQL = _mlm_sql()
+
+
+async def publish(conn: asyncpg.Connection) -> dict[str, int]:
+    """Rebuild what changed; returns rows written per robust table and touched affiliates."""
+    written: dict[str, int] = {}
+    await conn.execute(_SUMMARIES)
+    written["affiliate_periodic_summaries"] = await conn.fetchval(
+        "SELECT count(*) FROM touched_periods"
+    )
+    await conn.execute(_TOUCHED_AFFILIATES)
+    await conn.execute(_MEMBERSHIP)
+    status = await conn.execute(_MLM_SQL)
+    written["affiliate_mlm_structure"] = int(status.split()[-1])
+    status = await conn.execute(_AFFILIATES)
+    written["affiliates"] = int(status.split()[-1])
+    if written["affiliates"] or await conn.fetchval("SELECT count(*) FROM touched_affiliates"):
+        await conn.execute(_RANKS)
+    await conn.execute(_REFERRALS)
+    written["affiliate_referrals"] = await conn.fetchval(
+        "SELECT count(*) FROM affiliate_referrals r JOIN referral_users u ON u.user_id = r.referred_id"
+    )
+    written["affiliates_touched"] = await conn.fetchval("SELECT count(*) FROM affiliate_set")
+    return written

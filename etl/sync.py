@@ -1,0 +1,259 @@
+"""One ETL cycle: extract, mirror, network, activity, validation, accrual, publish.
+
+All of it runs in ONE transaction of the robust database, with the cursors advanced in that
+same transaction: a crash, a kill or a source that drops mid-run leaves the robust database
+exactly as it was. A session advisory lock makes sure only one cycle runs at a time across
+processes; a second one is told so and skips.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import asyncpg
+
+from db.engine import DatabaseUnavailable, connect, describe
+from db.settings import Settings, masked_url
+from etl import accrual, activity, events, extract, mirror, network, publish, transactions, validation
+
+log = logging.getLogger("fature.etl")
+
+# pg advisory lock key shared by every process that writes the ledger or the aggregates.
+ETL_LOCK_KEY = 0x4641545552450001
+
+STEPS = (
+    "extract", "mirror", "network", "activity", "validation", "accrual", "publish",
+    "transactions", "commit",
+)
+
+# Derived state a full recompute rebuilds from the source; the ledger is never in it.
+_DERIVED = (
+    "affiliate_periodic_summaries", "affiliate_financial_transactions", "affiliate_referrals",
+    "affiliate_mlm_structure", "affiliates", "etl.affiliate_level_periods", "etl.user_daily",
+    "etl.user_upline", "etl.edges", "etl.src_bets", "etl.src_saque", "etl.src_depositos",
+    "etl.src_tracked", "etl.src_cadastro",
+)
+
+
+class EtlError(RuntimeError):
+    """A cycle failed; nothing it did is visible. The message is one clear line."""
+
+
+class EtlBusy(EtlError):
+    """Another cycle holds the lock."""
+
+
+class InjectedFailure(RuntimeError):
+    """Raised by the ``fail_after`` test hook."""
+
+
+@dataclass
+class RunResult:
+    run_id: int
+    mode: str
+    status: str
+    rows_read: dict[str, int] = field(default_factory=dict)
+    rows_written: dict[str, int] = field(default_factory=dict)
+    affiliates_touched: int = 0
+    anomalies: int = 0
+    users_moved: int = 0
+    validations: int = 0
+    duration_s: float = 0.0
+    source_as_of: datetime | None = None
+    touched_affiliate_ids: list[int] = field(default_factory=list)
+
+
+Progress = Callable[[str, int, int], None]
+
+
+async def run_cycle(
+    settings: Settings,
+    robust_url: str,
+    operation_url: str,
+    *,
+    full: bool = False,
+    trigger: str = "cli",
+    progress: Progress | None = None,
+    fail_after: str | None = None,
+) -> RunResult:
+    """Run one cycle now. Raises EtlBusy when another holds the lock, EtlError on failure."""
+    mode = "full" if full else "incremental"
+    conn = await connect(robust_url)
+    try:
+        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", ETL_LOCK_KEY):
+            await _record_skip(conn, mode, trigger)
+            raise EtlBusy("another ETL cycle is running; this one was skipped")
+        try:
+            return await _locked_cycle(
+                conn, settings, operation_url, mode, trigger, progress, fail_after
+            )
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", ETL_LOCK_KEY)
+    finally:
+        await conn.close()
+
+
+async def _record_skip(conn: asyncpg.Connection, mode: str, trigger: str) -> None:
+    await conn.execute(
+        "INSERT INTO etl.runs (mode, trigger, status, finished_at, error) "
+        "VALUES ($1, $2, 'skipped', clock_timestamp(), 'another cycle held the lock')",
+        mode, trigger,
+    )
+
+
+async def _locked_cycle(
+    conn: asyncpg.Connection,
+    settings: Settings,
+    operation_url: str,
+    mode: str,
+    trigger: str,
+    progress: Progress | None,
+    fail_after: str | None,
+) -> RunResult:
+    # We hold the lock: a run still marked running was abandoned by a dead process.
+    await conn.execute(
+        "UPDATE etl.runs SET status = 'failed', finished_at = clock_timestamp(), "
+        "error = 'abandoned (the process stopped mid-run; nothing of it was committed)' "
+        "WHERE status = 'running'"
+    )
+    run_id = await conn.fetchval(
+        "INSERT INTO etl.runs (mode, trigger, status) VALUES ($1, $2, 'running') RETURNING id",
+        mode, trigger,
+    )
+    result = RunResult(run_id=run_id, mode=mode, status="running")
+    started = time.perf_counter()
+    try:
+        source = await connect(operation_url)
+    except DatabaseUnavailable as exc:
+        await _record_failure(conn, run_id, str(exc))
+        raise EtlError(str(exc)) from exc
+    try:
+        async with conn.transaction():
+            await _cycle(conn, source, settings, result, progress, fail_after)
+    except InjectedFailure:
+        await _record_failure(conn, run_id, f"injected failure after {fail_after}")
+        raise
+    except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+        message = f"ETL cycle failed: {describe(exc)}"
+        if isinstance(exc, OSError | asyncpg.InterfaceError | asyncpg.ConnectionDoesNotExistError):
+            message = f"ETL cycle failed: lost a database connection ({describe(exc)})"
+        await _record_failure(conn, run_id, message)
+        raise EtlError(message) from exc
+    finally:
+        await source.close()
+    result.status = "success"
+    result.duration_s = time.perf_counter() - started
+    log.info(
+        "etl cycle committed",
+        extra={"run_id": run_id, "mode": mode, "duration_s": round(result.duration_s, 3)},
+    )
+    events.publish(events.EtlCommitted(
+        run_id=run_id, mode=mode, source_as_of=result.source_as_of,
+        affiliate_ids=frozenset(result.touched_affiliate_ids),
+    ))
+    return result
+
+
+async def _record_failure(conn: asyncpg.Connection, run_id: int, message: str) -> None:
+    try:
+        await conn.execute(
+            "UPDATE etl.runs SET status = 'failed', finished_at = clock_timestamp(), error = $2 "
+            "WHERE id = $1",
+            run_id, message[:2000],
+        )
+    except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
+        log.warning("could not record the failed run %s", run_id)
+
+
+async def _cycle(
+    conn: asyncpg.Connection,
+    source: asyncpg.Connection,
+    settings: Settings,
+    result: RunResult,
+    progress: Progress | None,
+    fail_after: str | None,
+) -> None:
+    full = result.mode == "full"
+    total = len(STEPS)
+
+    def step(name: str) -> None:
+        if progress:
+            progress(name, STEPS.index(name) + 1, total)
+        if fail_after == name:
+            raise InjectedFailure(name)
+
+    await conn.execute("SELECT set_config('TimeZone', $1, true)", settings.timezone)
+    await conn.execute("SET LOCAL work_mem = '256MB'")
+    if full:
+        await conn.execute(f"TRUNCATE {', '.join(_DERIVED)}")
+        await conn.execute("UPDATE etl.sync_cursors SET cursor_ts = NULL")
+
+    cursors = {
+        r["source_table"]: r["cursor_ts"]
+        for r in await conn.fetch("SELECT source_table, cursor_ts FROM etl.sync_cursors")
+    }
+    extracted = await extract.extract(
+        source, conn, cursors, timedelta(minutes=settings.etl_overlap_minutes)
+    )
+    result.rows_read = extracted.rows
+    result.source_as_of = extracted.source_as_of
+    step("extract")
+
+    result.anomalies = await mirror.merge(conn, Decimal(settings.etl_max_amount))
+    step("mirror")
+
+    result.users_moved = await network.rebuild(conn, full=full)
+    step("network")
+
+    await activity.refresh(conn, full=full)
+    step("activity")
+
+    result.validations = await validation.validate(conn, full=full)
+    if full:
+        # Derived tables were emptied: every ledger row contributes again.
+        await conn.execute(
+            "INSERT INTO new_ledger SELECT id, affiliate_id, referred_user_id, cpa_level, "
+            "cpa_amount, validation_date FROM affiliate_cpa_validations v "
+            "WHERE NOT EXISTS (SELECT 1 FROM new_ledger n WHERE n.id = v.id)"
+        )
+    step("validation")
+
+    await accrual.accrue(conn)
+    step("accrual")
+
+    written = await publish.publish(conn)
+    result.affiliates_touched = written.pop("affiliates_touched")
+    result.touched_affiliate_ids = [
+        r[0] for r in await conn.fetch("SELECT affiliate_id FROM touched_affiliates LIMIT 10000")
+    ]
+    step("publish")
+
+    written["affiliate_financial_transactions"] = await transactions.write(conn, full=full)
+    written["affiliate_cpa_validations"] = result.validations
+    result.rows_written = written
+    step("transactions")
+
+    for table, cursor in extracted.cursors.items():
+        await conn.execute(
+            "UPDATE etl.sync_cursors SET cursor_ts = $2, updated_at = now() "
+            "WHERE source_table = $1 AND cursor_ts IS DISTINCT FROM $2",
+            table, cursor,
+        )
+    await conn.execute(
+        "UPDATE etl.runs SET status = 'success', finished_at = clock_timestamp(), "
+        "source_as_of = $2, rows_read = $3::jsonb, rows_written = $4::jsonb, "
+        "affiliates_touched = $5, anomalies = $6 WHERE id = $1",
+        result.run_id, result.source_as_of, json.dumps(result.rows_read),
+        json.dumps(result.rows_written), result.affiliates_touched, result.anomalies,
+    )
+    step("commit")
+
+
+def describe_target(url: str) -> str:
+    return masked_url(url)

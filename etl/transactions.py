@@ -1,0 +1,154 @@
+"""Financial transactions: the money movements of each affiliate's network, by level.
+
+Deposits and withdrawals are one row per source row and upline level (``source_id`` names
+the source row); bets and wins one row per user, local day and level (dated at the local
+midnight); CPA one row per ledger row; REV one row per affiliate, level and day with a
+non-zero accrual. The table is partitioned by month; partitions are created as data arrives.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import asyncpg
+
+_PARENT = "affiliate_financial_transactions"
+
+_DELETE = """
+-- Rows of moved users: their whole history moves to their new upline.
+DELETE FROM affiliate_financial_transactions f USING moved m
+WHERE f.user_id = m.user_id AND f.transaction_type IN ('deposit', 'withdrawal', 'bet', 'win');
+
+-- Changed deposit and withdrawal rows (under the user they had and the one they have).
+DELETE FROM affiliate_financial_transactions f USING chg_money c
+WHERE f.user_id IN (c.user_id, c.old_user_id) AND f.source_id = c.id
+  AND f.transaction_type = CASE c.kind WHEN 'depositos' THEN 'deposit' ELSE 'withdrawal' END;
+
+-- Bet and win rows of the changed (user, day) pairs.
+DELETE FROM affiliate_financial_transactions f USING aff_ud a
+WHERE f.user_id = a.user_id AND f.transaction_type IN ('bet', 'win')
+  AND f.transaction_date = a.day::timestamptz;
+
+-- REV rows of the changed daily accruals.
+DELETE FROM affiliate_financial_transactions f USING period_delta d
+WHERE d.period_type = 'daily' AND f.affiliate_id = d.affiliate_id AND f.mlm_level = d.level
+  AND f.transaction_type = 'rev' AND f.transaction_date = d.period_start::timestamptz;
+"""
+
+_MONEY_ROWS = """
+SELECT u.ancestor_id, s.user_id, u.level, '{type}', s.valor, s.criado_em, s.id
+FROM etl.src_{table} s JOIN etl.user_upline u ON u.user_id = s.user_id
+WHERE s.ok AND s.status = 'aprovado'
+  AND (EXISTS (SELECT 1 FROM moved m WHERE m.user_id = s.user_id)
+       OR EXISTS (SELECT 1 FROM chg_money c WHERE c.kind = '{table}' AND c.id = s.id))
+"""
+
+_MONEY_ROWS_ALL = """
+SELECT u.ancestor_id, s.user_id, u.level, '{type}', s.valor, s.criado_em, s.id
+FROM etl.src_{table} s JOIN etl.user_upline u ON u.user_id = s.user_id
+WHERE s.ok AND s.status = 'aprovado'
+"""
+
+_INSERT = """
+INSERT INTO affiliate_financial_transactions
+    (affiliate_id, user_id, mlm_level, transaction_type, amount, transaction_date, source_id)
+{rows}
+"""
+
+_PLAY_ROWS = """
+SELECT u.ancestor_id, n.user_id, u.level, kind.type,
+       CASE kind.type WHEN 'bet' THEN n.stake ELSE n.win END, n.day::timestamptz, NULL::bigint
+FROM ud_new n
+JOIN etl.user_upline u ON u.user_id = n.user_id
+CROSS JOIN (VALUES ('bet'), ('win')) AS kind(type)
+WHERE (kind.type = 'bet' AND n.bet_count > 0) OR (kind.type = 'win' AND n.win > 0)
+"""
+
+_LEDGER_ROWS = """
+SELECT affiliate_id, referred_user_id, cpa_level, 'cpa', cpa_amount, validation_date, id
+FROM new_ledger
+"""
+
+_REV_ROWS = """
+SELECT l.affiliate_id, NULL::bigint, l.level, 'rev', l.rev, l.period_start::timestamptz, NULL::bigint
+FROM period_delta d
+JOIN etl.affiliate_level_periods l
+  ON l.affiliate_id = d.affiliate_id AND l.period_type = 'daily'
+ AND l.period_start = d.period_start AND l.level = d.level
+WHERE d.period_type = 'daily' AND l.rev <> 0
+"""
+
+# The local months any row of this cycle can fall in.
+_MONTHS = """
+SELECT DISTINCT date_trunc('month', day::timestamp)::date FROM (
+    SELECT day FROM ud_new
+    UNION ALL SELECT period_start FROM period_delta WHERE period_type = 'daily'
+    UNION ALL SELECT validation_date::date FROM new_ledger
+    UNION ALL SELECT s.criado_em::date FROM etl.src_depositos s
+        JOIN chg_money c ON c.kind = 'depositos' AND c.id = s.id WHERE s.criado_em IS NOT NULL
+    UNION ALL SELECT s.criado_em::date FROM etl.src_saque s
+        JOIN chg_money c ON c.kind = 'saque' AND c.id = s.id WHERE s.criado_em IS NOT NULL
+    UNION ALL SELECT criado_em::date FROM etl.src_depositos s
+        JOIN moved m USING (user_id) WHERE s.criado_em IS NOT NULL
+    UNION ALL SELECT criado_em::date FROM etl.src_saque s
+        JOIN moved m USING (user_id) WHERE s.criado_em IS NOT NULL
+) AS days
+"""
+
+
+def _next_month(month: date) -> date:
+    return date(month.year + (month.month == 12), month.month % 12 + 1, 1)
+
+
+async def ensure_partitions(conn: asyncpg.Connection, months: list[date]) -> int:
+    """Create the monthly partitions (local months) that do not exist yet."""
+    existing = {
+        row["relname"]
+        for row in await conn.fetch(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = $1::regclass",
+            _PARENT,
+        )
+    }
+    created = 0
+    for month in sorted(set(months)):
+        name = f"{_PARENT}_p{month:%Y%m}"
+        if name in existing:
+            continue
+        # Bounds are local midnights: the session time zone is the business zone.
+        await conn.execute(
+            f"CREATE TABLE {name} PARTITION OF {_PARENT} "
+            f"FOR VALUES FROM ('{month.isoformat()}') TO ('{_next_month(month).isoformat()}')"
+        )
+        created += 1
+    return created
+
+
+async def write(conn: asyncpg.Connection, *, full: bool) -> int:
+    """Replace the transaction rows this cycle changed; returns rows inserted."""
+    months = [r[0] for r in await conn.fetch(_MONTHS)]
+    if full:
+        months += [
+            r[0]
+            for r in await conn.fetch(
+                "SELECT DISTINCT date_trunc('month', criado_em::date::timestamp)::date "
+                "FROM etl.src_depositos WHERE criado_em IS NOT NULL UNION "
+                "SELECT DISTINCT date_trunc('month', criado_em::date::timestamp)::date "
+                "FROM etl.src_saque WHERE criado_em IS NOT NULL"
+            )
+        ]
+    await ensure_partitions(conn, [m for m in months if m is not None])
+    if not full:
+        await conn.execute(_DELETE)
+    money = _MONEY_ROWS_ALL if full else _MONEY_ROWS
+    inserted = 0
+    for rows in (
+        money.format(table="depositos", type="deposit"),
+        money.format(table="saque", type="withdrawal"),
+        _PLAY_ROWS,
+        _LEDGER_ROWS,
+        _REV_ROWS,
+    ):
+        status = await conn.execute(_INSERT.format(rows=rows))
+        inserted += int(status.split()[-1])
+    return inserted

@@ -1,0 +1,164 @@
+"""CPA validation: the qualifying instant t* and the append-only validation ledger.
+
+t* is the earliest deposit or bet instant at which every criterion holds counting only the
+user's activity at or before it. Each criterion is monotone in time, so t* is the latest of
+the three instants at which each one first holds:
+- the approved deposit at which cumulative deposits first reach the minimum;
+- the bet at which cumulative stake first reaches the minimum;
+- the first bet of the N-th distinct local active day.
+Events at the same instant count together (window frames include peers). A criterion with a
+zero threshold holds from the start; if all are zero, t* is the user's first event.
+
+A user validates once, ever, and only with an upline: one ledger row per upline level, with
+the amount of the plan version of that affiliate in force at t*. Nothing here ever updates or
+deletes a ledger row.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+# Users to (re)consider: not yet in the ledger, with a p1, whose activity or upline changed.
+_CANDIDATES = """
+CREATE TEMP TABLE cpa_candidates ON COMMIT DROP AS
+SELECT DISTINCT c.user_id
+FROM (SELECT user_id FROM aff_ud UNION SELECT user_id FROM moved {extra}) AS c
+WHERE EXISTS (SELECT 1 FROM etl.user_upline u WHERE u.user_id = c.user_id AND u.level = 1)
+  AND NOT EXISTS (SELECT 1 FROM affiliate_cpa_validations v WHERE v.referred_user_id = c.user_id);
+ALTER TABLE cpa_candidates ADD PRIMARY KEY (user_id);
+ANALYZE cpa_candidates;
+"""
+
+_QUALIFY = """
+CREATE TEMP TABLE qualified ON COMMIT DROP AS
+WITH crit AS (
+    SELECT id, min_deposits, min_stake, min_active_days
+    FROM qualification_criteria_versions
+    WHERE effective_from <= now()::date
+    ORDER BY effective_from DESC LIMIT 1
+), deposits AS MATERIALIZED (
+    SELECT d.user_id, d.criado_em AS ts,
+           sum(d.valor) OVER (PARTITION BY d.user_id ORDER BY d.criado_em) AS cumulative
+    FROM etl.src_depositos d JOIN cpa_candidates c USING (user_id)
+    WHERE d.ok AND d.status = 'aprovado'
+), bets AS MATERIALIZED (
+    SELECT b.user_id, b.criado_em AS ts, b.criado_em::date AS day,
+           sum(b.valor_aposta) OVER (PARTITION BY b.user_id ORDER BY b.criado_em) AS cumulative
+    FROM etl.src_bets b JOIN cpa_candidates c USING (user_id)
+), active_days AS MATERIALIZED (
+    SELECT user_id, day, min(ts) AS first_bet,
+           row_number() OVER (PARTITION BY user_id ORDER BY day) AS nth
+    FROM bets GROUP BY user_id, day
+), t_deposits AS (
+    SELECT user_id, min(ts) AS t FROM deposits, crit
+    WHERE cumulative >= crit.min_deposits GROUP BY user_id
+), t_stake AS (
+    SELECT user_id, min(ts) AS t FROM bets, crit
+    WHERE cumulative >= crit.min_stake GROUP BY user_id
+), t_days AS (
+    SELECT user_id, first_bet AS t FROM active_days, crit WHERE nth = crit.min_active_days
+), t_first AS (
+    SELECT user_id, min(ts) AS t
+    FROM (SELECT user_id, ts FROM deposits UNION ALL SELECT user_id, ts FROM bets) AS e
+    GROUP BY user_id
+), firsts AS (
+    SELECT c.user_id,
+           CASE WHEN crit.min_deposits <= 0 THEN '-infinity'::timestamptz ELSE td.t END AS td,
+           CASE WHEN crit.min_stake <= 0 THEN '-infinity'::timestamptz ELSE ts.t END AS ts,
+           CASE WHEN crit.min_active_days <= 0 THEN '-infinity'::timestamptz ELSE ta.t END AS ta,
+           tf.t AS tf
+    FROM cpa_candidates c CROSS JOIN crit
+    LEFT JOIN t_deposits td ON td.user_id = c.user_id
+    LEFT JOIN t_stake ts ON ts.user_id = c.user_id
+    LEFT JOIN t_days ta ON ta.user_id = c.user_id
+    LEFT JOIN t_first tf ON tf.user_id = c.user_id
+), instants AS (
+    SELECT user_id,
+           CASE WHEN greatest(td, ts, ta) = '-infinity'::timestamptz THEN tf
+                ELSE greatest(td, ts, ta) END AS t_star
+    FROM firsts
+    WHERE td IS NOT NULL AND ts IS NOT NULL AND ta IS NOT NULL
+), snap_deposits AS (
+    SELECT i.user_id, max(d.cumulative) AS amount
+    FROM instants i JOIN deposits d ON d.user_id = i.user_id AND d.ts <= i.t_star
+    GROUP BY i.user_id
+), snap_bets AS (
+    SELECT i.user_id, max(b.cumulative) AS amount
+    FROM instants i JOIN bets b ON b.user_id = i.user_id AND b.ts <= i.t_star
+    GROUP BY i.user_id
+), snap_days AS (
+    SELECT i.user_id, count(*) AS days
+    FROM instants i JOIN active_days a ON a.user_id = i.user_id AND a.first_bet <= i.t_star
+    GROUP BY i.user_id
+)
+SELECT i.user_id, i.t_star, crit.id AS criteria_version_id,
+       crit.min_deposits, crit.min_stake, crit.min_active_days,
+       coalesce(sd.amount, 0) AS user_deposits,
+       coalesce(sb.amount, 0) AS user_bets,
+       coalesce(sa.days, 0)::int AS days_active
+FROM instants i CROSS JOIN crit
+LEFT JOIN snap_deposits sd ON sd.user_id = i.user_id
+LEFT JOIN snap_bets sb ON sb.user_id = i.user_id
+LEFT JOIN snap_days sa ON sa.user_id = i.user_id
+WHERE i.t_star IS NOT NULL
+"""
+
+_PLAN_RANGES = """
+CREATE TEMP TABLE IF NOT EXISTS plan_ranges ON COMMIT DROP AS
+SELECT v.id AS version_id, v.plan_id, v.effective_from,
+       coalesce(lead(v.effective_from) OVER (PARTITION BY v.plan_id ORDER BY v.effective_from),
+                'infinity'::date) AS effective_until,
+       ARRAY[v.cpa_level_1, v.cpa_level_2, v.cpa_level_3, v.cpa_level_4, v.cpa_level_5]
+           AS cpa_by_level,
+       ARRAY[v.rev_share_level_1, v.rev_share_level_2, v.rev_share_level_3,
+             v.rev_share_level_4, v.rev_share_level_5] AS rev_share_by_level
+FROM commission_plan_versions v;
+
+CREATE TEMP TABLE IF NOT EXISTS affiliate_plan ON COMMIT DROP AS
+SELECT a.affiliate_id, a.plan_id FROM affiliate_plan_assignments a;
+"""
+
+_WRITE_LEDGER = """
+CREATE TEMP TABLE new_ledger ON COMMIT DROP AS
+WITH inserted AS (
+    INSERT INTO affiliate_cpa_validations
+        (affiliate_id, referred_user_id, validation_date, validation_criteria, user_deposits,
+         user_bets, days_active, cpa_level, cpa_amount, plan_version_id)
+    SELECT u.ancestor_id, q.user_id, q.t_star,
+           jsonb_build_object(
+               'criteria_version_id', q.criteria_version_id,
+               'min_deposits', q.min_deposits::text,
+               'min_stake', q.min_stake::text,
+               'min_active_days', q.min_active_days,
+               'deposits', q.user_deposits::text,
+               'stake', q.user_bets::text,
+               'active_days', q.days_active),
+           q.user_deposits, q.user_bets, q.days_active, u.level,
+           p.cpa_by_level[u.level], p.version_id
+    FROM qualified q
+    JOIN etl.user_upline u ON u.user_id = q.user_id
+    LEFT JOIN affiliate_plan ap ON ap.affiliate_id = u.ancestor_id
+    JOIN plan_ranges p
+      ON p.plan_id = coalesce(ap.plan_id, (SELECT id FROM commission_plans WHERE is_default))
+     AND q.t_star::date >= p.effective_from AND q.t_star::date < p.effective_until
+    ON CONFLICT (referred_user_id, cpa_level) DO NOTHING
+    RETURNING id, affiliate_id, referred_user_id, cpa_level, cpa_amount, validation_date
+)
+SELECT * FROM inserted
+"""
+
+
+async def validate(conn: asyncpg.Connection, *, full: bool, extra_candidates: str = "") -> int:
+    """Write the ledger rows of every user that newly qualifies; returns rows written.
+
+    Leaves ``new_ledger`` with the rows written. ``extra_candidates`` is an extra
+    ``UNION SELECT user_id FROM ...`` clause (the API's on-demand validation uses it).
+    """
+    extra = extra_candidates
+    if full:
+        extra += " UNION SELECT user_id FROM etl.edges"
+    await conn.execute(_CANDIDATES.format(extra=extra))
+    await conn.execute(_QUALIFY)
+    await conn.execute(_PLAN_RANGES)
+    await conn.execute(_WRITE_LEDGER)
+    return await conn.fetchval("SELECT count(*) FROM new_ledger")
