@@ -67,6 +67,7 @@ class RunResult:
     duration_s: float = 0.0
     source_as_of: datetime | None = None
     touched_affiliate_ids: list[int] = field(default_factory=list)
+    new_validation_ids: list[int] = field(default_factory=list)
 
 
 Progress = Callable[[str, int, int], None]
@@ -81,9 +82,14 @@ async def run_cycle(
     trigger: str = "cli",
     progress: Progress | None = None,
     fail_after: str | None = None,
+    validate_network_of: int | None = None,
 ) -> RunResult:
-    """Run one cycle now. Raises EtlBusy when another holds the lock, EtlError on failure."""
-    mode = "full" if full else "incremental"
+    """Run one cycle now. Raises EtlBusy when another holds the lock, EtlError on failure.
+
+    ``validate_network_of``: also reconsider every unvalidated user of that affiliate's
+    network for CPA (the on-demand validation of the API), in the same cycle.
+    """
+    mode = "full" if full else ("validate" if validate_network_of is not None else "incremental")
     conn = await connect(robust_url)
     try:
         if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", ETL_LOCK_KEY):
@@ -91,7 +97,8 @@ async def run_cycle(
             raise EtlBusy("another ETL cycle is running; this one was skipped")
         try:
             return await _locked_cycle(
-                conn, settings, operation_url, mode, trigger, progress, fail_after
+                conn, settings, operation_url, mode, trigger, progress, fail_after,
+                validate_network_of,
             )
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", ETL_LOCK_KEY)
@@ -115,6 +122,7 @@ async def _locked_cycle(
     trigger: str,
     progress: Progress | None,
     fail_after: str | None,
+    validate_network_of: int | None,
 ) -> RunResult:
     # We hold the lock: a run still marked running was abandoned by a dead process.
     await conn.execute(
@@ -135,7 +143,9 @@ async def _locked_cycle(
         raise EtlError(str(exc)) from exc
     try:
         async with conn.transaction():
-            await _cycle(conn, source, settings, result, progress, fail_after)
+            await _cycle(
+                conn, source, settings, result, progress, fail_after, validate_network_of
+            )
     except InjectedFailure:
         await _record_failure(conn, run_id, f"injected failure after {fail_after}")
         raise
@@ -178,6 +188,7 @@ async def _cycle(
     result: RunResult,
     progress: Progress | None,
     fail_after: str | None,
+    validate_network_of: int | None = None,
 ) -> None:
     full = result.mode == "full"
     total = len(STEPS)
@@ -214,7 +225,14 @@ async def _cycle(
     await activity.refresh(conn, full=full)
     step("activity")
 
-    result.validations = await validation.validate(conn, full=full)
+    extra = ""
+    if validate_network_of is not None:
+        extra = (
+            " UNION SELECT user_id FROM etl.user_upline "
+            f"WHERE ancestor_id = {int(validate_network_of)}"
+        )
+    result.validations = await validation.validate(conn, full=full, extra_candidates=extra)
+    result.new_validation_ids = [r[0] for r in await conn.fetch("SELECT id FROM new_ledger")]
     if full:
         # Derived tables were emptied: every ledger row contributes again.
         await conn.execute(

@@ -1,0 +1,344 @@
+"""The ``fature`` command line: database, demo data, ETL and the API server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any, NoReturn
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from db.settings import Settings, get_settings
+
+app = typer.Typer(help="Fature: the robust affiliate database and its GraphQL API.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+db_app = typer.Typer(help="The robust database's schema (Alembic migrations).", no_args_is_help=True)
+etl_app = typer.Typer(help="The ETL from the operation database.", no_args_is_help=True)
+demo_app = typer.Typer(help="Demo data and the all-in-one demo.", invoke_without_command=True)
+app.add_typer(db_app, name="db")
+app.add_typer(etl_app, name="etl")
+app.add_typer(demo_app, name="demo")
+
+out = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+EXIT_FAILURE = 1
+EXIT_BUSY = 3
+
+
+def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def load_settings() -> Settings:
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"FATURE_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        fail(f"invalid setting: {problems}")
+
+
+@contextlib.contextmanager
+def known_errors() -> Iterator[None]:
+    """Turn every expected failure into one clear line and a non-zero exit."""
+    from db.embedded import EmbeddedPostgresError
+    from db.engine import DatabaseUnavailable
+    from db.migrate import MigrationError
+    from etl.sync import EtlBusy, EtlError
+
+    try:
+        yield
+    except EtlBusy as exc:
+        fail(str(exc), EXIT_BUSY)
+    except (DatabaseUnavailable, EmbeddedPostgresError, MigrationError, EtlError) as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"{type(exc).__name__}: {exc}")
+
+
+@contextlib.contextmanager
+def databases(settings: Settings) -> Iterator[Any]:
+    """The robust and operation URLs, starting the embedded PostgreSQL when none is set."""
+    from db.embedded import database_urls
+
+    with known_errors(), database_urls(settings) as urls:
+        yield urls
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description:<14}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(), console=err, transient=False,
+    )
+
+
+def with_progress(progress: Progress, title: str) -> Callable[[str, int, int], None]:
+    task = progress.add_task(title, total=None)
+
+    def update(step: str, done: int, total: int) -> None:
+        progress.update(task, description=step, completed=done, total=total)
+
+    return update
+
+
+# ------------------------------------------------------------------------------------ db
+@db_app.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> None:
+    """Migrate the robust database up (creates it from scratch on an empty database)."""
+    from db import migrate
+
+    settings = load_settings()
+    with databases(settings) as urls:
+        migrate.upgrade(urls.robust, revision)
+        out.print(f"robust database at revision {asyncio.run(migrate.current_revision(urls.robust))}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: str = typer.Argument(..., help="Target revision, e.g. base.")) -> None:
+    """Migrate the robust database down."""
+    from db import migrate
+
+    settings = load_settings()
+    with databases(settings) as urls:
+        migrate.downgrade(urls.robust, revision)
+        out.print(f"robust database at revision {asyncio.run(migrate.current_revision(urls.robust))}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the robust database's revision and the code's head revision."""
+    from db import migrate
+
+    settings = load_settings()
+    with databases(settings) as urls:
+        current = asyncio.run(migrate.current_revision(urls.robust))
+        out.print(f"current: {current or '(empty database)'}  head: {migrate.head_revision()}")
+
+
+# ----------------------------------------------------------------------------------- etl
+def _operation_url(urls: Any) -> str:
+    if not urls.operation:
+        fail("no operation database: set FATURE_OPERATION_DATABASE_URL")
+    return str(urls.operation)
+
+
+def run_etl(settings: Settings, urls: Any, *, full: bool, trigger: str = "cli") -> Any:
+    from etl.sync import run_cycle
+
+    with progress_bar() as progress:
+        result = asyncio.run(run_cycle(
+            settings, urls.robust, _operation_url(urls), full=full, trigger=trigger,
+            progress=with_progress(progress, "etl"),
+        ))
+    table = Table(title=f"ETL run {result.run_id} ({result.mode}) committed in {result.duration_s:.2f} s")
+    table.add_column("source table")
+    table.add_column("rows read", justify="right")
+    for name, count in result.rows_read.items():
+        table.add_row(name, f"{count:,}")
+    out.print(table)
+    written = Table()
+    written.add_column("robust table")
+    written.add_column("rows written", justify="right")
+    for name, count in result.rows_written.items():
+        written.add_row(name, f"{count:,}")
+    out.print(written)
+    out.print(
+        f"affiliates touched: {result.affiliates_touched:,}   users moved: {result.users_moved:,}   "
+        f"new validations: {result.validations:,}   new anomalies: {result.anomalies:,}"
+    )
+    return result
+
+
+@etl_app.command("run")
+def etl_run(full: Annotated[bool, typer.Option("--full", help="Recompute every aggregate from the source (the CPA ledger is kept).")] = False) -> None:
+    """Run one ETL cycle now (incremental; the first one loads everything)."""
+    settings = load_settings()
+    with databases(settings) as urls, known_errors():
+        run_etl(settings, urls, full=full)
+
+
+@etl_app.command("status")
+def etl_status(last: int = typer.Option(10, help="How many runs to show.")) -> None:
+    """The last runs, the cursors and how fresh the data is."""
+    from etl.status import read_status
+
+    settings = load_settings()
+    with databases(settings) as urls, known_errors():
+        status = asyncio.run(read_status(urls.robust, last))
+    table = Table(title="ETL runs")
+    for column in ("id", "mode", "trigger", "status", "started", "duration", "affiliates", "anomalies", "error"):
+        table.add_column(column)
+    for run in status.runs:
+        table.add_row(
+            str(run["id"]), run["mode"], run["trigger"], run["status"],
+            f"{run['started_at']:%Y-%m-%d %H:%M:%S%z}",
+            f"{run['duration_s']:.2f} s" if run["duration_s"] is not None else "-",
+            str(run["affiliates_touched"]), str(run["anomalies"]), (run["error"] or "")[:60],
+        )
+    out.print(table)
+    cursors = Table(title="Source cursors")
+    cursors.add_column("table")
+    cursors.add_column("loaded up to (source time)")
+    for name, cursor in status.cursors.items():
+        cursors.add_row(name, str(cursor) if cursor else "(nothing loaded)")
+    out.print(cursors)
+    if status.last_success is None:
+        out.print("no successful run yet")
+    else:
+        out.print(f"data as of {status.last_success:%Y-%m-%d %H:%M:%S%z} "
+                  f"({status.freshness_s:.0f} s ago); runs in progress: {status.running}; "
+                  f"anomalies recorded: {status.anomalies:,}")
+
+
+@etl_app.command("worker")
+def etl_worker() -> None:
+    """Run the ETL schedule in this process until interrupted (no API)."""
+    from etl.scheduler import start_scheduler
+
+    settings = load_settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    with databases(settings) as urls:
+        operation = _operation_url(urls)
+
+        async def forever() -> None:
+            scheduler = start_scheduler(settings, urls.robust, operation)
+            out.print(f"ETL worker running: {', '.join(scheduler.jobs())} (Ctrl-C stops)")
+            try:
+                await asyncio.Event().wait()
+            finally:
+                await scheduler.shutdown()
+
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(forever())
+
+
+# ---------------------------------------------------------------------------------- demo
+def seed_demo(urls: Any, scale: str, seed: int, force: bool, *, reuse_existing: bool = False) -> None:
+    from demo.generator import DemoDataExists, seed_operation_database
+
+    with progress_bar() as progress:
+        try:
+            report = asyncio.run(seed_operation_database(
+                _operation_url(urls), scale=scale, seed=seed, force=force,
+                progress=with_progress(progress, f"seed {scale}"),
+            ))
+        except DemoDataExists as exc:
+            if reuse_existing:
+                out.print("demo operation data already present: reusing it")
+                return
+            fail(f"{exc} (use --force to replace the demo data)")
+    out.print(f"demo operation data ({scale}, seed {seed}) generated in {report.elapsed_s:.1f} s: "
+              + ", ".join(f"{name} {count:,}" for name, count in report.rows.items()))
+
+
+@demo_app.callback()
+def demo_all(
+    ctx: typer.Context,
+    port: int = typer.Option(8000, help="Port of the API server."),
+    scale: str = typer.Option("small", help="tiny | small | seed"),
+    simulate: bool = typer.Option(True, help="Keep adding live activity while serving."),
+) -> None:
+    """Everything at once: database, demo data, migrations, ETL and the server with GraphiQL."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from db import migrate
+
+    settings = load_settings()
+    with databases(settings) as urls, known_errors():
+        migrate.upgrade(urls.robust)
+        seed_demo(urls, scale, seed=42, force=False, reuse_existing=True)
+        run_etl(settings, urls, full=False, trigger="demo")
+        serve_app(settings, urls, host=settings.host, port=port, workers=1,
+                  simulate_rate=10.0 if simulate else None)
+
+
+@demo_app.command("seed")
+def demo_seed(
+    scale: str = typer.Option("small", help="tiny | small | seed (the strategy's scale)"),
+    seed: int = typer.Option(42, help="Random seed: the same seed gives the same data."),
+    force: bool = typer.Option(False, "--force", help="Replace existing demo data."),
+) -> None:
+    """Generate the demo operation database (bulk, inside PostgreSQL)."""
+    if scale not in ("tiny", "small", "seed"):
+        fail(f"unknown scale {scale!r}: choose tiny, small or seed")
+    settings = load_settings()
+    with databases(settings) as urls, known_errors():
+        seed_demo(urls, scale, seed, force)
+
+
+@demo_app.command("simulate")
+def demo_simulate(
+    rate: float = typer.Option(10.0, help="Events per second."),
+    duration: float = typer.Option(None, help="Stop after this many seconds (default: never)."),
+) -> None:
+    """Keep adding live activity to the demo operation database."""
+    from demo.simulate import simulate
+
+    if rate <= 0:
+        fail("--rate must be positive")
+    settings = load_settings()
+    with databases(settings) as urls, known_errors():
+        out.print(f"simulating {rate:g} events/s into the operation database (Ctrl-C stops)")
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(simulate(_operation_url(urls), rate=rate, duration_seconds=duration))
+
+
+# --------------------------------------------------------------------------------- serve
+def serve_app(settings: Settings, urls: Any, *, host: str, port: int, workers: int,
+              simulate_rate: float | None = None) -> None:
+    import uvicorn
+
+    os.environ["FATURE_DATABASE_URL"] = urls.robust
+    if urls.operation:
+        os.environ["FATURE_OPERATION_DATABASE_URL"] = urls.operation
+    out.print(f"\n[bold green]Fature is up[/]: GraphiQL at http://{host}:{port}/graphql   "
+              f"REST at http://{host}:{port}/api/v1/affiliates/{{id}}   Ctrl-C stops\n")
+    simulator = None
+    if simulate_rate:
+        # Live activity in a side process, so the running demo visibly moves.
+        simulator = subprocess.Popen(
+            [sys.executable, "-m", "cli", "demo", "simulate", "--rate", str(simulate_rate)],
+            env=os.environ.copy(), stdout=subprocess.DEVNULL,
+        )
+    try:
+        uvicorn.run("app:create_app", factory=True, host=host, port=port, workers=workers,
+                    loop="uvloop", http="httptools", log_level="info")
+    finally:
+        if simulator is not None:
+            simulator.terminate()
+            simulator.wait(timeout=10)
+
+
+@app.command("serve")
+def serve(
+    host: str = typer.Option(None, help="Interface to listen on (default FATURE_HOST)."),
+    port: int = typer.Option(None, help="Port (default FATURE_PORT)."),
+    workers: int = typer.Option(1, help="Worker processes."),
+) -> None:
+    """Run the API (GraphQL, GraphiQL and REST) with uvicorn."""
+    settings = load_settings()
+    with databases(settings) as urls:
+        serve_app(settings, urls, host=host or settings.host, port=port or settings.port, workers=workers)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

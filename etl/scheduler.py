@@ -1,0 +1,83 @@
+"""APScheduler jobs: the ETL inside the API process or a standalone worker.
+
+- incremental cycle every ``FATURE_ETL_INTERVAL_MINUTES`` (default 15);
+- daily finalisation at ``FATURE_ETL_DAILY_AT`` local time (00:30): a cycle right after the
+  day closes, so yesterday's rows are final; weekly (Monday) and monthly (1st) roll-ups the
+  same way (every period is maintained incrementally on every cycle, so a roll-up is a cycle
+  at the boundary, not a separate computation);
+- the full recompute on ``FATURE_ETL_FULL_DAY_OF_WEEK`` at ``FATURE_ETL_FULL_AT`` (Sunday 03:00).
+Every job has max_instances=1, coalescing and a misfire grace time; the advisory lock makes
+sure only one cycle runs across processes (a busy cycle is skipped, not queued).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from db.settings import Settings
+from etl.sync import EtlBusy, EtlError, run_cycle
+
+log = logging.getLogger("fature.etl.scheduler")
+
+
+def _hour_minute(text: str) -> tuple[int, int]:
+    hour, _, minute = text.partition(":")
+    return int(hour), int(minute or 0)
+
+
+@dataclass
+class EtlScheduler:
+    scheduler: AsyncIOScheduler
+
+    async def shutdown(self) -> None:
+        self.scheduler.shutdown(wait=False)
+
+    def jobs(self) -> list[str]:
+        return [job.id for job in self.scheduler.get_jobs()]
+
+
+def build_scheduler(settings: Settings, robust_url: str, operation_url: str) -> AsyncIOScheduler:
+    """The scheduler with every ETL job, not started."""
+
+    async def cycle(full: bool, trigger: str) -> None:
+        try:
+            result = await run_cycle(settings, robust_url, operation_url, full=full, trigger=trigger)
+            log.info("scheduled %s cycle done in %.2fs", result.mode, result.duration_s)
+        except EtlBusy:
+            log.info("scheduled %s cycle skipped: another cycle is running", trigger)
+        except EtlError as exc:
+            log.error("scheduled %s cycle failed: %s", trigger, exc)
+
+    tz = settings.timezone
+    common = {"max_instances": 1, "coalesce": True,
+              "misfire_grace_time": settings.etl_misfire_grace_seconds}
+    scheduler = AsyncIOScheduler(timezone=tz)
+    scheduler.add_job(cycle, IntervalTrigger(minutes=settings.etl_interval_minutes),
+                      args=(False, "interval"), id="etl-incremental", **common)
+    hour, minute = _hour_minute(settings.etl_daily_at)
+    scheduler.add_job(cycle, CronTrigger(hour=hour, minute=minute, timezone=tz),
+                      args=(False, "daily"), id="etl-daily", **common)
+    scheduler.add_job(cycle, CronTrigger(day_of_week="mon", hour=hour, minute=minute + 5
+                                         if minute < 55 else minute, timezone=tz),
+                      args=(False, "weekly"), id="etl-weekly", **common)
+    scheduler.add_job(cycle, CronTrigger(day=1, hour=hour, minute=minute + 10
+                                         if minute < 50 else minute, timezone=tz),
+                      args=(False, "monthly"), id="etl-monthly", **common)
+    full_hour, full_minute = _hour_minute(settings.etl_full_at)
+    scheduler.add_job(cycle, CronTrigger(day_of_week=settings.etl_full_day_of_week,
+                                         hour=full_hour, minute=full_minute, timezone=tz),
+                      args=(True, "full"), id="etl-full", **common)
+    return scheduler
+
+
+def start_scheduler(settings: Settings, robust_url: str, operation_url: str) -> EtlScheduler:
+    """Start the ETL jobs on the running event loop."""
+    scheduler = build_scheduler(settings, robust_url, operation_url)
+    scheduler.start()
+    log.info("ETL scheduler started: %s", ", ".join(j.id for j in scheduler.get_jobs()))
+    return EtlScheduler(scheduler)
