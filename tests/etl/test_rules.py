@@ -1,0 +1,392 @@
+"""Every rule of METRICS.md on small hand-built histories, one edge case a test."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal as D
+
+import asyncpg
+import pytest
+
+from etl.sync import STEPS, EtlBusy, InjectedFailure, run_cycle
+from tests.factories import Operation, fetch
+
+
+@pytest.fixture
+async def op(operation_url: str):
+    operation = await Operation.open(operation_url)
+    yield operation
+    await operation.close()
+
+
+async def etl(settings, robust_url, operation_url, **kw):
+    return await run_cycle(settings, robust_url, operation_url, **kw)
+
+
+async def upline(robust_url: str, user_id: int) -> list[tuple[int, int]]:
+    rows = await fetch(
+        robust_url,
+        "SELECT mlm_level, referrer_id FROM affiliate_referrals WHERE referred_id = $1 ORDER BY 1",
+        user_id,
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+async def mlm(robust_url: str, affiliate_id: int) -> asyncpg.Record | None:
+    rows = await fetch(robust_url, "SELECT * FROM affiliate_mlm_structure WHERE affiliate_id = $1",
+                       affiliate_id)
+    return rows[0] if rows else None
+
+
+async def ledger(robust_url: str) -> list[tuple]:
+    rows = await fetch(
+        robust_url,
+        "SELECT affiliate_id, referred_user_id, cpa_level, cpa_amount, validation_date "
+        "FROM affiliate_cpa_validations ORDER BY referred_user_id, cpa_level",
+    )
+    return [tuple(r) for r in rows]
+
+
+async def test_five_level_cut_on_a_seven_deep_chain(op, settings, robust_url, operation_url):
+    # 1 <- 2 <- 3 <- 4 <- 5 <- 6 <- 7 <- 8: user 8 has seven ancestors, counts for five.
+    for uid in range(1, 9):
+        await op.user(uid)
+    for uid in range(2, 9):
+        await op.track(uid, uid - 1, "2025-01-02 12:00Z")
+    await etl(settings, robust_url, operation_url)
+    assert await upline(robust_url, 8) == [(1, 7), (2, 6), (3, 5), (4, 4), (5, 3)]
+    assert (await mlm(robust_url, 1))["total_network_size"] == 5  # users 2..6
+    assert (await mlm(robust_url, 1))["level_5_count"] == 1
+    assert (await mlm(robust_url, 2))["total_network_size"] == 5  # users 3..7
+    affiliates = {r[0] for r in await fetch(robust_url, "SELECT affiliate_id FROM affiliates")}
+    assert affiliates == set(range(1, 8))  # 8 referred nobody and is not flagged
+
+
+async def test_cycle_never_loops_nor_counts_twice(op, settings, robust_url, operation_url):
+    # 1 -> 2 -> 3 -> 1 (a cycle in bad data) and 4 referred by 1.
+    for uid in range(1, 5):
+        await op.user(uid)
+    await op.track(1, 3, "2025-01-02 12:00Z")
+    await op.track(2, 1, "2025-01-02 12:00Z")
+    await op.track(3, 2, "2025-01-02 12:00Z")
+    await op.track(4, 1, "2025-01-02 12:00Z")
+    await etl(settings, robust_url, operation_url)
+    # 4's walk: p1 = 1, p2 = 3, p3 = 2, then 1 again: stops.
+    assert await upline(robust_url, 4) == [(1, 1), (2, 3), (3, 2)]
+    # 1's walk: p1 = 3, p2 = 2, then 1 itself: stops.
+    assert await upline(robust_url, 1) == [(1, 3), (2, 2)]
+    m1 = await mlm(robust_url, 1)
+    assert (m1["level_1_count"], m1["level_2_count"], m1["level_3_count"]) == (2, 1, 0)
+
+
+async def test_self_referral_is_skipped_and_recorded(op, settings, robust_url, operation_url):
+    await op.user(1)
+    tracked_id = await op.track(1, 1, "2025-01-02 12:00Z")
+    result = await etl(settings, robust_url, operation_url)
+    assert await fetch(robust_url, "SELECT * FROM affiliates") == []
+    reasons = await fetch(robust_url, "SELECT source_table, source_id, reason FROM etl.anomalies")
+    assert [(r[0], r[1]) for r in reasons] == [("tracked", tracked_id)]
+    assert "self-referral" in reasons[0][2]
+    assert result.anomalies == 1
+
+
+async def test_orphan_referrer_arriving_later(op, settings, robust_url, operation_url):
+    await op.user(2, at="2025-01-02 12:00Z")
+    await op.track(2, 1, "2025-01-02 12:00Z")  # referrer 1 not in cadastro yet
+    await op.deposit(2, "40.00", "2025-01-03 12:00Z")
+    await etl(settings, robust_url, operation_url)
+    assert await fetch(robust_url, "SELECT * FROM affiliates") == []
+    held = await fetch(robust_url, "SELECT reason FROM etl.anomalies WHERE source_table = 'tracked'")
+    assert "held" in held[0][0]
+
+    await op.user(1, afiliado=True, at="2025-01-04 12:00Z")
+    await etl(settings, robust_url, operation_url)
+    assert await upline(robust_url, 2) == [(1, 1)]
+    m = await mlm(robust_url, 1)
+    assert (m["level_1_count"], m["level_1_deposits"]) == (1, D("40.00"))
+
+
+async def test_referred_row_arriving_after_activity(op, settings, robust_url, operation_url):
+    await op.user(1, afiliado=True)
+    await op.user(2)
+    await op.deposit(2, "30.00", "2025-01-05 12:00Z")
+    await op.bet(2, "60.00", "0.00", "2025-01-05 13:00Z")
+    await op.bet(2, "40.00", "10.00", "2025-01-06 13:00Z")
+    await etl(settings, robust_url, operation_url)
+    assert await ledger(robust_url) == []  # qualified, but nobody to pay: no upline yet
+    await op.track(2, 1, "2025-01-07 12:00Z")
+    await etl(settings, robust_url, operation_url)
+    rows = await ledger(robust_url)
+    assert [(r[0], r[1], r[2], r[3]) for r in rows] == [(1, 2, 1, D("50.00"))]
+    assert rows[0][4].isoformat() == "2025-01-06T13:00:00+00:00"  # t* is in the past
+    m = await mlm(robust_url, 1)
+    assert (m["level_1_deposits"], m["level_1_bets"], m["level_1_ggr"]) == (D("30.00"), D("100.00"), D("90.00"))
+    assert m["level_1_rev"] == D("15.00") + D("7.50")
+
+
+async def test_local_midnight_boundaries(op, settings, robust_url, operation_url):
+    await op.user(1, afiliado=True)
+    await op.user(2)
+    await op.track(2, 1, "2024-12-01 12:00Z")
+    # 23:59:59 local on Sunday 31 Dec 2023 vs 00:00:00 local on Monday 1 Jan 2024 (UTC-3).
+    await op.bet(2, "10.00", "0.00", "2024-01-01 02:59:59Z")
+    await op.bet(2, "20.00", "0.00", "2024-01-01 03:00:00Z")
+    await etl(settings, robust_url, operation_url)
+    rows = await fetch(
+        robust_url,
+        "SELECT period_type, period_start::text, total_bets FROM affiliate_periodic_summaries "
+        "WHERE affiliate_id = 1 AND total_bets > 0 ORDER BY 1, 2",
+    )
+    got = {(r[0], r[1]): r[2] for r in rows}
+    assert got[("daily", "2023-12-31")] == D("10.00")
+    assert got[("daily", "2024-01-01")] == D("20.00")
+    assert got[("weekly", "2023-12-25")] == D("10.00")  # Sunday belongs to Monday 25 Dec's week
+    assert got[("weekly", "2024-01-01")] == D("20.00")
+    assert got[("monthly", "2023-12-01")] == D("10.00")
+    assert got[("monthly", "2024-01-01")] == D("20.00")
+    assert got[("yearly", "2023-01-01")] == D("10.00")
+    assert got[("yearly", "2024-01-01")] == D("20.00")
+
+
+async def test_exact_thresholds_and_same_instant(op, settings, robust_url, operation_url):
+    await op.user(1, afiliado=True)
+    await op.user(2)
+    await op.track(2, 1, "2025-01-01 12:00Z")
+    await op.bet(2, "70.00", "0.00", "2025-01-02 12:00Z")
+    # Exactly 30.00 deposited and exactly 100.00 staked at the same instant, second day.
+    await op.deposit(2, "30.00", "2025-01-03 12:00Z")
+    await op.bet(2, "30.00", "0.00", "2025-01-03 12:00Z")
+    await etl(settings, robust_url, operation_url)
+    rows = await fetch(robust_url, "SELECT * FROM affiliate_cpa_validations")
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["validation_date"].isoformat() == "2025-01-03T12:00:00+00:00"
+    assert (row["user_deposits"], row["user_bets"], row["days_active"]) == (D("30.00"), D("100.00"), 2)
+
+
+async def test_just_below_thresholds_does_not_qualify(op, settings, robust_url, operation_url):
+    await op.user(1, afiliado=True)
+    await op.user(2)
+    await op.track(2, 1, "2025-01-01 12:00Z")
+    await op.deposit(2, "29.99", "2025-01-02 12:00Z")
+    await op.bet(2, "60.00", "0.00", "2025-01-02 12:00Z")
+    await op.bet(2, "60.00", "0.00", "2025-01-03 12:00Z")
+    await etl(settings, robust_url, operation_url)
+    assert await ledger(robust_url) == []
+
+
+async def test_deposit_approved_later_gives_past_t_star(op, settings, robust_url, operation_url):
+    await op.user(1, afiliado=True)
+    await op.user(2)
+    await op.track(2, 1, "2025-01-01 12:00Z")
+    dep = await op.deposit(2, "50.00", "2025-01-02 10:00Z", "pendente")
+    await op.bet(2, "60.00", "0.00", "2025-01-02 12:00Z")
+    await op.bet(2, "60.00", "0.00", "2025-01-03 12:00Z")
+    await etl(settings, robust_url, operation_url)
+    assert await ledger(robust_url) == []
+    await op.set_status("depositos", dep, "aprovado", "2025-01-10 12:00Z")
+    await etl(settings, robust_url, operation_url)
+    rows = await ledger(robust_url)
+    assert rows[0][4].isoformat() == "2025-01-03T12:00:00+00:00"
+    daily = await fetch(
+        robust_url,
+        "SELECT period_start::text, cpa_earned, validated_referrals, total_deposits "
+        "FROM affiliate_periodic_summaries WHERE affiliate_id = 1 AND period_type = 'daily' "
+        "ORDER BY 1",
+    )
+    assert [tuple(r) for r in daily] == [
+        ("2025-01-01", D("0.00"), 0, D("0.00")),
+        ("2025-01-02", D("0.00"), 0, D("50.00")),
+        ("2025-01-03", D("50.00"), 1, D("0.00")),
+    ]
+
+
+async def test_cancelled_deposit_leaves_the_ledger(op, settings, robust_url, operation_url):
+    await op.user(1, afiliado=True)
+    await op.user(2)
+    await op.track(2, 1, "2025-01-01 12:00Z")
+    dep = await op.deposit(2, "50.00", "2025-01-02 10:00Z")
+    await op.bet(2, "60.00", "0.00", "2025-01-02 12:00Z")
+    await op.bet(2, "60.00", "0.00", "2025-01-03 12:00Z")
+    await etl(settings, robust_url, operation_url)
+    before = await ledger(robust_url)
+    assert len(before) == 1
+    await op.set_status("depositos", dep, "cancelado", "2025-01-10 12:00Z")
+    await etl(settings, robust_url, operation_url)
+    assert await ledger(robust_url) == before  # the CPA stays where it was paid
+    m = await mlm(robust_url, 1)
+    assert (m["level_1_deposits"], m["level_1_cpa"]) == (D("0.00"), D("50.00"))
+    await etl(settings, robust_url, operation_url, full=True)
+    assert await ledger(robust_url) == before
+    assert (await mlm(robust_url, 1))["level_1_cpa"] == D("50.00")
+
+
+async def test_moved_referral_moves_its_whole_history(op, settings, robust_url, operation_url):
+    await op.user(1, afiliado=True)
+    await op.user(9, afiliado=True)
+    await op.user(2)
+    await op.user(3)
+    await op.track(2, 1, "2025-01-01 12:00Z")
+    await op.track(3, 2, "2025-01-01 13:00Z")
+    await op.bet(3, "100.00", "20.00", "2025-01-05 12:00Z")
+    await etl(settings, robust_url, operation_url)
+    assert (await mlm(robust_url, 1))["level_2_ggr"] == D("80.00")
+    await op.move(2, 9, "2025-02-01 12:00Z")
+    await etl(settings, robust_url, operation_url)
+    m1, m9 = await mlm(robust_url, 1), await mlm(robust_url, 9)
+    assert m1["total_network_size"] == 0 and m1["level_2_ggr"] == D("0.00")
+    assert (m9["level_1_count"], m9["level_2_count"], m9["level_2_ggr"], m9["level_2_rev"]) == (
+        1, 1, D("80.00"), D("8.00"))
+    past = await fetch(
+        robust_url,
+        "SELECT affiliate_id, rev_earned FROM affiliate_periodic_summaries "
+        "WHERE period_type = 'daily' AND period_start = '2025-01-05' ORDER BY 1",
+    )
+    assert [tuple(r) for r in past] == [(2, D("20.00")), (9, D("8.00"))]
+
+
+async def test_late_row_inside_overlap_window(op, settings, robust_url, operation_url):
+    await op.user(1, afiliado=True)
+    await op.user(2)
+    await op.track(2, 1, "2025-01-01 12:00Z")
+    await op.bet(2, "10.00", "0.00", "2025-01-01 12:10Z")
+    await etl(settings, robust_url, operation_url)
+    # Committed late: its criado_em is 5 minutes behind what the last run already saw.
+    await op.bet(2, "5.00", "0.00", "2025-01-01 12:05Z")
+    await etl(settings, robust_url, operation_url)
+    await etl(settings, robust_url, operation_url)  # re-reading the overlap counts nothing twice
+    assert (await mlm(robust_url, 1))["level_1_bets"] == D("15.00")
+
+
+async def test_second_run_changes_nothing(op, settings, robust_url, operation_url):
+    await op.user(1, afiliado=True)
+    await op.user(2)
+    await op.track(2, 1, "2025-01-01 12:00Z")
+    await op.deposit(2, "50.00", "2025-01-02 10:00Z")
+    await op.bet(2, "60.00", "10.00", "2025-01-02 12:00Z")
+    await etl(settings, robust_url, operation_url)
+    snapshot = await fetch(robust_url, "SELECT * FROM affiliate_periodic_summaries ORDER BY 1, 2, 3")
+    second = await etl(settings, robust_url, operation_url)
+    assert second.rows_written.get("affiliates", 0) == 0
+    assert second.affiliates_touched == 0
+    assert await fetch(robust_url, "SELECT * FROM affiliate_periodic_summaries ORDER BY 1, 2, 3") == snapshot
+
+
+@pytest.mark.parametrize("step", STEPS)
+async def test_failure_between_steps_leaves_nothing(op, settings, robust_url, operation_url, step):
+    await op.user(1, afiliado=True)
+    await op.user(2)
+    await op.track(2, 1, "2025-01-01 12:00Z")
+    await op.bet(2, "60.00", "10.00", "2025-01-02 12:00Z")
+    with pytest.raises(InjectedFailure):
+        await etl(settings, robust_url, operation_url, fail_after=step)
+    for table in ("affiliates", "affiliate_periodic_summaries", "etl.src_bets", "etl.user_upline"):
+        assert await fetch(robust_url, f"SELECT 1 FROM {table}") == []
+    cursors = await fetch(robust_url, "SELECT cursor_ts FROM etl.sync_cursors WHERE cursor_ts IS NOT NULL")
+    assert cursors == []
+    runs = await fetch(robust_url, "SELECT status FROM etl.runs")
+    assert [r[0] for r in runs] == ["failed"]
+    await etl(settings, robust_url, operation_url)
+    assert (await mlm(robust_url, 1))["level_1_ggr"] == D("50.00")
+
+
+async def test_two_concurrent_runs_one_skips(op, settings, robust_url, operation_url):
+    await op.user(1, afiliado=True)
+    await op.user(2)
+    await op.track(2, 1, "2025-01-01 12:00Z")
+    outcomes = await asyncio.gather(
+        *(etl(settings, robust_url, operation_url) for _ in range(2)), return_exceptions=True
+    )
+    # Either one skipped while the other ran, or they ran one after the other: never both at once.
+    busy = [o for o in outcomes if isinstance(o, EtlBusy)]
+    done = [o for o in outcomes if not isinstance(o, BaseException)]
+    assert len(done) >= 1 and len(busy) + len(done) == 2
+    statuses = sorted(r[0] for r in await fetch(robust_url, "SELECT status FROM etl.runs"))
+    assert statuses in (["skipped", "success"], ["success", "success"])
+
+
+async def test_lock_held_elsewhere_skips(op, settings, robust_url, operation_url):
+    from etl.sync import ETL_LOCK_KEY
+
+    holder = await asyncpg.connect(robust_url)
+    try:
+        await holder.execute("SELECT pg_advisory_lock($1)", ETL_LOCK_KEY)
+        with pytest.raises(EtlBusy):
+            await etl(settings, robust_url, operation_url)
+    finally:
+        await holder.close()
+    assert (await etl(settings, robust_url, operation_url)).status == "success"
+
+
+async def test_source_dropping_mid_run_leaves_nothing(op, settings, robust_url, operation_url):
+    await op.user(1, afiliado=True)
+    await op.user(2)
+    await op.track(2, 1, "2025-01-01 12:00Z")
+    await op.conn.execute("ALTER TABLE casino_bets_v RENAME TO casino_bets_gone")
+    from etl.sync import EtlError
+
+    with pytest.raises(EtlError, match="casino_bets_v"):
+        await etl(settings, robust_url, operation_url)
+    assert await fetch(robust_url, "SELECT 1 FROM etl.src_cadastro") == []
+    await op.conn.execute("ALTER TABLE casino_bets_gone RENAME TO casino_bets_v")
+    assert (await etl(settings, robust_url, operation_url)).status == "success"
+    assert await upline(robust_url, 2) == [(1, 1)]
+
+
+async def test_rev_rounds_half_away_from_zero_per_day(op, settings, robust_url, operation_url):
+    await op.user(1, afiliado=True)
+    await op.user(2)
+    await op.track(2, 1, "2025-01-01 12:00Z")
+    await op.bet(2, "0.10", "0.00", "2025-01-02 12:00Z")  # 25% of 0.10 = 0.025 -> 0.03
+    await op.bet(2, "0.00", "0.10", "2025-01-03 12:00Z")  # 25% of -0.10 = -0.025 -> -0.03
+    await op.bet(2, "0.10", "0.00", "2025-01-04 12:00Z")
+    await etl(settings, robust_url, operation_url)
+    daily = await fetch(
+        robust_url,
+        "SELECT period_start::text, rev_earned FROM affiliate_periodic_summaries "
+        "WHERE affiliate_id = 1 AND period_type = 'daily' AND period_start > '2025-01-01' ORDER BY 1",
+    )
+    assert [r[1] for r in daily] == [D("0.03"), D("-0.03"), D("0.03")]
+    # Larger figures are sums of the rounded daily accruals, not a rounding of the total.
+    assert (await mlm(robust_url, 1))["level_1_rev"] == D("0.03")
+    monthly = await fetch(robust_url, "SELECT rev_earned FROM affiliate_periodic_summaries "
+                          "WHERE affiliate_id = 1 AND period_type = 'monthly'")
+    assert monthly[0][0] == D("0.03")
+
+
+async def test_broken_source_rows_are_skipped_and_recorded(op, settings, robust_url, operation_url):
+    # The real source has no constraints to speak of: drop ours to let bad rows in.
+    for table, columns in {"depositos": ("user_id", "valor", "status", "criado_em"),
+                           "casino_bets_v": ("valor_aposta",), "cadastro": ("status",)}.items():
+        for column in columns:
+            await op.conn.execute(f"ALTER TABLE {table} ALTER COLUMN {column} DROP NOT NULL")
+    for table in ("depositos", "casino_bets_v", "cadastro"):
+        for (name,) in await op.conn.fetch(
+            "SELECT conname FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'c'", table
+        ):
+            await op.conn.execute(f"ALTER TABLE {table} DROP CONSTRAINT {name}")
+    await op.user(1, afiliado=True, status="banido")  # unknown status: kept, shown inactive
+    await op.user(2)
+    await op.track(2, 1, "2025-01-01 12:00Z")
+    good = await op.deposit(2, "40.00", "2025-01-02 12:00Z")
+    await op.conn.execute(
+        "INSERT INTO depositos VALUES (900, 2, -5.00, 'aprovado', '2025-01-02 12:00Z', '2025-01-02 12:00Z'),"
+        " (901, 2, 10.00, 'estornado', '2025-01-02 12:00Z', '2025-01-02 12:00Z'),"
+        " (902, 2, 99999999999.00, 'aprovado', '2025-01-02 12:00Z', '2025-01-02 12:00Z'),"
+        " (903, NULL, 10.00, 'aprovado', '2025-01-02 12:00Z', '2025-01-02 12:00Z')"
+    )
+    await op.conn.execute(
+        "INSERT INTO casino_bets_v VALUES (904, 2, 'x', -1.00, 0, '2025-01-02 12:00Z'),"
+        " (905, 2, 'x', NULL, 0, '2025-01-02 12:00Z'), (906, 2, 'x', 5.00, 1.00, '2025-01-02 12:00Z')"
+    )
+    result = await etl(settings, robust_url, operation_url)
+    assert result.status == "success"
+    m = await mlm(robust_url, 1)
+    assert (m["level_1_deposits"], m["level_1_bets"], m["level_1_ggr"]) == (D("40.00"), D("5.00"), D("4.00"))
+    status = await fetch(robust_url, "SELECT status FROM affiliates WHERE affiliate_id = 1")
+    assert status[0][0] == "inactive"
+    recorded = {(r[0], r[1]) for r in await fetch(robust_url, "SELECT source_table, source_id FROM etl.anomalies")}
+    assert {("depositos", 900), ("depositos", 901), ("depositos", 902), ("depositos", 903),
+            ("casino_bets_v", 904), ("casino_bets_v", 905), ("cadastro", 1)} <= recorded
+    assert ("depositos", good) not in recorded
+    assert result.anomalies == len(recorded)
