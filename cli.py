@@ -19,9 +19,14 @@ from rich.table import Table
 
 from db.settings import Settings, get_settings
 
-app = typer.Typer(help="Fature: the robust affiliate database and its GraphQL API.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
-db_app = typer.Typer(help="The robust database's schema (Alembic migrations).", no_args_is_help=True)
+app = typer.Typer(
+    help="Fature: the robust affiliate database and its GraphQL API.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(
+    help="The robust database's schema (Alembic migrations).", no_args_is_help=True
+)
 etl_app = typer.Typer(help="The ETL from the operation database.", no_args_is_help=True)
 demo_app = typer.Typer(help="Demo data and the all-in-one demo.", invoke_without_command=True)
 app.add_typer(db_app, name="db")
@@ -79,8 +84,12 @@ def databases(settings: Settings) -> Iterator[Any]:
 
 def progress_bar() -> Progress:
     return Progress(
-        TextColumn("[bold]{task.description:<14}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(), console=err, transient=False,
+        TextColumn("[bold]{task.description:<14}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
     )
 
 
@@ -102,7 +111,9 @@ def db_upgrade(revision: str = typer.Argument("head", help="Target revision.")) 
     settings = load_settings()
     with databases(settings) as urls:
         migrate.upgrade(urls.robust, revision)
-        out.print(f"robust database at revision {asyncio.run(migrate.current_revision(urls.robust))}")
+        out.print(
+            f"robust database at revision {asyncio.run(migrate.current_revision(urls.robust))}"
+        )
 
 
 @db_app.command("downgrade")
@@ -113,7 +124,9 @@ def db_downgrade(revision: str = typer.Argument(..., help="Target revision, e.g.
     settings = load_settings()
     with databases(settings) as urls:
         migrate.downgrade(urls.robust, revision)
-        out.print(f"robust database at revision {asyncio.run(migrate.current_revision(urls.robust))}")
+        out.print(
+            f"robust database at revision {asyncio.run(migrate.current_revision(urls.robust))}"
+        )
 
 
 @db_app.command("current")
@@ -138,11 +151,19 @@ def run_etl(settings: Settings, urls: Any, *, full: bool, trigger: str = "cli") 
     from etl.sync import run_cycle
 
     with progress_bar() as progress:
-        result = asyncio.run(run_cycle(
-            settings, urls.robust, _operation_url(urls), full=full, trigger=trigger,
-            progress=with_progress(progress, "etl"),
-        ))
-    table = Table(title=f"ETL run {result.run_id} ({result.mode}) committed in {result.duration_s:.2f} s")
+        result = asyncio.run(
+            run_cycle(
+                settings,
+                urls.robust,
+                _operation_url(urls),
+                full=full,
+                trigger=trigger,
+                progress=with_progress(progress, "etl"),
+            )
+        )
+    table = Table(
+        title=f"ETL run {result.run_id} ({result.mode}) committed in {result.duration_s:.2f} s"
+    )
     table.add_column("source table")
     table.add_column("rows read", justify="right")
     for name, count in result.rows_read.items():
@@ -162,7 +183,14 @@ def run_etl(settings: Settings, urls: Any, *, full: bool, trigger: str = "cli") 
 
 
 @etl_app.command("run")
-def etl_run(full: Annotated[bool, typer.Option("--full", help="Recompute every aggregate from the source (the CPA ledger is kept).")] = False) -> None:
+def etl_run(
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full", help="Recompute every aggregate from the source (the CPA ledger is kept)."
+        ),
+    ] = False,
+) -> None:
     """Run one ETL cycle now (incremental; the first one loads everything)."""
     settings = load_settings()
     with databases(settings) as urls, known_errors():
@@ -178,14 +206,29 @@ def etl_status(last: int = typer.Option(10, help="How many runs to show.")) -> N
     with databases(settings) as urls, known_errors():
         status = asyncio.run(read_status(urls.robust, last))
     table = Table(title="ETL runs")
-    for column in ("id", "mode", "trigger", "status", "started", "duration", "affiliates", "anomalies", "error"):
+    for column in (
+        "id",
+        "mode",
+        "trigger",
+        "status",
+        "started",
+        "duration",
+        "affiliates",
+        "anomalies",
+        "error",
+    ):
         table.add_column(column)
     for run in status.runs:
         table.add_row(
-            str(run["id"]), run["mode"], run["trigger"], run["status"],
+            str(run["id"]),
+            run["mode"],
+            run["trigger"],
+            run["status"],
             f"{run['started_at']:%Y-%m-%d %H:%M:%S%z}",
             f"{run['duration_s']:.2f} s" if run["duration_s"] is not None else "-",
-            str(run["affiliates_touched"]), str(run["anomalies"]), (run["error"] or "")[:60],
+            str(run["affiliates_touched"]),
+            str(run["anomalies"]),
+            (run["error"] or "")[:60],
         )
     out.print(table)
     cursors = Table(title="Source cursors")
@@ -197,9 +240,11 @@ def etl_status(last: int = typer.Option(10, help="How many runs to show.")) -> N
     if status.last_success is None:
         out.print("no successful run yet")
     else:
-        out.print(f"data as of {status.last_success:%Y-%m-%d %H:%M:%S%z} "
-                  f"({status.freshness_s:.0f} s ago); runs in progress: {status.running}; "
-                  f"anomalies recorded: {status.anomalies:,}")
+        out.print(
+            f"data as of {status.last_success:%Y-%m-%d %H:%M:%S%z} "
+            f"({status.freshness_s:.0f} s ago); runs in progress: {status.running}; "
+            f"anomalies recorded: {status.anomalies:,}"
+        )
 
 
 @etl_app.command("worker")
@@ -225,22 +270,31 @@ def etl_worker() -> None:
 
 
 # ---------------------------------------------------------------------------------- demo
-def seed_demo(urls: Any, scale: str, seed: int, force: bool, *, reuse_existing: bool = False) -> None:
+def seed_demo(
+    urls: Any, scale: str, seed: int, force: bool, *, reuse_existing: bool = False
+) -> None:
     from demo.generator import DemoDataExists, seed_operation_database
 
     with progress_bar() as progress:
         try:
-            report = asyncio.run(seed_operation_database(
-                _operation_url(urls), scale=scale, seed=seed, force=force,
-                progress=with_progress(progress, f"seed {scale}"),
-            ))
+            report = asyncio.run(
+                seed_operation_database(
+                    _operation_url(urls),
+                    scale=scale,
+                    seed=seed,
+                    force=force,
+                    progress=with_progress(progress, f"seed {scale}"),
+                )
+            )
         except DemoDataExists as exc:
             if reuse_existing:
                 out.print("demo operation data already present: reusing it")
                 return
             fail(f"{exc} (use --force to replace the demo data)")
-    out.print(f"demo operation data ({scale}, seed {seed}) generated in {report.elapsed_s:.1f} s: "
-              + ", ".join(f"{name} {count:,}" for name, count in report.rows.items()))
+    out.print(
+        f"demo operation data ({scale}, seed {seed}) generated in {report.elapsed_s:.1f} s: "
+        + ", ".join(f"{name} {count:,}" for name, count in report.rows.items())
+    )
 
 
 @demo_app.callback()
@@ -260,8 +314,14 @@ def demo_all(
         migrate.upgrade(urls.robust)
         seed_demo(urls, scale, seed=42, force=False, reuse_existing=True)
         run_etl(settings, urls, full=False, trigger="demo")
-        serve_app(settings, urls, host=settings.host, port=port, workers=1,
-                  simulate_rate=10.0 if simulate else None)
+        serve_app(
+            settings,
+            urls,
+            host=settings.host,
+            port=port,
+            workers=1,
+            simulate_rate=10.0 if simulate else None,
+        )
 
 
 @demo_app.command("seed")
@@ -296,25 +356,43 @@ def demo_simulate(
 
 
 # --------------------------------------------------------------------------------- serve
-def serve_app(settings: Settings, urls: Any, *, host: str, port: int, workers: int,
-              simulate_rate: float | None = None) -> None:
+def serve_app(
+    settings: Settings,
+    urls: Any,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    simulate_rate: float | None = None,
+) -> None:
     import uvicorn
 
     os.environ["FATURE_DATABASE_URL"] = urls.robust
     if urls.operation:
         os.environ["FATURE_OPERATION_DATABASE_URL"] = urls.operation
-    out.print(f"\n[bold green]Fature is up[/]: GraphiQL at http://{host}:{port}/graphql   "
-              f"REST at http://{host}:{port}/api/v1/affiliates/{{id}}   Ctrl-C stops\n")
+    out.print(
+        f"\n[bold green]Fature is up[/]: GraphiQL at http://{host}:{port}/graphql   "
+        f"REST at http://{host}:{port}/api/v1/affiliates/{{id}}   Ctrl-C stops\n"
+    )
     simulator = None
     if simulate_rate:
         # Live activity in a side process, so the running demo visibly moves.
         simulator = subprocess.Popen(
             [sys.executable, "-m", "cli", "demo", "simulate", "--rate", str(simulate_rate)],
-            env=os.environ.copy(), stdout=subprocess.DEVNULL,
+            env=os.environ.copy(),
+            stdout=subprocess.DEVNULL,
         )
     try:
-        uvicorn.run("app:create_app", factory=True, host=host, port=port, workers=workers,
-                    loop="uvloop", http="httptools", log_level="info")
+        uvicorn.run(
+            "app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            loop="uvloop",
+            http="httptools",
+            log_level="info",
+        )
     finally:
         if simulator is not None:
             simulator.terminate()
@@ -330,7 +408,9 @@ def serve(
     """Run the API (GraphQL, GraphiQL and REST) with uvicorn."""
     settings = load_settings()
     with databases(settings) as urls:
-        serve_app(settings, urls, host=host or settings.host, port=port or settings.port, workers=workers)
+        serve_app(
+            settings, urls, host=host or settings.host, port=port or settings.port, workers=workers
+        )
 
 
 def main() -> None:

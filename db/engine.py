@@ -26,10 +26,10 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-async def connect(url: str, *, timeout: float = 10.0) -> asyncpg.Connection:
+async def connect(url: str, *, connect_timeout: float = 10.0) -> asyncpg.Connection:
     """A raw asyncpg connection (the ETL's bulk path), with a clear error when unreachable."""
     try:
-        return await asyncpg.connect(plain_url(url), timeout=timeout)
+        return await asyncpg.connect(plain_url(url), timeout=connect_timeout)
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         raise DatabaseUnavailable(f"cannot connect to {masked_url(url)}: {describe(exc)}") from exc
 

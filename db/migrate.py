@@ -27,7 +27,9 @@ def alembic_config(url: str) -> Config:
 
 
 def head_revision() -> str:
-    return ScriptDirectory.from_config(alembic_config("postgresql://x@localhost/x")).get_current_head()
+    return ScriptDirectory.from_config(
+        alembic_config("postgresql://x@localhost/x")
+    ).get_current_head()
 
 
 async def current_revision(url: str) -> str | None:

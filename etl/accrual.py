@@ -18,8 +18,16 @@ from __future__ import annotations
 import asyncpg
 
 _FIGURES = (
-    "new_referrals", "deposits", "deposit_count", "withdrawals", "withdrawal_count",
-    "stake", "win", "bet_count", "cpa", "validations",
+    "new_referrals",
+    "deposits",
+    "deposit_count",
+    "withdrawals",
+    "withdrawal_count",
+    "stake",
+    "win",
+    "bet_count",
+    "cpa",
+    "validations",
 )
 _COUNTS = ("new_referrals", "deposit_count", "withdrawal_count", "bet_count", "validations")
 

@@ -68,7 +68,11 @@ class Extracted:
 
 
 async def _pipe(
-    source: asyncpg.Connection, target: asyncpg.Connection, query: str, args: list, table: SourceTable
+    source: asyncpg.Connection,
+    target: asyncpg.Connection,
+    query: str,
+    args: list,
+    table: SourceTable,
 ) -> None:
     """Stream one COPY out of the source into the staging table, chunk by chunk."""
     queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=64)

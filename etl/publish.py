@@ -179,8 +179,12 @@ LEFT JOIN affiliate_cpa_validations l
 
 def _mlm_sql() -> str:
     kinds = {
-        "count": "l.new_referrals", "deposits": "l.deposits", "bets": "l.stake",
-        "ggr": "l.stake - l.win", "cpa": "l.cpa", "rev": "l.rev",
+        "count": "l.new_referrals",
+        "deposits": "l.deposits",
+        "bets": "l.stake",
+        "ggr": "l.stake - l.win",
+        "cpa": "l.cpa",
+        "rev": "l.rev",
     }
     names = [f"level_{n}_{k}" for k in kinds for n in range(1, 6)]
     values = [_LEVEL.format(col=col, n=n) for col in kinds.values() for n in range(1, 6)]

@@ -46,7 +46,9 @@ def build_scheduler(settings: Settings, robust_url: str, operation_url: str) -> 
 
     async def cycle(full: bool, trigger: str) -> None:
         try:
-            result = await run_cycle(settings, robust_url, operation_url, full=full, trigger=trigger)
+            result = await run_cycle(
+                settings, robust_url, operation_url, full=full, trigger=trigger
+            )
             log.info("scheduled %s cycle done in %.2fs", result.mode, result.duration_s)
         except EtlBusy:
             log.info("scheduled %s cycle skipped: another cycle is running", trigger)
@@ -54,24 +56,56 @@ def build_scheduler(settings: Settings, robust_url: str, operation_url: str) -> 
             log.error("scheduled %s cycle failed: %s", trigger, exc)
 
     tz = settings.timezone
-    common = {"max_instances": 1, "coalesce": True,
-              "misfire_grace_time": settings.etl_misfire_grace_seconds}
+    common = {
+        "max_instances": 1,
+        "coalesce": True,
+        "misfire_grace_time": settings.etl_misfire_grace_seconds,
+    }
     scheduler = AsyncIOScheduler(timezone=tz)
-    scheduler.add_job(cycle, IntervalTrigger(minutes=settings.etl_interval_minutes),
-                      args=(False, "interval"), id="etl-incremental", **common)
+    scheduler.add_job(
+        cycle,
+        IntervalTrigger(minutes=settings.etl_interval_minutes),
+        args=(False, "interval"),
+        id="etl-incremental",
+        **common,
+    )
     hour, minute = _hour_minute(settings.etl_daily_at)
-    scheduler.add_job(cycle, CronTrigger(hour=hour, minute=minute, timezone=tz),
-                      args=(False, "daily"), id="etl-daily", **common)
-    scheduler.add_job(cycle, CronTrigger(day_of_week="mon", hour=hour, minute=minute + 5
-                                         if minute < 55 else minute, timezone=tz),
-                      args=(False, "weekly"), id="etl-weekly", **common)
-    scheduler.add_job(cycle, CronTrigger(day=1, hour=hour, minute=minute + 10
-                                         if minute < 50 else minute, timezone=tz),
-                      args=(False, "monthly"), id="etl-monthly", **common)
+    scheduler.add_job(
+        cycle,
+        CronTrigger(hour=hour, minute=minute, timezone=tz),
+        args=(False, "daily"),
+        id="etl-daily",
+        **common,
+    )
+    scheduler.add_job(
+        cycle,
+        CronTrigger(
+            day_of_week="mon", hour=hour, minute=minute + 5 if minute < 55 else minute, timezone=tz
+        ),
+        args=(False, "weekly"),
+        id="etl-weekly",
+        **common,
+    )
+    scheduler.add_job(
+        cycle,
+        CronTrigger(day=1, hour=hour, minute=minute + 10 if minute < 50 else minute, timezone=tz),
+        args=(False, "monthly"),
+        id="etl-monthly",
+        **common,
+    )
     full_hour, full_minute = _hour_minute(settings.etl_full_at)
-    scheduler.add_job(cycle, CronTrigger(day_of_week=settings.etl_full_day_of_week,
-                                         hour=full_hour, minute=full_minute, timezone=tz),
-                      args=(True, "full"), id="etl-full", **common)
+    scheduler.add_job(
+        cycle,
+        CronTrigger(
+            day_of_week=settings.etl_full_day_of_week,
+            hour=full_hour,
+            minute=full_minute,
+            timezone=tz,
+        ),
+        args=(True, "full"),
+        id="etl-full",
+        **common,
+    )
     return scheduler
 
 

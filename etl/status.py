@@ -33,7 +33,9 @@ async def read_status(robust_url: str, last: int = 10) -> EtlStatus:
         ]
         cursors = {
             r["source_table"]: r["cursor_ts"]
-            for r in await conn.fetch("SELECT source_table, cursor_ts FROM etl.sync_cursors ORDER BY 1")
+            for r in await conn.fetch(
+                "SELECT source_table, cursor_ts FROM etl.sync_cursors ORDER BY 1"
+            )
         }
         row = await conn.fetchrow(
             "SELECT max(finished_at) AS last_success, "
@@ -44,6 +46,11 @@ async def read_status(robust_url: str, last: int = 10) -> EtlStatus:
         )
     finally:
         await conn.close()
-    return EtlStatus(runs=runs, cursors=cursors, last_success=row["last_success"],
-                     freshness_s=row["freshness_s"], running=row["running"],
-                     anomalies=row["anomalies"])
+    return EtlStatus(
+        runs=runs,
+        cursors=cursors,
+        last_success=row["last_success"],
+        freshness_s=row["freshness_s"],
+        running=row["running"],
+        anomalies=row["anomalies"],
+    )

@@ -20,7 +20,17 @@ import asyncpg
 
 from db.engine import DatabaseUnavailable, connect, describe
 from db.settings import Settings, masked_url
-from etl import accrual, activity, events, extract, mirror, network, publish, transactions, validation
+from etl import (
+    accrual,
+    activity,
+    events,
+    extract,
+    mirror,
+    network,
+    publish,
+    transactions,
+    validation,
+)
 
 log = logging.getLogger("fature.etl")
 
@@ -28,16 +38,33 @@ log = logging.getLogger("fature.etl")
 ETL_LOCK_KEY = 0x4641545552450001
 
 STEPS = (
-    "extract", "mirror", "network", "activity", "validation", "accrual", "publish",
-    "transactions", "commit",
+    "extract",
+    "mirror",
+    "network",
+    "activity",
+    "validation",
+    "accrual",
+    "publish",
+    "transactions",
+    "commit",
 )
 
 # Derived state a full recompute rebuilds from the source; the ledger is never in it.
 _DERIVED = (
-    "affiliate_periodic_summaries", "affiliate_financial_transactions", "affiliate_referrals",
-    "affiliate_mlm_structure", "affiliates", "etl.affiliate_level_periods", "etl.user_daily",
-    "etl.user_upline", "etl.edges", "etl.src_bets", "etl.src_saque", "etl.src_depositos",
-    "etl.src_tracked", "etl.src_cadastro",
+    "affiliate_periodic_summaries",
+    "affiliate_financial_transactions",
+    "affiliate_referrals",
+    "affiliate_mlm_structure",
+    "affiliates",
+    "etl.affiliate_level_periods",
+    "etl.user_daily",
+    "etl.user_upline",
+    "etl.edges",
+    "etl.src_bets",
+    "etl.src_saque",
+    "etl.src_depositos",
+    "etl.src_tracked",
+    "etl.src_cadastro",
 )
 
 
@@ -97,7 +124,13 @@ async def run_cycle(
             raise EtlBusy("another ETL cycle is running; this one was skipped")
         try:
             return await _locked_cycle(
-                conn, settings, operation_url, mode, trigger, progress, fail_after,
+                conn,
+                settings,
+                operation_url,
+                mode,
+                trigger,
+                progress,
+                fail_after,
                 validate_network_of,
             )
         finally:
@@ -110,7 +143,8 @@ async def _record_skip(conn: asyncpg.Connection, mode: str, trigger: str) -> Non
     await conn.execute(
         "INSERT INTO etl.runs (mode, trigger, status, finished_at, error) "
         "VALUES ($1, $2, 'skipped', clock_timestamp(), 'another cycle held the lock')",
-        mode, trigger,
+        mode,
+        trigger,
     )
 
 
@@ -132,7 +166,8 @@ async def _locked_cycle(
     )
     run_id = await conn.fetchval(
         "INSERT INTO etl.runs (mode, trigger, status) VALUES ($1, $2, 'running') RETURNING id",
-        mode, trigger,
+        mode,
+        trigger,
     )
     result = RunResult(run_id=run_id, mode=mode, status="running")
     started = time.perf_counter()
@@ -143,9 +178,7 @@ async def _locked_cycle(
         raise EtlError(str(exc)) from exc
     try:
         async with conn.transaction():
-            await _cycle(
-                conn, source, settings, result, progress, fail_after, validate_network_of
-            )
+            await _cycle(conn, source, settings, result, progress, fail_after, validate_network_of)
     except InjectedFailure:
         await _record_failure(conn, run_id, f"injected failure after {fail_after}")
         raise
@@ -163,10 +196,14 @@ async def _locked_cycle(
         "etl cycle committed",
         extra={"run_id": run_id, "mode": mode, "duration_s": round(result.duration_s, 3)},
     )
-    events.publish(events.EtlCommitted(
-        run_id=run_id, mode=mode, source_as_of=result.source_as_of,
-        affiliate_ids=frozenset(result.touched_affiliate_ids),
-    ))
+    events.publish(
+        events.EtlCommitted(
+            run_id=run_id,
+            mode=mode,
+            source_as_of=result.source_as_of,
+            affiliate_ids=frozenset(result.touched_affiliate_ids),
+        )
+    )
     return result
 
 
@@ -175,7 +212,8 @@ async def _record_failure(conn: asyncpg.Connection, run_id: int, message: str) -
         await conn.execute(
             "UPDATE etl.runs SET status = 'failed', finished_at = clock_timestamp(), error = $2 "
             "WHERE id = $1",
-            run_id, message[:2000],
+            run_id,
+            message[:2000],
         )
     except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
         log.warning("could not record the failed run %s", run_id)
@@ -261,14 +299,19 @@ async def _cycle(
         await conn.execute(
             "UPDATE etl.sync_cursors SET cursor_ts = $2, updated_at = now() "
             "WHERE source_table = $1 AND cursor_ts IS DISTINCT FROM $2",
-            table, cursor,
+            table,
+            cursor,
         )
     await conn.execute(
         "UPDATE etl.runs SET status = 'success', finished_at = clock_timestamp(), "
         "source_as_of = $2, rows_read = $3::jsonb, rows_written = $4::jsonb, "
         "affiliates_touched = $5, anomalies = $6 WHERE id = $1",
-        result.run_id, result.source_as_of, json.dumps(result.rows_read),
-        json.dumps(result.rows_written), result.affiliates_touched, result.anomalies,
+        result.run_id,
+        result.source_as_of,
+        json.dumps(result.rows_read),
+        json.dumps(result.rows_written),
+        result.affiliates_touched,
+        result.anomalies,
     )
     step("commit")
 

@@ -30,63 +30,107 @@ class Operation:
         await self.conn.close()
 
     async def user(
-        self, id: int, nome: str = "", *, afiliado: bool = False, status: str = "ativo",
-        at: str = "2025-01-01 00:00Z", updated: str | None = None,
+        self,
+        id: int,
+        nome: str = "",
+        *,
+        afiliado: bool = False,
+        status: str = "ativo",
+        at: str = "2025-01-01 00:00Z",
+        updated: str | None = None,
     ) -> int:
         await self.conn.execute(
             "INSERT INTO cadastro (id, nome, email, telefone, afiliado, status, criado_em, "
             "atualizado_em) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            id, nome or f"User {id}", f"user{id}@example.com", f"+55 11 9{id:08d}",
-            afiliado, status, ts(at), ts(updated or at),
+            id,
+            nome or f"User {id}",
+            f"user{id}@example.com",
+            f"+55 11 9{id:08d}",
+            afiliado,
+            status,
+            ts(at),
+            ts(updated or at),
         )
         return id
 
     async def track(
-        self, user_id: int, afiliado_id: int, at: str, *, id: int | None = None,
+        self,
+        user_id: int,
+        afiliado_id: int,
+        at: str,
+        *,
+        id: int | None = None,
         updated: str | None = None,
     ) -> int:
         row_id = id or next(_ids)
         await self.conn.execute(
             "INSERT INTO tracked (id, user_id, afiliado_id, criado_em, atualizado_em) "
             "VALUES ($1, $2, $3, $4, $5)",
-            row_id, user_id, afiliado_id, ts(at), ts(updated or at),
+            row_id,
+            user_id,
+            afiliado_id,
+            ts(at),
+            ts(updated or at),
         )
         return row_id
 
     async def move(self, user_id: int, new_afiliado_id: int, updated: str) -> None:
         await self.conn.execute(
             "UPDATE tracked SET afiliado_id = $2, atualizado_em = $3 WHERE user_id = $1",
-            user_id, new_afiliado_id, ts(updated),
+            user_id,
+            new_afiliado_id,
+            ts(updated),
         )
 
     async def deposit(
-        self, user_id: int, valor: str, at: str, status: str = "aprovado", *,
-        id: int | None = None, updated: str | None = None, table: str = "depositos",
+        self,
+        user_id: int,
+        valor: str,
+        at: str,
+        status: str = "aprovado",
+        *,
+        id: int | None = None,
+        updated: str | None = None,
+        table: str = "depositos",
     ) -> int:
         row_id = id or next(_ids)
         await self.conn.execute(
             f"INSERT INTO {table} (id, user_id, valor, status, criado_em, atualizado_em) "
             "VALUES ($1, $2, $3, $4, $5, $6)",
-            row_id, user_id, Decimal(valor), status, ts(at), ts(updated or at),
+            row_id,
+            user_id,
+            Decimal(valor),
+            status,
+            ts(at),
+            ts(updated or at),
         )
         return row_id
 
-    async def withdrawal(self, user_id: int, valor: str, at: str, status: str = "aprovado",
-                         **kw: object) -> int:
+    async def withdrawal(
+        self, user_id: int, valor: str, at: str, status: str = "aprovado", **kw: object
+    ) -> int:
         return await self.deposit(user_id, valor, at, status, table="saque", **kw)  # type: ignore[arg-type]
 
     async def set_status(self, table: str, id: int, status: str, updated: str) -> None:
         await self.conn.execute(
             f"UPDATE {table} SET status = $2, atualizado_em = $3 WHERE id = $1",
-            id, status, ts(updated),
+            id,
+            status,
+            ts(updated),
         )
 
-    async def bet(self, user_id: int, stake: str, win: str, at: str, *, id: int | None = None) -> int:
+    async def bet(
+        self, user_id: int, stake: str, win: str, at: str, *, id: int | None = None
+    ) -> int:
         row_id = id or next(_ids)
         await self.conn.execute(
             "INSERT INTO casino_bets_v (id, user_id, jogo, valor_aposta, valor_premio, criado_em) "
             "VALUES ($1, $2, 'slots', $3, $4, $5)",
-            row_id, user_id, Decimal(stake), Decimal(win), ts(at),
+            row_id,
+            user_id,
+            Decimal(stake),
+            Decimal(win),
+            ts(at),
         )
         return row_id
 

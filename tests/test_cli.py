@@ -18,13 +18,19 @@ def fature(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("FATURE_")}
     environment.update({"COLUMNS": "200", **env})
     return subprocess.run(
-        [sys.executable, "-m", "cli", *args], cwd=ROOT, env=environment,
-        capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "cli", *args],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
-@pytest.mark.parametrize("command", [[], ["db"], ["etl"], ["demo"], ["serve"], ["etl", "run"],
-                                     ["demo", "seed"], ["db", "upgrade"]])
+@pytest.mark.parametrize(
+    "command",
+    [[], ["db"], ["etl"], ["demo"], ["serve"], ["etl", "run"], ["demo", "seed"], ["db", "upgrade"]],
+)
 def test_help_on_every_command(command: list[str]) -> None:
     result = fature(*command, "--help")
     assert result.returncode == 0, result.stderr
@@ -33,7 +39,8 @@ def test_help_on_every_command(command: list[str]) -> None:
 
 def test_unreachable_database_is_one_line_with_the_password_masked() -> None:
     result = fature(
-        "etl", "run",
+        "etl",
+        "run",
         FATURE_DATABASE_URL="postgresql://fature:s3cret@127.0.0.1:1/robust",
         FATURE_OPERATION_DATABASE_URL="postgresql://postgres@127.0.0.1:5432/postgres",
     )

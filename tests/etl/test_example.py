@@ -33,13 +33,20 @@ async def test_worked_example(example: None, settings, robust_url: str, operatio
     assert result.status == "success"
 
     v = await fetch(robust_url, "SELECT * FROM affiliate_cpa_validations ORDER BY id")
-    assert [(r["affiliate_id"], r["referred_user_id"], r["cpa_level"], r["cpa_amount"]) for r in v] == [
-        (101, 102, 1, D("50.00"))
-    ]
+    assert [
+        (r["affiliate_id"], r["referred_user_id"], r["cpa_level"], r["cpa_amount"]) for r in v
+    ] == [(101, 102, 1, D("50.00"))]
     assert v[0]["validation_date"].isoformat() == "2025-03-04T02:30:00+00:00"
-    assert (v[0]["user_deposits"], v[0]["user_bets"], v[0]["days_active"]) == (D("50.00"), D("110.00"), 2)
+    assert (v[0]["user_deposits"], v[0]["user_bets"], v[0]["days_active"]) == (
+        D("50.00"),
+        D("110.00"),
+        2,
+    )
 
-    mlm = {r["affiliate_id"]: r for r in await fetch(robust_url, "SELECT * FROM affiliate_mlm_structure")}
+    mlm = {
+        r["affiliate_id"]: r
+        for r in await fetch(robust_url, "SELECT * FROM affiliate_mlm_structure")
+    }
     assert set(mlm) == {101, 102}
     expected = {
         (101, 1): (1, "50.00", "110.00", "65.00", "50.00", "16.25"),
@@ -58,12 +65,24 @@ async def test_worked_example(example: None, settings, robust_url: str, operatio
 
     aff = {r["affiliate_id"]: r for r in await fetch(robust_url, "SELECT * FROM affiliates")}
     a = aff[101]
-    assert (a["total_referrals"], a["total_validated_referrals"], a["total_network_size"]) == (1, 1, 2)
-    assert (a["total_deposits"], a["total_bets"], a["total_ggr"]) == (D("70.00"), D("310.00"), D("115.00"))
+    assert (a["total_referrals"], a["total_validated_referrals"], a["total_network_size"]) == (
+        1,
+        1,
+        2,
+    )
+    assert (a["total_deposits"], a["total_bets"], a["total_ggr"]) == (
+        D("70.00"),
+        D("310.00"),
+        D("115.00"),
+    )
     assert (a["total_cpa_earned"], a["total_rev_earned"]) == (D("50.00"), D("21.25"))
     b = aff[102]
     assert (b["total_referrals"], b["total_validated_referrals"]) == (1, 0)
-    assert (b["total_deposits"], b["total_bets"], b["total_ggr"]) == (D("20.00"), D("200.00"), D("50.00"))
+    assert (b["total_deposits"], b["total_bets"], b["total_ggr"]) == (
+        D("20.00"),
+        D("200.00"),
+        D("50.00"),
+    )
     assert (b["total_cpa_earned"], b["total_rev_earned"]) == (D("0.00"), D("12.50"))
 
     weekly = await fetch(
@@ -72,8 +91,16 @@ async def test_worked_example(example: None, settings, robust_url: str, operatio
         "AND period_type = 'weekly' ORDER BY period_start",
     )
     got = [
-        (str(r["period_start"]), r["new_referrals"], r["validated_referrals"], r["total_deposits"],
-         r["total_bets"], r["total_ggr"], r["cpa_earned"], r["rev_earned"])
+        (
+            str(r["period_start"]),
+            r["new_referrals"],
+            r["validated_referrals"],
+            r["total_deposits"],
+            r["total_bets"],
+            r["total_ggr"],
+            r["cpa_earned"],
+            r["rev_earned"],
+        )
         for r in weekly
     ]
     assert got == [
@@ -82,10 +109,22 @@ async def test_worked_example(example: None, settings, robust_url: str, operatio
     ]
     breakdown = weekly[1]["level_breakdown"]
     breakdown = json.loads(breakdown) if isinstance(breakdown, str) else breakdown
-    assert breakdown["1"] == {"new_referrals": 0, "deposits": "0.00", "bets": "30.00",
-                              "ggr": "-15.00", "cpa": "50.00", "rev": "-3.75"}
-    assert breakdown["2"] == {"new_referrals": 1, "deposits": "20.00", "bets": "200.00",
-                              "ggr": "50.00", "cpa": "0.00", "rev": "5.00"}
+    assert breakdown["1"] == {
+        "new_referrals": 0,
+        "deposits": "0.00",
+        "bets": "30.00",
+        "ggr": "-15.00",
+        "cpa": "50.00",
+        "rev": "-3.75",
+    }
+    assert breakdown["2"] == {
+        "new_referrals": 1,
+        "deposits": "20.00",
+        "bets": "200.00",
+        "ggr": "50.00",
+        "cpa": "0.00",
+        "rev": "5.00",
+    }
     assert set(breakdown) == {"1", "2", "3", "4", "5"}
 
     daily = await fetch(

@@ -33,8 +33,9 @@ async def upline(robust_url: str, user_id: int) -> list[tuple[int, int]]:
 
 
 async def mlm(robust_url: str, affiliate_id: int) -> asyncpg.Record | None:
-    rows = await fetch(robust_url, "SELECT * FROM affiliate_mlm_structure WHERE affiliate_id = $1",
-                       affiliate_id)
+    rows = await fetch(
+        robust_url, "SELECT * FROM affiliate_mlm_structure WHERE affiliate_id = $1", affiliate_id
+    )
     return rows[0] if rows else None
 
 
@@ -96,7 +97,9 @@ async def test_orphan_referrer_arriving_later(op, settings, robust_url, operatio
     await op.deposit(2, "40.00", "2025-01-03 12:00Z")
     await etl(settings, robust_url, operation_url)
     assert await fetch(robust_url, "SELECT * FROM affiliates") == []
-    held = await fetch(robust_url, "SELECT reason FROM etl.anomalies WHERE source_table = 'tracked'")
+    held = await fetch(
+        robust_url, "SELECT reason FROM etl.anomalies WHERE source_table = 'tracked'"
+    )
     assert "held" in held[0][0]
 
     await op.user(1, afiliado=True, at="2025-01-04 12:00Z")
@@ -120,7 +123,11 @@ async def test_referred_row_arriving_after_activity(op, settings, robust_url, op
     assert [(r[0], r[1], r[2], r[3]) for r in rows] == [(1, 2, 1, D("50.00"))]
     assert rows[0][4].isoformat() == "2025-01-06T13:00:00+00:00"  # t* is in the past
     m = await mlm(robust_url, 1)
-    assert (m["level_1_deposits"], m["level_1_bets"], m["level_1_ggr"]) == (D("30.00"), D("100.00"), D("90.00"))
+    assert (m["level_1_deposits"], m["level_1_bets"], m["level_1_ggr"]) == (
+        D("30.00"),
+        D("100.00"),
+        D("90.00"),
+    )
     assert m["level_1_rev"] == D("15.00") + D("7.50")
 
 
@@ -161,7 +168,11 @@ async def test_exact_thresholds_and_same_instant(op, settings, robust_url, opera
     assert len(rows) == 1
     row = rows[0]
     assert row["validation_date"].isoformat() == "2025-01-03T12:00:00+00:00"
-    assert (row["user_deposits"], row["user_bets"], row["days_active"]) == (D("30.00"), D("100.00"), 2)
+    assert (row["user_deposits"], row["user_bets"], row["days_active"]) == (
+        D("30.00"),
+        D("100.00"),
+        2,
+    )
 
 
 async def test_just_below_thresholds_does_not_qualify(op, settings, robust_url, operation_url):
@@ -236,7 +247,11 @@ async def test_moved_referral_moves_its_whole_history(op, settings, robust_url, 
     m1, m9 = await mlm(robust_url, 1), await mlm(robust_url, 9)
     assert m1["total_network_size"] == 0 and m1["level_2_ggr"] == D("0.00")
     assert (m9["level_1_count"], m9["level_2_count"], m9["level_2_ggr"], m9["level_2_rev"]) == (
-        1, 1, D("80.00"), D("8.00"))
+        1,
+        1,
+        D("80.00"),
+        D("8.00"),
+    )
     past = await fetch(
         robust_url,
         "SELECT affiliate_id, rev_earned FROM affiliate_periodic_summaries "
@@ -265,11 +280,16 @@ async def test_second_run_changes_nothing(op, settings, robust_url, operation_ur
     await op.deposit(2, "50.00", "2025-01-02 10:00Z")
     await op.bet(2, "60.00", "10.00", "2025-01-02 12:00Z")
     await etl(settings, robust_url, operation_url)
-    snapshot = await fetch(robust_url, "SELECT * FROM affiliate_periodic_summaries ORDER BY 1, 2, 3")
+    snapshot = await fetch(
+        robust_url, "SELECT * FROM affiliate_periodic_summaries ORDER BY 1, 2, 3"
+    )
     second = await etl(settings, robust_url, operation_url)
     assert second.rows_written.get("affiliates", 0) == 0
     assert second.affiliates_touched == 0
-    assert await fetch(robust_url, "SELECT * FROM affiliate_periodic_summaries ORDER BY 1, 2, 3") == snapshot
+    assert (
+        await fetch(robust_url, "SELECT * FROM affiliate_periodic_summaries ORDER BY 1, 2, 3")
+        == snapshot
+    )
 
 
 @pytest.mark.parametrize("step", STEPS)
@@ -282,7 +302,9 @@ async def test_failure_between_steps_leaves_nothing(op, settings, robust_url, op
         await etl(settings, robust_url, operation_url, fail_after=step)
     for table in ("affiliates", "affiliate_periodic_summaries", "etl.src_bets", "etl.user_upline"):
         assert await fetch(robust_url, f"SELECT 1 FROM {table}") == []
-    cursors = await fetch(robust_url, "SELECT cursor_ts FROM etl.sync_cursors WHERE cursor_ts IS NOT NULL")
+    cursors = await fetch(
+        robust_url, "SELECT cursor_ts FROM etl.sync_cursors WHERE cursor_ts IS NOT NULL"
+    )
     assert cursors == []
     runs = await fetch(robust_url, "SELECT status FROM etl.runs")
     assert [r[0] for r in runs] == ["failed"]
@@ -349,20 +371,27 @@ async def test_rev_rounds_half_away_from_zero_per_day(op, settings, robust_url, 
     assert [r[1] for r in daily] == [D("0.03"), D("-0.03"), D("0.03")]
     # Larger figures are sums of the rounded daily accruals, not a rounding of the total.
     assert (await mlm(robust_url, 1))["level_1_rev"] == D("0.03")
-    monthly = await fetch(robust_url, "SELECT rev_earned FROM affiliate_periodic_summaries "
-                          "WHERE affiliate_id = 1 AND period_type = 'monthly'")
+    monthly = await fetch(
+        robust_url,
+        "SELECT rev_earned FROM affiliate_periodic_summaries "
+        "WHERE affiliate_id = 1 AND period_type = 'monthly'",
+    )
     assert monthly[0][0] == D("0.03")
 
 
 async def test_broken_source_rows_are_skipped_and_recorded(op, settings, robust_url, operation_url):
     # The real source has no constraints to speak of: drop ours to let bad rows in.
-    for table, columns in {"depositos": ("user_id", "valor", "status", "criado_em"),
-                           "casino_bets_v": ("valor_aposta",), "cadastro": ("status",)}.items():
+    for table, columns in {
+        "depositos": ("user_id", "valor", "status", "criado_em"),
+        "casino_bets_v": ("valor_aposta",),
+        "cadastro": ("status",),
+    }.items():
         for column in columns:
             await op.conn.execute(f"ALTER TABLE {table} ALTER COLUMN {column} DROP NOT NULL")
     for table in ("depositos", "casino_bets_v", "cadastro"):
         for (name,) in await op.conn.fetch(
-            "SELECT conname FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'c'", table
+            "SELECT conname FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'c'",
+            table,
         ):
             await op.conn.execute(f"ALTER TABLE {table} DROP CONSTRAINT {name}")
     await op.user(1, afiliado=True, status="banido")  # unknown status: kept, shown inactive
@@ -382,11 +411,25 @@ async def test_broken_source_rows_are_skipped_and_recorded(op, settings, robust_
     result = await etl(settings, robust_url, operation_url)
     assert result.status == "success"
     m = await mlm(robust_url, 1)
-    assert (m["level_1_deposits"], m["level_1_bets"], m["level_1_ggr"]) == (D("40.00"), D("5.00"), D("4.00"))
+    assert (m["level_1_deposits"], m["level_1_bets"], m["level_1_ggr"]) == (
+        D("40.00"),
+        D("5.00"),
+        D("4.00"),
+    )
     status = await fetch(robust_url, "SELECT status FROM affiliates WHERE affiliate_id = 1")
     assert status[0][0] == "inactive"
-    recorded = {(r[0], r[1]) for r in await fetch(robust_url, "SELECT source_table, source_id FROM etl.anomalies")}
-    assert {("depositos", 900), ("depositos", 901), ("depositos", 902), ("depositos", 903),
-            ("casino_bets_v", 904), ("casino_bets_v", 905), ("cadastro", 1)} <= recorded
+    recorded = {
+        (r[0], r[1])
+        for r in await fetch(robust_url, "SELECT source_table, source_id FROM etl.anomalies")
+    }
+    assert {
+        ("depositos", 900),
+        ("depositos", 901),
+        ("depositos", 902),
+        ("depositos", 903),
+        ("casino_bets_v", 904),
+        ("casino_bets_v", 905),
+        ("cadastro", 1),
+    } <= recorded
     assert ("depositos", good) not in recorded
     assert result.anomalies == len(recorded)
