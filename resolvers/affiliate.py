@@ -1,0 +1,110 @@
+"""Query.affiliate, Query.affiliates and Query.ranking."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from sqlalchemy import func, or_, select, tuple_
+from strawberry.types import Info
+
+from resolvers.arguments import as_decimal, as_int, check_first, decode_cursor, encode_cursor, parse_id
+from resolvers.context import Context
+from resolvers.loaders.affiliate import affiliates
+from schema.affiliate import Affiliate, AffiliateFilter, AffiliateOrder
+from schema.enums import AffiliateOrderField, OrderDirection, RankingMetric
+from schema.errors import BadUserInput
+from schema.pagination import Connection, connection
+
+_INTEGER_FIELDS = {
+    AffiliateOrderField.ID, AffiliateOrderField.TOTAL_REFERRALS,
+    AffiliateOrderField.TOTAL_VALIDATED_REFERRALS, AffiliateOrderField.TOTAL_NETWORK_SIZE,
+}
+MAX_SEARCH = 200
+
+
+async def affiliate(info: Info, id: strawberry.ID) -> Affiliate | None:
+    """One affiliate; null when there is none with this id."""
+    ctx: Context = info.context
+    row = await ctx.loaders.affiliate_by_id.load(parse_id(id))
+    return Affiliate.from_row(row) if row is not None else None
+
+
+def _filters(filter: AffiliateFilter | None) -> list[Any]:
+    if filter is None:
+        return []
+    conditions: list[Any] = []
+    if filter.status is not None:
+        conditions.append(affiliates.c.status == filter.status.value)
+    search = (filter.search or "").strip()
+    if len(search) > MAX_SEARCH:
+        raise BadUserInput(f"filter.search must be at most {MAX_SEARCH} characters")
+    if search:
+        conditions.append(or_(
+            affiliates.c.name.icontains(search, autoescape=True),
+            affiliates.c.email.icontains(search, autoescape=True),
+        ))
+    return conditions
+
+
+async def _page(
+    ctx: Context, *, sort: Any, descending: bool, tag: str, value_type: Any, first: int | None,
+    after: str | None, conditions: list[Any],
+) -> Connection[Affiliate]:
+    size = check_first(first, ctx.max_page_size)
+    ident = affiliates.c.affiliate_id
+    single_key = sort is ident
+    key = decode_cursor(after, tag, (as_int,) if single_key else (value_type, as_int))
+    where = [*ctx.access.scoped(ident), *conditions]
+    keyset = list(where)
+    if key is not None:
+        position = ident if single_key else tuple_(sort, ident)
+        bound = key[0] if single_key else tuple_(*key)
+        keyset.append(position < bound if descending else position > bound)
+    order = [sort.desc(), ident.desc()] if descending else [sort.asc(), ident.asc()]
+    if single_key:
+        order = order[:1]
+    statement = select(*affiliates.c).where(*keyset).order_by(*order).limit(size + 1)
+    rows = list(await ctx.access.listing(statement))
+    page, has_next = rows[:size], len(rows) > size
+    ctx.loaders.affiliate_by_id.prime_many({r.affiliate_id: r for r in page})
+
+    async def count() -> int:
+        counted = await ctx.access.listing(select(func.count()).select_from(affiliates).where(*where))
+        return int(counted[0][0])
+
+    cursors = [
+        encode_cursor(tag, r.affiliate_id) if single_key
+        else encode_cursor(tag, r._mapping[sort.name], r.affiliate_id)
+        for r in page
+    ]
+    return connection([Affiliate.from_row(r) for r in page], cursors, has_next, after, count)
+
+
+async def affiliates_list(
+    info: Info, first: int | None = 20, after: str | None = None,
+    filter: AffiliateFilter | None = None, order_by: AffiliateOrder | None = None,
+) -> Connection[Affiliate]:
+    """Affiliates, filtered and ordered by any total (ties broken by id); by id by default."""
+    field = order_by.field if order_by is not None else AffiliateOrderField.ID
+    direction = order_by.direction if order_by is not None else OrderDirection.ASC
+    return await _page(
+        info.context,
+        sort=affiliates.c[field.value],
+        descending=direction is OrderDirection.DESC,
+        tag=f"affiliates:{field.value}:{direction.value}",
+        value_type=as_int if field in _INTEGER_FIELDS else as_decimal,
+        first=first, after=after, conditions=_filters(filter),
+    )
+
+
+async def ranking(
+    info: Info, metric: RankingMetric = RankingMetric.CPA_EARNED, first: int | None = 20,
+    after: str | None = None,
+) -> Connection[Affiliate]:
+    """Active affiliates by their precomputed rank (1 first), ties by id."""
+    rank = affiliates.c[metric.value]
+    return await _page(
+        info.context, sort=rank, descending=False, tag=f"ranking:{metric.value}",
+        value_type=as_int, first=first, after=after, conditions=[rank.is_not(None)],
+    )

@@ -1,0 +1,130 @@
+"""What every loader shares: one statement per batch (per distinct argument set), each on its
+own pooled connection through ``DataAccess``; keyset pages fetched with one LATERAL join."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import TextClause, text
+from sqlalchemy.engine import Row
+from strawberry.dataloader import DataLoader
+
+from resolvers.access import DataAccess
+
+K = TypeVar("K")
+V = TypeVar("V")
+A = TypeVar("A", bound="PageArgs")
+
+
+class BatchLoader(DataLoader[K, V]):
+    """A request-scoped DataLoader whose batch function reads through ``DataAccess``."""
+
+    def __init__(self, access: DataAccess) -> None:
+        super().__init__(load_fn=self.load_batch)
+        self.access = access
+
+    async def load_batch(self, keys: list[K]) -> Sequence[V]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+@lru_cache(maxsize=256)
+def sql(statement: str) -> TextClause:
+    """One TextClause per distinct SQL text, so SQLAlchemy's compiled cache is hit."""
+    return text(statement)
+
+
+def group_rows(rows: Sequence[Row], attribute: str) -> dict[int, list[Row]]:
+    grouped: dict[int, list[Row]] = defaultdict(list)
+    for row in rows:
+        grouped[getattr(row, attribute)].append(row)
+    return grouped
+
+
+@dataclass(frozen=True)
+class PageArgs:
+    """The arguments of one connection field except the owner; subclasses add filters."""
+
+    first: int
+    after: tuple[Any, ...] | None
+
+    def conditions(self) -> tuple[list[str], dict[str, Any]]:
+        return [], {}
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list[Row]
+    has_next_page: bool
+
+
+class PageLoader(BatchLoader[tuple[int, A], Page], Generic[A]):
+    """Pages of a child table for many owners at once: ``unnest(ids) CROSS JOIN LATERAL``
+    (the ordered, limited keyset scan per owner); one statement per distinct argument set."""
+
+    table: str
+    owner_column: str
+    columns: str
+    order_by: str
+    keyset: str  # a condition over :after_0, :after_1, ... (the sort key of the cursor)
+
+    def statement(self, args: A) -> tuple[TextClause, dict[str, Any]]:
+        conditions, params = args.conditions()
+        if args.after is not None:
+            conditions.append(self.keyset)
+            params.update({f"after_{i}": v for i, v in enumerate(args.after)})
+        where = "".join(f" AND {c}" for c in conditions)
+        return sql(
+            f"SELECT p.* FROM unnest(CAST(:ids AS bigint[])) AS k(id) CROSS JOIN LATERAL ("
+            f"SELECT {self.columns} FROM {self.table} WHERE {self.owner_column} = k.id{where} "
+            f"ORDER BY {self.order_by} LIMIT :limit) p"
+        ), params
+
+    async def load_batch(self, keys: list[tuple[int, A]]) -> Sequence[Page]:
+        groups: dict[A, list[int]] = defaultdict(list)
+        for owner, args in keys:
+            groups[args].append(owner)
+        pages: dict[tuple[int, A], Page] = {}
+
+        async def fetch(args: A, owners: list[int]) -> None:
+            statement, params = self.statement(args)
+            rows = await self.access.for_affiliates(statement, owners, limit=args.first + 1, **params)
+            by_owner = group_rows(rows, self.owner_column)
+            for owner in owners:
+                found = by_owner.get(owner, [])
+                pages[(owner, args)] = Page(found[: args.first], len(found) > args.first)
+
+        await asyncio.gather(*(fetch(args, owners) for args, owners in groups.items()))
+        return [pages[key] for key in keys]
+
+
+class CountLoader(BatchLoader[tuple[int, A], int], Generic[A]):
+    """``totalCount`` of a connection, loaded only when asked; one GROUP BY per filter set."""
+
+    table: str
+    owner_column: str
+
+    async def load_batch(self, keys: list[tuple[int, A]]) -> Sequence[int]:
+        groups: dict[A, list[int]] = defaultdict(list)
+        for owner, args in keys:
+            groups[args].append(owner)
+        counts: dict[tuple[int, A], int] = {}
+
+        async def fetch(args: A, owners: list[int]) -> None:
+            conditions, params = args.conditions()
+            where = "".join(f" AND {c}" for c in conditions)
+            statement = sql(
+                f"SELECT {self.owner_column} AS owner, count(*) AS n FROM {self.table} "
+                f"WHERE {self.owner_column} = ANY(:ids){where} GROUP BY {self.owner_column}"
+            )
+            rows = await self.access.for_affiliates(statement, owners, **params)
+            found = {r.owner: r.n for r in rows}
+            for owner in owners:
+                counts[(owner, args)] = found.get(owner, 0)
+
+        await asyncio.gather(*(fetch(args, owners) for args, owners in groups.items()))
+        return [counts[key] for key in keys]

@@ -1,0 +1,26 @@
+"""The five-level network of each affiliate (one ``affiliate_mlm_structure`` row)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy.engine import Row
+
+from resolvers.loaders.base import BatchLoader, sql
+
+_NETWORK = sql(
+    "SELECT affiliate_id, total_network_size, "
+    + ", ".join(
+        f"level_{n}_count, level_{n}_deposits, level_{n}_bets, level_{n}_ggr, "
+        f"level_{n}_cpa, level_{n}_rev"
+        for n in range(1, 6)
+    )
+    + " FROM affiliate_mlm_structure WHERE affiliate_id = ANY(:ids)"
+)
+
+
+class NetworkByAffiliateIdLoader(BatchLoader[int, Row | None]):
+    async def load_batch(self, keys: list[int]) -> Sequence[Row | None]:
+        rows = await self.access.for_affiliates(_NETWORK, keys)
+        found = {r.affiliate_id: r for r in rows}
+        return [found.get(k) for k in keys]

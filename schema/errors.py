@@ -1,0 +1,135 @@
+"""The errors clients may see, and the policy that gives every error a code and hides the rest.
+
+Clients branch on ``extensions.code``:
+- ``BAD_USER_INPUT``: an argument is invalid (page size, level, range, cursor, id, a value
+  of the wrong type); the message says which and why.
+- ``GRAPHQL_PARSE_FAILED`` / ``GRAPHQL_VALIDATION_FAILED``: the document itself is wrong.
+- ``SERVICE_UNAVAILABLE``: the database cannot be reached; retry later.
+- ``BUSY``: the ETL holds the ledger lock; retry in a moment.
+- ``NOT_AVAILABLE``: the feature is not part of this build.
+- ``INTERNAL_SERVER_ERROR``: anything unexpected; the message is masked and the details are
+  logged server-side only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+
+log = logging.getLogger("fature.api")
+
+MASKED_MESSAGE = "Unexpected error."
+
+
+class PublicError(Exception):
+    """An error whose message is written for clients; ``code`` goes to ``extensions.code``."""
+
+    code = "INTERNAL_SERVER_ERROR"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extensions = {"code": self.code}
+
+
+class BadUserInput(PublicError):
+    code = "BAD_USER_INPUT"
+
+
+class ServiceUnavailable(PublicError):
+    code = "SERVICE_UNAVAILABLE"
+
+    def __init__(self, message: str = "The database is unavailable right now; try again shortly.") -> None:
+        super().__init__(message)
+
+
+class Busy(PublicError):
+    code = "BUSY"
+
+
+class NotAvailable(PublicError):
+    code = "NOT_AVAILABLE"
+
+
+# graphql-core messages of argument/variable values that cannot be coerced (client input).
+_INPUT_MARKERS = (
+    "got invalid value",
+    "has invalid value",
+    "does not exist in",
+    "cannot represent",
+    "Expected value of type",
+    "of required type",
+    "was not provided",
+)
+
+
+def is_unexpected(error: GraphQLError) -> bool:
+    """An exception from our code (a bug), not a client mistake or a known condition.
+    graphql-core raises GraphQLErrors itself when it coerces argument and variable values."""
+    original = error.original_error
+    return original is not None and not isinstance(original, PublicError | GraphQLError)
+
+
+def error_code(error: GraphQLError) -> str:
+    """The code a (possibly unclassified) GraphQL error is reported with."""
+    original = error.original_error
+    if isinstance(original, PublicError):
+        return original.code
+    if is_unexpected(error):
+        return "INTERNAL_SERVER_ERROR"
+    if error.extensions and "code" in error.extensions:
+        return str(error.extensions["code"])
+    if error.message.startswith("Syntax Error"):
+        return "GRAPHQL_PARSE_FAILED"
+    if any(marker in error.message for marker in _INPUT_MARKERS):
+        return "BAD_USER_INPUT"
+    return "GRAPHQL_VALIDATION_FAILED"
+
+
+def public_error(error: GraphQLError) -> GraphQLError:
+    """The error as a client may see it: coded, and masked when unexpected."""
+    code = error_code(error)
+    if (error.extensions or {}).get("code") == code:
+        return error  # already public
+    unexpected = is_unexpected(error)
+    message = MASKED_MESSAGE if unexpected else error.message
+    if isinstance(error.original_error, PublicError):
+        message = error.original_error.message
+    return GraphQLError(
+        message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        original_error=None if unexpected else error.original_error,
+        extensions={**(error.extensions or {}), "code": code},
+    )
+
+
+class ErrorPolicy(SchemaExtension):
+    """Masks unexpected errors and codes all others (the job of strawberry's MaskErrors, plus
+    codes). Logging happens earlier, in ``FatureSchema.process_errors``, on the raw errors."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        errors = getattr(result, "errors", None)
+        if errors:
+            result.errors = [public_error(e) for e in errors]  # type: ignore[union-attr]
+
+
+def log_unexpected(errors: list[GraphQLError]) -> None:
+    """Log what clients will not see: unexpected exceptions with their stack."""
+    for error in errors:
+        if not is_unexpected(error):
+            continue
+        original = error.original_error
+        assert original is not None
+        log.error(
+            "unexpected error at %s: %s",
+            ".".join(str(p) for p in error.path or ()), original,
+            exc_info=(type(original), original, original.__traceback__),
+        )

@@ -1,0 +1,76 @@
+"""The Query and Mutation roots, the Schema object with its extensions, and the SDL export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.printer import print_schema
+from strawberry.types import ExecutionContext
+
+from resolvers import affiliate as affiliate_resolvers
+from resolvers import sync as sync_resolvers
+from resolvers import validation as validation_resolvers
+from schema.affiliate import Affiliate
+from schema.errors import ErrorPolicy, log_unexpected
+from schema.pagination import Connection
+from schema.scalars import SCALAR_OVERRIDES
+from schema.sync import SyncStatus
+from schema.validation import ValidateCpaResult
+
+SDL_PATH = Path(__file__).resolve().parents[1] / "schema.graphql"
+
+
+@strawberry.type
+class Query:
+    affiliate: Affiliate | None = strawberry.field(
+        resolver=affiliate_resolvers.affiliate, description="Null when no affiliate has this id."
+    )
+    affiliates: Connection[Affiliate] = strawberry.field(resolver=affiliate_resolvers.affiliates_list)
+    ranking: Connection[Affiliate] = strawberry.field(resolver=affiliate_resolvers.ranking)
+    sync_status: SyncStatus = strawberry.field(resolver=sync_resolvers.sync_status)
+
+
+@strawberry.type
+class Mutation:
+    validate_cpa: ValidateCpaResult = strawberry.field(
+        resolver=validation_resolvers.validate_cpa,
+        description="Run the CPA validation step now for this affiliate's network "
+                    "(same code, ledger rules and lock as the ETL); returns the new validations.",
+    )
+
+
+class FatureSchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        # Client mistakes and outages are answered, not logged as crashes.
+        log_unexpected(errors)
+
+
+schema = FatureSchema(
+    query=Query,
+    mutation=Mutation,
+    extensions=[
+        lambda: ParserCache(maxsize=1024),
+        lambda: ValidationCache(maxsize=1024),
+        ErrorPolicy,
+    ],
+    scalar_overrides=SCALAR_OVERRIDES,
+)
+
+
+def sdl() -> str:
+    """The schema as SDL, exactly as ``schema.graphql`` holds it."""
+    return print_schema(schema) + "\n"
+
+
+def export_sdl(path: Path = SDL_PATH) -> Path:
+    path.write_text(sdl(), encoding="utf-8")
+    return path
+
+
+if __name__ == "__main__":
+    print(export_sdl())

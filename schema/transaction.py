@@ -1,0 +1,32 @@
+"""Money movements of an affiliate's network (``affiliate_financial_transactions``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+import strawberry
+from sqlalchemy.engine import Row
+
+from schema.enums import TransactionType
+
+
+@strawberry.type(description="Bets and wins are one row per user, local day and type.")
+class Transaction:
+    id: strawberry.ID
+    user_id: strawberry.ID | None
+    level: int
+    type: TransactionType
+    amount: Decimal
+    transaction_date: datetime
+
+    @classmethod
+    def from_row(cls, row: Row) -> Transaction:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            user_id=strawberry.ID(str(row.user_id)) if row.user_id is not None else None,
+            level=row.mlm_level,
+            type=TransactionType(row.transaction_type),
+            amount=row.amount,
+            transaction_date=row.transaction_date,
+        )

@@ -1,0 +1,1 @@
+from tests.resolvers.world import api, world  # noqa: F401 - shared fixtures

@@ -1,0 +1,47 @@
+"""The number of SQL statements is fixed by the query's shape, never by the page size."""
+
+from __future__ import annotations
+
+import pytest
+
+from app import DASHBOARD_QUERY
+from tests.resolvers.world import Api
+
+LIST = """query($n: Int) { affiliates(first: $n) { edges { node {
+  network { levels { level count } } summaries(period: MONTHLY) { cpaEarned } } } } }"""
+
+RICH_LIST = """query($n: Int) { affiliates(first: $n, orderBy: {field: TOTAL_NETWORK_SIZE}) {
+  totalCount edges { node { id upline { id name } network { totalNetworkSize }
+    referrals(first: 3) { totalCount nodes { referredUserId referredAffiliate { name } } }
+    pending: referrals(first: 2, status: PENDING) { totalCount nodes { level } }
+    cpaValidations(first: 2) { totalCount nodes { cpaAmount affiliate { id } } }
+    transactions(first: 2, type: DEPOSIT) { totalCount nodes { amount } }
+    summaries(period: WEEKLY, last: 2) { cpaEarned levels { rev } } } } } }"""
+
+
+async def count(api: Api, query: str, variables: dict | None = None) -> list[str]:
+    await api.data(query, variables)  # warm: the pool's first connections, caches
+    with api.statements() as seen:
+        await api.data(query, variables)
+    return seen
+
+
+@pytest.mark.parametrize("page", [5, 50, 100])
+async def test_list_with_levels_and_summaries_is_three_statements(api: Api, page: int) -> None:
+    seen = await count(api, LIST, {"n": page})
+    assert len(seen) == 3, seen  # the page, the networks, the summaries
+
+
+@pytest.mark.parametrize("page", [5, 50])
+async def test_rich_list_is_a_fixed_number_of_statements(api: Api, page: int) -> None:
+    seen = await count(api, RICH_LIST, {"n": page})
+    # page + count, upline ids, networks, 2 referral pages + the PENDING count, validations
+    # page + count, transactions page + count, summaries, and ONE batch of affiliates by id
+    # (uplines and referred affiliates together; the page's own rows are primed). The
+    # referral totalCount without a status filter comes from the networks, not a COUNT.
+    assert len(seen) == 13, "\n".join(seen)
+
+
+async def test_dashboard_is_five_statements(api: Api) -> None:
+    seen = await count(api, DASHBOARD_QUERY, {"id": "300"})
+    assert len(seen) == 5, seen  # sync status, affiliate, network, summaries, referrals

@@ -1,0 +1,181 @@
+"""A small world built by the real ETL: the EXAMPLE.md network plus a deeper tree of 62
+affiliates (so lists have several pages), and the app serving it.
+
+Shared (session-scoped) and read-only: tests that write get their own databases.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from sqlalchemy import event
+from starlette.applications import Starlette
+
+from app import create_app
+from db.settings import Settings
+from etl.sync import run_cycle
+from tests.conftest import OPERATION_SQL, _admin, _db_url
+from tests.factories import Operation
+
+ROOT = 300
+TREE = range(301, 362)
+
+
+@dataclass
+class World:
+    robust_url: str
+    operation_url: str
+    settings: Settings
+
+
+def parents(user: int) -> int:
+    """The referrer of each user of the tree: five full levels below 300 and one more."""
+    if user <= 325:
+        return ROOT
+    if user <= 340:
+        return 301 + (user - 326) % 3
+    if user <= 350:
+        return 326
+    if user <= 356:
+        return 341
+    if user <= 360:
+        return 351
+    return 357
+
+
+async def write_example(op: Operation) -> None:
+    await op.user(101, "Ana", afiliado=True)
+    await op.user(102, "Bruno")
+    await op.user(103, "Carla")
+    await op.track(102, 101, "2025-03-02 10:00Z")
+    await op.track(103, 102, "2025-03-03 12:00Z")
+    await op.deposit(102, "50.00", "2025-03-02 11:00Z")
+    await op.deposit(103, "20.00", "2025-03-05 13:00Z")
+    await op.deposit(103, "15.00", "2025-03-05 13:05Z", "pendente")
+    await op.bet(102, "80.00", "0.00", "2025-03-02 12:00Z")
+    await op.bet(102, "30.00", "45.00", "2025-03-04 02:30Z")
+    await op.bet(103, "200.00", "150.00", "2025-03-05 14:00Z")
+
+
+async def write_tree(op: Operation) -> None:
+    await op.user(ROOT, "Bia Raiz", afiliado=True, at="2025-02-01 00:00Z")
+    for user in TREE:
+        status = "inativo" if user % 7 == 0 else "suspenso" if user % 11 == 0 else "ativo"
+        await op.user(user, f"Afiliado {user}", afiliado=True, status=status, at="2025-02-01 00:00Z")
+    for user in TREE:
+        day = date(2025, 3, 1) + timedelta(days=user - 301)
+        at = f"{day.isoformat()} 09:{user % 60:02d}Z"
+        await op.track(user, parents(user), at)
+        await op.deposit(user, f"{30 + (user % 5) * 10}.00", f"{day.isoformat()} 10:00Z")
+        await op.bet(user, "60.00", f"{(user % 3) * 25}.00", f"{day.isoformat()} 11:00Z")
+        if user % 2 == 0:  # a second active day: these users qualify for CPA
+            await op.bet(user, "50.00", "10.00", f"{(day + timedelta(days=1)).isoformat()} 12:00Z")
+        if user % 4 == 1:
+            await op.withdrawal(user, "20.00", f"{(day + timedelta(days=2)).isoformat()} 14:00Z")
+        if user % 6 == 0:
+            await op.deposit(user, "99.00", f"{day.isoformat()} 15:00Z", "pendente")
+
+
+async def build_world(robust_template: str) -> World:
+    robust_url = _db_url(f"fature_r_{uuid.uuid4().hex[:10]}")
+    operation_url = _db_url(f"fature_o_{uuid.uuid4().hex[:10]}")
+    await _admin(f"CREATE DATABASE {robust_url.rsplit('/', 1)[1]} TEMPLATE {robust_template}")
+    await _admin(f"CREATE DATABASE {operation_url.rsplit('/', 1)[1]}")
+    conn = await asyncpg.connect(operation_url)
+    try:
+        await conn.execute(OPERATION_SQL.read_text())
+    finally:
+        await conn.close()
+    op = await Operation.open(operation_url)
+    try:
+        await write_example(op)
+        await write_tree(op)
+    finally:
+        await op.close()
+    settings = Settings(database_url=robust_url, operation_database_url=operation_url,
+                        etl_scheduler_enabled=False, _env_file=None)
+    result = await run_cycle(settings, robust_url, operation_url)
+    assert result.status == "success"
+    return World(robust_url, operation_url, settings)
+
+
+async def drop_world(world: World) -> None:
+    for url in (world.robust_url, world.operation_url):
+        await _admin(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
+
+
+class Api:
+    """The app under test, its HTTP client, and helpers."""
+
+    def __init__(self, app: Starlette, client: httpx.AsyncClient) -> None:
+        self.app = app
+        self.client = client
+
+    async def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        response = await self.client.post("/graphql", json={"query": query, "variables": variables or {}})
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    async def data(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        body = await self.graphql(query, variables)
+        assert "errors" not in body, body["errors"]
+        return body["data"]
+
+    async def error(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        body = await self.graphql(query, variables)
+        assert body.get("errors"), body
+        return body["errors"][0]
+
+    @contextmanager
+    def statements(self) -> Iterator[list[str]]:
+        """Every SQL statement the app sends while the block runs."""
+        seen: list[str] = []
+        engine = self.app.state.api.database.engine.sync_engine
+
+        def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            seen.append(statement)
+
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            yield seen
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+
+
+@asynccontextmanager
+async def serve(world: World, **options: Any) -> AsyncIterator[Api]:
+    """The app with its lifespan running, behind an in-process ASGI client."""
+    app = create_app(world.settings, robust_url=world.robust_url, start_scheduler=False, **options)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield Api(app, client)
+
+
+@pytest.fixture(scope="session")
+async def world(robust_template: str) -> AsyncIterator[World]:
+    built = await build_world(robust_template)
+    yield built
+    await drop_world(built)
+
+
+@pytest.fixture(scope="session")
+async def api(world: World) -> AsyncIterator[Api]:
+    async with serve(world) as served:
+        yield served
+
+
+async def rows(url: str, query: str, *args: Any) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(url)
+    try:
+        return await conn.fetch(query, *args)
+    finally:
+        await conn.close()
