@@ -17,8 +17,11 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEn
         async_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        pool_recycle=1800,
         echo=echo,
+        # A database that stops answering must fail requests, not hang them; a dropped
+        # connection is discarded by the pool on its first error and the next one reconnects.
+        connect_args={"timeout": 5, "command_timeout": 30},
     )
 
 

@@ -142,6 +142,8 @@ CREATE TABLE affiliate_referrals (
     PRIMARY KEY (referrer_id, mlm_level, referred_id)
 );
 CREATE INDEX affiliate_referrals_by_date ON affiliate_referrals (referrer_id, referral_date DESC, referred_id);
+CREATE INDEX affiliate_referrals_by_level_date
+    ON affiliate_referrals (referrer_id, mlm_level, referral_date DESC, referred_id);
 CREATE INDEX affiliate_referrals_referred ON affiliate_referrals (referred_id);
 
 CREATE TABLE affiliate_cpa_validations (
