@@ -12,26 +12,30 @@ from __future__ import annotations
 
 import asyncpg
 
+from etl.bulk import indexes_built_after
+
 _ACTIVITY_BY_PAIR = """
 SELECT user_id, day,
        sum(deposits) AS deposits, sum(deposit_count)::int AS deposit_count,
        sum(withdrawals) AS withdrawals, sum(withdrawal_count)::int AS withdrawal_count,
-       sum(stake) AS stake, sum(win) AS win, sum(bet_count)::int AS bet_count
+       sum(stake) AS stake, sum(win) AS win, sum(bet_count)::int AS bet_count,
+       min(first_bet_at) AS first_bet_at
 FROM (
     SELECT a.user_id, a.day, d.valor AS deposits, 1 AS deposit_count, 0 AS withdrawals,
-           0 AS withdrawal_count, 0 AS stake, 0 AS win, 0 AS bet_count
+           0 AS withdrawal_count, 0 AS stake, 0 AS win, 0 AS bet_count,
+           NULL::timestamptz AS first_bet_at
     FROM {pairs} a JOIN etl.src_depositos d
       ON d.user_id = a.user_id
      AND d.criado_em >= a.day::timestamptz AND d.criado_em < (a.day + 1)::timestamptz
     WHERE d.ok AND d.status = 'aprovado'
     UNION ALL
-    SELECT a.user_id, a.day, 0, 0, s.valor, 1, 0, 0, 0
+    SELECT a.user_id, a.day, 0, 0, s.valor, 1, 0, 0, 0, NULL
     FROM {pairs} a JOIN etl.src_saque s
       ON s.user_id = a.user_id
      AND s.criado_em >= a.day::timestamptz AND s.criado_em < (a.day + 1)::timestamptz
     WHERE s.ok AND s.status = 'aprovado'
     UNION ALL
-    SELECT a.user_id, a.day, 0, 0, 0, 0, b.valor_aposta, b.valor_premio, 1
+    SELECT a.user_id, a.day, 0, 0, 0, 0, b.valor_aposta, b.valor_premio, 1, b.criado_em
     FROM {pairs} a JOIN etl.src_bets b
       ON b.user_id = a.user_id
      AND b.criado_em >= a.day::timestamptz AND b.criado_em < (a.day + 1)::timestamptz
@@ -43,18 +47,20 @@ _ACTIVITY_ALL = """
 SELECT user_id, day,
        sum(deposits) AS deposits, sum(deposit_count)::int AS deposit_count,
        sum(withdrawals) AS withdrawals, sum(withdrawal_count)::int AS withdrawal_count,
-       sum(stake) AS stake, sum(win) AS win, sum(bet_count)::int AS bet_count
+       sum(stake) AS stake, sum(win) AS win, sum(bet_count)::int AS bet_count,
+       min(first_bet_at) AS first_bet_at
 FROM (
     SELECT user_id, criado_em::date AS day, valor AS deposits, 1 AS deposit_count,
-           0 AS withdrawals, 0 AS withdrawal_count, 0 AS stake, 0 AS win, 0 AS bet_count
+           0 AS withdrawals, 0 AS withdrawal_count, 0 AS stake, 0 AS win, 0 AS bet_count,
+           NULL::timestamptz AS first_bet_at
     FROM etl.src_depositos WHERE ok AND status = 'aprovado'
     UNION ALL
-    SELECT user_id, criado_em::date, 0, 0, valor, 1, 0, 0, 0
+    SELECT user_id, criado_em::date, 0, 0, valor, 1, 0, 0, 0, NULL
     FROM etl.src_saque WHERE ok AND status = 'aprovado'
     UNION ALL
-    SELECT user_id, day, 0, 0, 0, 0, stake, win, bet_count
+    SELECT user_id, day, 0, 0, 0, 0, stake, win, bet_count, first_bet_at
     FROM (SELECT user_id, criado_em::date AS day, sum(valor_aposta) AS stake,
-                 sum(valor_premio) AS win, count(*) AS bet_count
+                 sum(valor_premio) AS win, count(*) AS bet_count, min(criado_em) AS first_bet_at
           FROM etl.src_bets GROUP BY 1, 2) AS bets
 ) AS events
 GROUP BY user_id, day
@@ -77,14 +83,14 @@ async def refresh(conn: asyncpg.Connection, *, full: bool) -> None:
     await conn.execute(_SNAPSHOT.format(name="ud_old"))
     if full:
         await conn.execute("TRUNCATE etl.user_daily")
-        await conn.execute(f"INSERT INTO etl.user_daily {_ACTIVITY_ALL}")
+        async with indexes_built_after(conn, "etl.user_daily"):
+            await conn.execute(f"INSERT INTO etl.user_daily {_ACTIVITY_ALL}")
         await conn.execute(
             "INSERT INTO aff_ud SELECT user_id, day FROM etl.user_daily ON CONFLICT DO NOTHING"
         )
     else:
         await conn.execute(
-            "DELETE FROM etl.user_daily ud USING aff_ud a "
-            "WHERE ud.user_id = a.user_id AND ud.day = a.day"
+            "DELETE FROM etl.user_daily ud USING aff_ud a WHERE ud.user_id = a.user_id AND ud.day = a.day"
         )
         await conn.execute(f"INSERT INTO etl.user_daily {_ACTIVITY_BY_PAIR.format(pairs='aff_ud')}")
     await conn.execute(_SNAPSHOT.format(name="ud_new"))

@@ -54,7 +54,10 @@ ON CONFLICT DO NOTHING
 _MONEY_ANOMALIES = """
 INSERT INTO etl.anomalies (source_table, source_id, reason)
 SELECT '{table}', s.id, r.reason
-FROM stg_{table} s,
+FROM (SELECT * FROM stg_{table}
+      WHERE NOT coalesce(user_id IS NOT NULL AND valor IS NOT NULL AND status IS NOT NULL
+                         AND criado_em IS NOT NULL AND valor > 0 AND valor <= $1
+                         AND status IN ('pendente', 'aprovado', 'cancelado'), false)) AS s,
 LATERAL (VALUES
     (CASE WHEN s.user_id IS NULL OR s.valor IS NULL OR s.status IS NULL OR s.criado_em IS NULL
           THEN 'null field (skipped)' END),
@@ -70,7 +73,11 @@ ON CONFLICT DO NOTHING
 _BET_ANOMALIES = """
 INSERT INTO etl.anomalies (source_table, source_id, reason)
 SELECT 'casino_bets_v', s.id, r.reason
-FROM stg_casino_bets_v s,
+FROM (SELECT * FROM stg_casino_bets_v
+      WHERE NOT coalesce(user_id IS NOT NULL AND valor_aposta IS NOT NULL
+                         AND valor_premio IS NOT NULL AND criado_em IS NOT NULL
+                         AND valor_aposta BETWEEN 0 AND $1 AND valor_premio BETWEEN 0 AND $1,
+                         false)) AS s,
 LATERAL (VALUES
     (CASE WHEN s.user_id IS NULL OR s.valor_aposta IS NULL OR s.valor_premio IS NULL
                OR s.criado_em IS NULL THEN 'null field (skipped)' END),
@@ -85,8 +92,9 @@ _ORPHAN_ANOMALIES = """
 INSERT INTO etl.anomalies (source_table, source_id, reason)
 SELECT '{table}', s.id, 'user not in cadastro yet (held)'
 FROM stg_{table} s
-WHERE s.id IS NOT NULL AND s.user_id IS NOT NULL
-  AND NOT EXISTS (SELECT 1 FROM etl.src_cadastro c WHERE c.id = s.user_id)
+WHERE s.id IS NOT NULL
+  AND s.user_id IN (SELECT DISTINCT user_id FROM stg_{table} WHERE user_id IS NOT NULL
+                    EXCEPT SELECT id FROM etl.src_cadastro)
 ON CONFLICT DO NOTHING
 """
 
@@ -184,16 +192,31 @@ WHERE existed AND old_user_id IS NOT NULL AND old_criado_em IS NOT NULL
 ON CONFLICT DO NOTHING
 """
 
+# A full load of deposits or withdrawals: the mirror is empty, every row is new.
+_LOAD_MONEY = """
+INSERT INTO etl.src_{table} (id, user_id, valor, status, criado_em, atualizado_em, ok)
+SELECT DISTINCT ON (id) id, user_id, valor, status, criado_em, atualizado_em,
+       (user_id IS NOT NULL AND valor IS NOT NULL AND status IS NOT NULL
+        AND criado_em IS NOT NULL AND valor > 0 AND valor <= $1
+        AND status IN ('pendente', 'aprovado', 'cancelado'))
+FROM stg_{table} WHERE id IS NOT NULL
+ORDER BY id, atualizado_em DESC NULLS LAST
+"""
+
 # Bets are append-only: a new id is a new bet; an id already mirrored is the overlap.
-_MERGE_BETS = """
-WITH inserted AS (
-    INSERT INTO etl.src_bets (id, user_id, valor_aposta, valor_premio, criado_em)
-    SELECT DISTINCT ON (id) id, user_id, valor_aposta, valor_premio, criado_em
-    FROM stg_casino_bets_v
-    WHERE id IS NOT NULL AND user_id IS NOT NULL AND valor_aposta IS NOT NULL
+_BETS_OK = """
+    id IS NOT NULL AND user_id IS NOT NULL AND valor_aposta IS NOT NULL
       AND valor_premio IS NOT NULL AND criado_em IS NOT NULL
       AND valor_aposta >= 0 AND valor_premio >= 0 AND valor_aposta <= $1 AND valor_premio <= $1
-    ORDER BY id
+"""
+
+# Bets are append-only: a new id is a new bet; an id already mirrored is the overlap.
+_MERGE_BETS = f"""
+WITH inserted AS (
+    INSERT INTO etl.src_bets (id, user_id, valor_aposta, valor_premio, criado_em)
+    SELECT id, user_id, valor_aposta, valor_premio, criado_em
+    FROM stg_casino_bets_v
+    WHERE {_BETS_OK}
     ON CONFLICT (id) DO NOTHING
     RETURNING user_id, criado_em
 )
@@ -202,12 +225,21 @@ SELECT DISTINCT user_id, criado_em::date FROM inserted
 ON CONFLICT DO NOTHING
 """
 
+# A full load: every (user, day) is recomputed anyway, so no change capture is needed.
+_LOAD_BETS = f"""
+INSERT INTO etl.src_bets (id, user_id, valor_aposta, valor_premio, criado_em)
+SELECT id, user_id, valor_aposta, valor_premio, criado_em
+FROM stg_casino_bets_v
+WHERE {_BETS_OK}
+ON CONFLICT (id) DO NOTHING
+"""
+
 _COUNT_STAGED_ANOMALIES = """
 SELECT (SELECT count(*) FROM etl.anomalies) - $1
 """
 
 
-async def merge(conn: asyncpg.Connection, max_amount: Decimal) -> int:
+async def merge(conn: asyncpg.Connection, max_amount: Decimal, *, full: bool = False) -> int:
     """Fold staging into the mirrors; returns the number of new anomalies recorded."""
     await conn.execute(_TEMP_TABLES)
     before = await conn.fetchval("SELECT count(*) FROM etl.anomalies")
@@ -220,8 +252,11 @@ async def merge(conn: asyncpg.Connection, max_amount: Decimal) -> int:
     await conn.execute(_MERGE_CADASTRO)
     await conn.execute(_MERGE_TRACKED)
     for table in ("depositos", "saque"):
-        await conn.execute(_MERGE_MONEY.format(table=table), max_amount)
-    await conn.execute(_MERGE_BETS, max_amount)
+        await conn.execute((_LOAD_MONEY if full else _MERGE_MONEY).format(table=table), max_amount)
+    if full:
+        await _bulk_load_bets(conn, max_amount)
+    else:
+        await conn.execute(_MERGE_BETS, max_amount)
 
     # Orphans are checked after cadastro is merged: a user arriving in the same cycle is fine.
     for table in ("depositos", "saque", "casino_bets_v"):
@@ -229,3 +264,20 @@ async def merge(conn: asyncpg.Connection, max_amount: Decimal) -> int:
     for table in ("tree_roots", "aff_ud", "chg_profile", "chg_money"):
         await conn.execute(f"ANALYZE {table}")
     return await conn.fetchval(_COUNT_STAGED_ANOMALIES, before)
+
+
+async def _bulk_load_bets(conn: asyncpg.Connection, max_amount: Decimal) -> None:
+    """Load millions of bets into the empty mirror: indexes are built once, after the load."""
+    await conn.execute("SET LOCAL maintenance_work_mem = '1GB'")
+    await conn.execute("ALTER TABLE etl.src_bets DROP CONSTRAINT src_bets_pkey")
+    await conn.execute("DROP INDEX etl.src_bets_user")
+    await conn.execute(_LOAD_BETS.replace("ON CONFLICT (id) DO NOTHING", ""), max_amount)
+    try:
+        async with conn.transaction():  # a savepoint: duplicate source ids are possible
+            await conn.execute("ALTER TABLE etl.src_bets ADD CONSTRAINT src_bets_pkey PRIMARY KEY (id)")
+    except asyncpg.UniqueViolationError:
+        await conn.execute(
+            "DELETE FROM etl.src_bets a USING etl.src_bets b WHERE a.id = b.id AND a.ctid > b.ctid"
+        )
+        await conn.execute("ALTER TABLE etl.src_bets ADD CONSTRAINT src_bets_pkey PRIMARY KEY (id)")
+    await conn.execute("CREATE INDEX src_bets_user ON etl.src_bets (user_id, criado_em)")

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import asyncpg
 
-_SUMMARIES = """
+from etl.bulk import indexes_built_after
+
+# Every level key is present: levels without activity show zeros.
+_ZERO_LEVELS = '{"1": {"new_referrals": 0, "deposits": "0.00", "bets": "0.00", "ggr": "0.00", "cpa": "0.00", "rev": "0.00"}, "2": {"new_referrals": 0, "deposits": "0.00", "bets": "0.00", "ggr": "0.00", "cpa": "0.00", "rev": "0.00"}, "3": {"new_referrals": 0, "deposits": "0.00", "bets": "0.00", "ggr": "0.00", "cpa": "0.00", "rev": "0.00"}, "4": {"new_referrals": 0, "deposits": "0.00", "bets": "0.00", "ggr": "0.00", "cpa": "0.00", "rev": "0.00"}, "5": {"new_referrals": 0, "deposits": "0.00", "bets": "0.00", "ggr": "0.00", "cpa": "0.00", "rev": "0.00"}}'
+
+_TOUCHED_PERIODS = """
 CREATE TEMP TABLE touched_periods ON COMMIT DROP AS
 SELECT DISTINCT affiliate_id, period_type, period_start FROM period_delta;
 ANALYZE touched_periods;
@@ -17,29 +22,28 @@ ANALYZE touched_periods;
 DELETE FROM affiliate_periodic_summaries s USING touched_periods t
 WHERE s.affiliate_id = t.affiliate_id AND s.period_type = t.period_type
   AND s.period_start = t.period_start;
+"""
 
+_TOUCHED_LEVEL_ROWS = """(
+    SELECT l.* FROM touched_periods t
+    JOIN etl.affiliate_level_periods l USING (affiliate_id, period_type, period_start)
+)"""
+
+_SUMMARIES = """
 INSERT INTO affiliate_periodic_summaries
     (affiliate_id, period_type, period_start, new_referrals, validated_referrals,
      total_deposits, total_bets, total_ggr, cpa_earned, rev_earned, level_breakdown)
-SELECT t.affiliate_id, t.period_type, t.period_start,
-       coalesce(sum(l.new_referrals) FILTER (WHERE lv.level = 1), 0),
-       coalesce(sum(l.validations) FILTER (WHERE lv.level = 1), 0),
-       coalesce(sum(l.deposits), 0), coalesce(sum(l.stake), 0),
-       coalesce(sum(l.stake - l.win), 0), coalesce(sum(l.cpa), 0), coalesce(sum(l.rev), 0),
-       jsonb_object_agg(lv.level::text, jsonb_build_object(
-           'new_referrals', coalesce(l.new_referrals, 0),
-           'deposits', coalesce(l.deposits, 0.00)::numeric(18,2)::text,
-           'bets', coalesce(l.stake, 0.00)::numeric(18,2)::text,
-           'ggr', coalesce(l.stake - l.win, 0.00)::numeric(18,2)::text,
-           'cpa', coalesce(l.cpa, 0.00)::numeric(18,2)::text,
-           'rev', coalesce(l.rev, 0.00)::numeric(18,2)::text))
-FROM touched_periods t
-CROSS JOIN generate_series(1, 5) AS lv(level)
-LEFT JOIN etl.affiliate_level_periods l
-  ON l.affiliate_id = t.affiliate_id AND l.period_type = t.period_type
- AND l.period_start = t.period_start AND l.level = lv.level
-GROUP BY t.affiliate_id, t.period_type, t.period_start
-HAVING coalesce(sum(l.new_referrals + l.deposit_count + l.bet_count + l.validations), 0) > 0;
+SELECT l.affiliate_id, l.period_type, l.period_start,
+       coalesce(sum(l.new_referrals) FILTER (WHERE l.level = 1), 0),
+       coalesce(sum(l.validations) FILTER (WHERE l.level = 1), 0),
+       sum(l.deposits), sum(l.stake), sum(l.stake - l.win), sum(l.cpa), sum(l.rev),
+       '{zero_levels}'::jsonb || jsonb_object_agg(l.level::text, jsonb_build_object(
+           'new_referrals', l.new_referrals, 'deposits', l.deposits::text,
+           'bets', l.stake::text, 'ggr', (l.stake - l.win)::text,
+           'cpa', l.cpa::text, 'rev', l.rev::text))
+FROM {source} AS l
+GROUP BY l.affiliate_id, l.period_type, l.period_start
+HAVING sum(l.new_referrals + l.deposit_count + l.bet_count + l.validations) > 0
 """
 
 # Affiliates whose row may change: activity, ledger, profile, or being someone's p1.
@@ -200,13 +204,20 @@ def _mlm_sql() -> str:
 _MLM_SQL = _mlm_sql()
 
 
-async def publish(conn: asyncpg.Connection) -> dict[str, int]:
+def _summaries(source: str) -> str:
+    return _SUMMARIES.replace("{source}", source).replace("{zero_levels}", _ZERO_LEVELS)
+
+
+async def publish(conn: asyncpg.Connection, *, full: bool = False) -> dict[str, int]:
     """Rebuild what changed; returns rows written per robust table and touched affiliates."""
     written: dict[str, int] = {}
-    await conn.execute(_SUMMARIES)
-    written["affiliate_periodic_summaries"] = await conn.fetchval(
-        "SELECT count(*) FROM touched_periods"
-    )
+    if full:
+        async with indexes_built_after(conn, "affiliate_periodic_summaries"):
+            status = await conn.execute(_summaries("etl.affiliate_level_periods"))
+    else:
+        await conn.execute(_TOUCHED_PERIODS)
+        status = await conn.execute(_summaries(_TOUCHED_LEVEL_ROWS))
+    written["affiliate_periodic_summaries"] = int(status.split()[-1])
     await conn.execute(_TOUCHED_AFFILIATES)
     await conn.execute(_MEMBERSHIP)
     status = await conn.execute(_MLM_SQL)
@@ -215,7 +226,11 @@ async def publish(conn: asyncpg.Connection) -> dict[str, int]:
     written["affiliates"] = int(status.split()[-1])
     if written["affiliates"] or await conn.fetchval("SELECT count(*) FROM touched_affiliates"):
         await conn.execute(_RANKS)
-    await conn.execute(_REFERRALS)
+    if full:
+        async with indexes_built_after(conn, "affiliate_referrals"):
+            await conn.execute(_REFERRALS)
+    else:
+        await conn.execute(_REFERRALS)
     written["affiliate_referrals"] = await conn.fetchval(
         "SELECT count(*) FROM affiliate_referrals r JOIN referral_users u ON u.user_id = r.referred_id"
     )

@@ -46,9 +46,7 @@ def build_scheduler(settings: Settings, robust_url: str, operation_url: str) -> 
 
     async def cycle(full: bool, trigger: str) -> None:
         try:
-            result = await run_cycle(
-                settings, robust_url, operation_url, full=full, trigger=trigger
-            )
+            result = await run_cycle(settings, robust_url, operation_url, full=full, trigger=trigger)
             log.info("scheduled %s cycle done in %.2fs", result.mode, result.duration_s)
         except EtlBusy:
             log.info("scheduled %s cycle skipped: another cycle is running", trigger)
@@ -79,9 +77,7 @@ def build_scheduler(settings: Settings, robust_url: str, operation_url: str) -> 
     )
     scheduler.add_job(
         cycle,
-        CronTrigger(
-            day_of_week="mon", hour=hour, minute=minute + 5 if minute < 55 else minute, timezone=tz
-        ),
+        CronTrigger(day_of_week="mon", hour=hour, minute=minute + 5 if minute < 55 else minute, timezone=tz),
         args=(False, "weekly"),
         id="etl-weekly",
         **common,

@@ -33,9 +33,7 @@ async def read_status(robust_url: str, last: int = 10) -> EtlStatus:
         ]
         cursors = {
             r["source_table"]: r["cursor_ts"]
-            for r in await conn.fetch(
-                "SELECT source_table, cursor_ts FROM etl.sync_cursors ORDER BY 1"
-            )
+            for r in await conn.fetch("SELECT source_table, cursor_ts FROM etl.sync_cursors ORDER BY 1")
         }
         row = await conn.fetchrow(
             "SELECT max(finished_at) AS last_success, "

@@ -95,6 +95,7 @@ class RunResult:
     source_as_of: datetime | None = None
     touched_affiliate_ids: list[int] = field(default_factory=list)
     new_validation_ids: list[int] = field(default_factory=list)
+    step_seconds: dict[str, float] = field(default_factory=dict)
 
 
 Progress = Callable[[str, int, int], None]
@@ -231,7 +232,13 @@ async def _cycle(
     full = result.mode == "full"
     total = len(STEPS)
 
+    last = time.perf_counter()
+
     def step(name: str) -> None:
+        nonlocal last
+        now = time.perf_counter()
+        result.step_seconds[name] = round(now - last, 3)
+        last = now
         if progress:
             progress(name, STEPS.index(name) + 1, total)
         if fail_after == name:
@@ -239,22 +246,24 @@ async def _cycle(
 
     await conn.execute("SELECT set_config('TimeZone', $1, true)", settings.timezone)
     await conn.execute("SET LOCAL work_mem = '256MB'")
-    if full:
-        await conn.execute(f"TRUNCATE {', '.join(_DERIVED)}")
-        await conn.execute("UPDATE etl.sync_cursors SET cursor_ts = NULL")
-
     cursors = {
         r["source_table"]: r["cursor_ts"]
         for r in await conn.fetch("SELECT source_table, cursor_ts FROM etl.sync_cursors")
     }
-    extracted = await extract.extract(
-        source, conn, cursors, timedelta(minutes=settings.etl_overlap_minutes)
-    )
+    if not full and all(cursor is None for cursor in cursors.values()):
+        # Nothing was ever loaded: the first load is a full load (set-based, not per pair).
+        full = True
+        result.mode = "full"
+    if full:
+        await conn.execute(f"TRUNCATE {', '.join(_DERIVED)}")
+        await conn.execute("UPDATE etl.sync_cursors SET cursor_ts = NULL")
+        cursors = dict.fromkeys(cursors)
+    extracted = await extract.extract(source, conn, cursors, timedelta(minutes=settings.etl_overlap_minutes))
     result.rows_read = extracted.rows
     result.source_as_of = extracted.source_as_of
     step("extract")
 
-    result.anomalies = await mirror.merge(conn, Decimal(settings.etl_max_amount))
+    result.anomalies = await mirror.merge(conn, Decimal(settings.etl_max_amount), full=full)
     step("mirror")
 
     result.users_moved = await network.rebuild(conn, full=full)
@@ -265,10 +274,7 @@ async def _cycle(
 
     extra = ""
     if validate_network_of is not None:
-        extra = (
-            " UNION SELECT user_id FROM etl.user_upline "
-            f"WHERE ancestor_id = {int(validate_network_of)}"
-        )
+        extra = f" UNION SELECT user_id FROM etl.user_upline WHERE ancestor_id = {int(validate_network_of)}"
     result.validations = await validation.validate(conn, full=full, extra_candidates=extra)
     result.new_validation_ids = [r[0] for r in await conn.fetch("SELECT id FROM new_ledger")]
     if full:
@@ -283,7 +289,7 @@ async def _cycle(
     await accrual.accrue(conn)
     step("accrual")
 
-    written = await publish.publish(conn)
+    written = await publish.publish(conn, full=full)
     result.affiliates_touched = written.pop("affiliates_touched")
     result.touched_affiliate_ids = [
         r[0] for r in await conn.fetch("SELECT affiliate_id FROM touched_affiliates LIMIT 10000")
@@ -305,13 +311,14 @@ async def _cycle(
     await conn.execute(
         "UPDATE etl.runs SET status = 'success', finished_at = clock_timestamp(), "
         "source_as_of = $2, rows_read = $3::jsonb, rows_written = $4::jsonb, "
-        "affiliates_touched = $5, anomalies = $6 WHERE id = $1",
+        "affiliates_touched = $5, anomalies = $6, mode = $7 WHERE id = $1",
         result.run_id,
         result.source_as_of,
         json.dumps(result.rows_read),
         json.dumps(result.rows_written),
         result.affiliates_touched,
         result.anomalies,
+        result.mode,
     )
     step("commit")
 

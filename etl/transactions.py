@@ -12,6 +12,8 @@ from datetime import date
 
 import asyncpg
 
+from etl.bulk import indexes_built_after
+
 _PARENT = "affiliate_financial_transactions"
 
 _DELETE = """
@@ -138,9 +140,15 @@ async def write(conn: asyncpg.Connection, *, full: bool) -> int:
             )
         ]
     await ensure_partitions(conn, [m for m in months if m is not None])
-    if not full:
-        await conn.execute(_DELETE)
-    money = _MONEY_ROWS_ALL if full else _MONEY_ROWS
+    if full:
+        # Millions of rows into empty partitions: build the indexes once, after the load.
+        async with indexes_built_after(conn, _PARENT):
+            return await _insert(conn, _MONEY_ROWS_ALL)
+    await conn.execute(_DELETE)
+    return await _insert(conn, _MONEY_ROWS)
+
+
+async def _insert(conn: asyncpg.Connection, money: str) -> int:
     inserted = 0
     for rows in (
         money.format(table="depositos", type="deposit"),

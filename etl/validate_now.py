@@ -17,7 +17,5 @@ async def validate_affiliate_network(
     source = operation_url or settings.operation_database_url
     if not source:
         raise EtlError("no operation database is configured (FATURE_OPERATION_DATABASE_URL)")
-    result = await run_cycle(
-        settings, robust_url, source, trigger="api", validate_network_of=affiliate_id
-    )
+    result = await run_cycle(settings, robust_url, source, trigger="api", validate_network_of=affiliate_id)
     return result.new_validation_ids

@@ -29,6 +29,8 @@ ALTER TABLE cpa_candidates ADD PRIMARY KEY (user_id);
 ANALYZE cpa_candidates;
 """
 
+# t* from the per-day aggregates: the day on which a criterion is first met comes from
+# etl.user_daily; only that day's bets are read to find the instant within it.
 _QUALIFY = """
 CREATE TEMP TABLE qualified ON COMMIT DROP AS
 WITH crit AS (
@@ -41,25 +43,36 @@ WITH crit AS (
            sum(d.valor) OVER (PARTITION BY d.user_id ORDER BY d.criado_em) AS cumulative
     FROM etl.src_depositos d JOIN cpa_candidates c USING (user_id)
     WHERE d.ok AND d.status = 'aprovado'
-), bets AS MATERIALIZED (
-    SELECT b.user_id, b.criado_em AS ts, b.criado_em::date AS day,
-           sum(b.valor_aposta) OVER (PARTITION BY b.user_id ORDER BY b.criado_em) AS cumulative
-    FROM etl.src_bets b JOIN cpa_candidates c USING (user_id)
-), active_days AS MATERIALIZED (
-    SELECT user_id, day, min(ts) AS first_bet,
-           row_number() OVER (PARTITION BY user_id ORDER BY day) AS nth
-    FROM bets GROUP BY user_id, day
+), bet_days AS MATERIALIZED (
+    SELECT ud.user_id, ud.day, ud.stake, ud.first_bet_at,
+           sum(ud.stake) OVER w AS cumulative,
+           row_number() OVER w AS nth
+    FROM etl.user_daily ud JOIN cpa_candidates c USING (user_id)
+    WHERE ud.bet_count > 0
+    WINDOW w AS (PARTITION BY ud.user_id ORDER BY ud.day)
 ), t_deposits AS (
     SELECT user_id, min(ts) AS t FROM deposits, crit
     WHERE cumulative >= crit.min_deposits GROUP BY user_id
+), stake_day AS (
+    SELECT DISTINCT ON (user_id) user_id, day, cumulative - stake AS before
+    FROM bet_days, crit WHERE cumulative >= crit.min_stake
+    ORDER BY user_id, day
 ), t_stake AS (
-    SELECT user_id, min(ts) AS t FROM bets, crit
-    WHERE cumulative >= crit.min_stake GROUP BY user_id
+    SELECT sd.user_id, min(b.ts) AS t
+    FROM stake_day sd CROSS JOIN crit
+    CROSS JOIN LATERAL (
+        SELECT x.criado_em AS ts, sum(x.valor_aposta) OVER (ORDER BY x.criado_em) AS running
+        FROM etl.src_bets x
+        WHERE x.user_id = sd.user_id
+          AND x.criado_em >= sd.day::timestamptz AND x.criado_em < (sd.day + 1)::timestamptz
+    ) AS b
+    WHERE sd.before + b.running >= crit.min_stake
+    GROUP BY sd.user_id
 ), t_days AS (
-    SELECT user_id, first_bet AS t FROM active_days, crit WHERE nth = crit.min_active_days
+    SELECT user_id, first_bet_at AS t FROM bet_days, crit WHERE nth = crit.min_active_days
 ), t_first AS (
     SELECT user_id, min(ts) AS t
-    FROM (SELECT user_id, ts FROM deposits UNION ALL SELECT user_id, ts FROM bets) AS e
+    FROM (SELECT user_id, ts FROM deposits UNION ALL SELECT user_id, first_bet_at FROM bet_days) e
     GROUP BY user_id
 ), firsts AS (
     SELECT c.user_id,
@@ -72,7 +85,7 @@ WITH crit AS (
     LEFT JOIN t_stake ts ON ts.user_id = c.user_id
     LEFT JOIN t_days ta ON ta.user_id = c.user_id
     LEFT JOIN t_first tf ON tf.user_id = c.user_id
-), instants AS (
+), instants AS MATERIALIZED (
     SELECT user_id,
            CASE WHEN greatest(td, ts, ta) = '-infinity'::timestamptz THEN tf
                 ELSE greatest(td, ts, ta) END AS t_star
@@ -82,24 +95,20 @@ WITH crit AS (
     SELECT i.user_id, max(d.cumulative) AS amount
     FROM instants i JOIN deposits d ON d.user_id = i.user_id AND d.ts <= i.t_star
     GROUP BY i.user_id
-), snap_bets AS (
-    SELECT i.user_id, max(b.cumulative) AS amount
-    FROM instants i JOIN bets b ON b.user_id = i.user_id AND b.ts <= i.t_star
-    GROUP BY i.user_id
-), snap_days AS (
-    SELECT i.user_id, count(*) AS days
-    FROM instants i JOIN active_days a ON a.user_id = i.user_id AND a.first_bet <= i.t_star
-    GROUP BY i.user_id
 )
 SELECT i.user_id, i.t_star, crit.id AS criteria_version_id,
        crit.min_deposits, crit.min_stake, crit.min_active_days,
        coalesce(sd.amount, 0) AS user_deposits,
-       coalesce(sb.amount, 0) AS user_bets,
-       coalesce(sa.days, 0)::int AS days_active
+       coalesce((SELECT sum(ud.stake) FROM etl.user_daily ud
+                 WHERE ud.user_id = i.user_id AND ud.day < i.t_star::date), 0)
+       + coalesce((SELECT sum(x.valor_aposta) FROM etl.src_bets x
+                   WHERE x.user_id = i.user_id AND x.criado_em >= i.t_star::date::timestamptz
+                     AND x.criado_em <= i.t_star), 0) AS user_bets,
+       (SELECT count(*) FROM etl.user_daily ud
+        WHERE ud.user_id = i.user_id AND ud.bet_count > 0
+          AND ud.first_bet_at <= i.t_star)::int AS days_active
 FROM instants i CROSS JOIN crit
 LEFT JOIN snap_deposits sd ON sd.user_id = i.user_id
-LEFT JOIN snap_bets sb ON sb.user_id = i.user_id
-LEFT JOIN snap_days sa ON sa.user_id = i.user_id
 WHERE i.t_star IS NOT NULL
 """
 

@@ -175,8 +175,7 @@ CREATE TABLE affiliate_financial_transactions (
                       CHECK (transaction_type IN ('deposit', 'withdrawal', 'bet', 'win', 'bonus', 'cpa', 'rev')),
     amount            numeric(18,2) NOT NULL,
     transaction_date  timestamptz   NOT NULL,
-    source_id         bigint,
-    PRIMARY KEY (id, transaction_date)
+    source_id         bigint
 ) PARTITION BY RANGE (transaction_date);
 CREATE INDEX affiliate_financial_transactions_affiliate
     ON affiliate_financial_transactions (affiliate_id, transaction_date, id);
@@ -309,6 +308,7 @@ CREATE TABLE etl.user_daily (
     stake             numeric(18,2) NOT NULL,
     win               numeric(18,2) NOT NULL,
     bet_count         integer       NOT NULL,
+    first_bet_at      timestamptz,
     PRIMARY KEY (user_id, day)
 );
 CREATE INDEX user_daily_day ON etl.user_daily (day, user_id);

@@ -1,0 +1,47 @@
+"""Bulk-load helpers for the full load: build a table's indexes once, after the rows are in.
+
+Maintaining a B-tree row by row while millions of rows arrive in random key order costs
+several times more than one sorted build at the end. Only for tables that the full load
+fills with plain INSERTs (an ON CONFLICT needs its unique index in place).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+
+_INDEXES = """
+SELECT i.indexrelid::regclass::text AS index_name,
+       pg_get_indexdef(i.indexrelid) AS definition,
+       c.conname AS constraint_name,
+       c.contype::text AS constraint_type
+FROM pg_index i
+LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid AND c.conrelid = i.indrelid
+WHERE i.indrelid = $1::regclass
+"""
+
+
+@asynccontextmanager
+async def indexes_built_after(conn: asyncpg.Connection, *tables: str) -> AsyncIterator[None]:
+    """Drop the tables' indexes (and the constraints they back), rebuild them on exit."""
+    await conn.execute("SET LOCAL maintenance_work_mem = '1GB'")
+    saved: list[tuple[str, asyncpg.Record]] = []
+    for table in tables:
+        for index in await conn.fetch(_INDEXES, table):
+            saved.append((table, index))
+            if index["constraint_name"]:
+                await conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{index["constraint_name"]}"')
+            else:
+                await conn.execute(f"DROP INDEX {index['index_name']}")
+    yield
+    for table, index in saved:
+        await conn.execute(index["definition"])
+        if index["constraint_name"]:
+            kind = "PRIMARY KEY" if index["constraint_type"] == "p" else "UNIQUE"
+            bare_name = index["index_name"].rsplit(".", 1)[-1]
+            await conn.execute(
+                f'ALTER TABLE {table} ADD CONSTRAINT "{index["constraint_name"]}" '
+                f"{kind} USING INDEX {bare_name}"
+            )
