@@ -7,12 +7,19 @@
 
 from __future__ import annotations
 
+import json
+
 import asyncpg
 
 from etl.bulk import indexes_built_after
 
 # Every level key is present: levels without activity show zeros.
-_ZERO_LEVELS = '{"1": {"new_referrals": 0, "deposits": "0.00", "bets": "0.00", "ggr": "0.00", "cpa": "0.00", "rev": "0.00"}, "2": {"new_referrals": 0, "deposits": "0.00", "bets": "0.00", "ggr": "0.00", "cpa": "0.00", "rev": "0.00"}, "3": {"new_referrals": 0, "deposits": "0.00", "bets": "0.00", "ggr": "0.00", "cpa": "0.00", "rev": "0.00"}, "4": {"new_referrals": 0, "deposits": "0.00", "bets": "0.00", "ggr": "0.00", "cpa": "0.00", "rev": "0.00"}, "5": {"new_referrals": 0, "deposits": "0.00", "bets": "0.00", "ggr": "0.00", "cpa": "0.00", "rev": "0.00"}}'
+_ZERO_LEVELS = json.dumps(
+    {
+        str(level): dict.fromkeys(("deposits", "bets", "ggr", "cpa", "rev"), "0.00") | {"new_referrals": 0}
+        for level in range(1, 6)
+    }
+)
 
 _TOUCHED_PERIODS = """
 CREATE TEMP TABLE touched_periods ON COMMIT DROP AS
