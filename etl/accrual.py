@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncpg
 
+from etl.bulk import indexes_built_after
+
 _FIGURES = (
     "new_referrals",
     "deposits",
@@ -73,28 +75,41 @@ GROUP BY affiliate_id, level, day
 """
 
 # The daily rows after the change, with REV recomputed from their new GGR.
+# The daily rows after the change, with REV recomputed from their new GGR at the rate of
+# the affiliate's plan version in force that day.
 _DAILY = """
 CREATE TEMP TABLE daily_after ON COMMIT DROP AS
-SELECT d.affiliate_id, d.level, d.day,
-       {after},
-       coalesce(o.rev, 0) AS old_rev
-FROM delta_daily d
-LEFT JOIN etl.affiliate_level_periods o
-  ON o.affiliate_id = d.affiliate_id AND o.period_type = 'daily'
- AND o.period_start = d.day AND o.level = d.level;
+WITH plan_of AS (
+    SELECT a.affiliate_id,
+           coalesce(ap.plan_id, (SELECT id FROM commission_plans WHERE is_default)) AS plan_id
+    FROM (SELECT DISTINCT affiliate_id FROM delta_daily) a
+    LEFT JOIN affiliate_plan ap ON ap.affiliate_id = a.affiliate_id
+), merged AS (
+    SELECT d.affiliate_id, d.level, d.day,
+           {after},
+           coalesce(o.rev, 0) AS old_rev
+    FROM delta_daily d
+    LEFT JOIN etl.affiliate_level_periods o
+      ON o.affiliate_id = d.affiliate_id AND o.period_type = 'daily'
+     AND o.period_start = d.day AND o.level = d.level
+)
+SELECT m.*,
+       CASE WHEN m.bet_count > 0
+            THEN round(p.rev_share_by_level[m.level] * (m.stake - m.win), 2)
+            ELSE 0 END::numeric(18,2) AS rev
+FROM merged m
+JOIN plan_of po ON po.affiliate_id = m.affiliate_id
+JOIN plan_ranges p ON p.plan_id = po.plan_id
+ AND m.day >= p.effective_from AND m.day < p.effective_until;
+ANALYZE daily_after;
 
-ALTER TABLE daily_after ADD COLUMN rev numeric(18,2);
-UPDATE daily_after a
-SET rev = CASE WHEN a.bet_count > 0 THEN round(p.rev_share_by_level[a.level] * (a.stake - a.win), 2)
-               ELSE 0 END
-FROM (SELECT a2.affiliate_id, coalesce(ap.plan_id, (SELECT id FROM commission_plans WHERE is_default))
-             AS plan_id
-      FROM (SELECT DISTINCT affiliate_id FROM daily_after) a2
-      LEFT JOIN affiliate_plan ap ON ap.affiliate_id = a2.affiliate_id) AS pa,
-     plan_ranges p
-WHERE pa.affiliate_id = a.affiliate_id AND p.plan_id = pa.plan_id
-  AND a.day >= p.effective_from AND a.day < p.effective_until;
+CREATE TEMP TABLE period_delta ON COMMIT DROP AS
+SELECT d.affiliate_id, 'daily'::text AS period_type, d.day AS period_start, d.level,
+       {delta_cols}, a.rev - a.old_rev AS rev
+FROM delta_daily d JOIN daily_after a USING (affiliate_id, level, day);
+"""
 
+_STORE_DAILY = """
 DELETE FROM etl.affiliate_level_periods t USING daily_after a
 WHERE t.affiliate_id = a.affiliate_id AND t.period_type = 'daily'
   AND t.period_start = a.day AND t.level = a.level;
@@ -104,14 +119,9 @@ INSERT INTO etl.affiliate_level_periods
 SELECT affiliate_id, 'daily', day, level, {figures}, rev
 FROM daily_after
 WHERE {alive};
-
-CREATE TEMP TABLE period_delta ON COMMIT DROP AS
-SELECT d.affiliate_id, 'daily'::text AS period_type, d.day AS period_start, d.level,
-       {delta_cols}, a.rev - a.old_rev AS rev
-FROM delta_daily d JOIN daily_after a USING (affiliate_id, level, day);
 """
 
-_ROLLUP = """
+_ROLLUP_DELTA = """
 INSERT INTO period_delta
 SELECT affiliate_id, p.period_type, date_trunc(p.unit, period_start::timestamp)::date, level,
        {sums}, sum(rev)
@@ -119,7 +129,18 @@ FROM period_delta
 CROSS JOIN (VALUES ('weekly', 'week'), ('monthly', 'month'), ('yearly', 'year')) AS p(period_type, unit)
 WHERE period_delta.period_type = 'daily'
 GROUP BY affiliate_id, p.period_type, 3, level;
+ANALYZE period_delta;
+"""
 
+# A full load: every period row is new, nothing to accumulate into.
+_STORE_ROLLUP_FULL = """
+INSERT INTO etl.affiliate_level_periods
+    (affiliate_id, period_type, period_start, level, {figures}, rev)
+SELECT affiliate_id, period_type, period_start, level, {figures}, rev
+FROM period_delta WHERE period_type <> 'daily' AND ({alive});
+"""
+
+_ROLLUP = """
 INSERT INTO etl.affiliate_level_periods AS t
     (affiliate_id, period_type, period_start, level, {figures}, rev)
 SELECT affiliate_id, period_type, period_start, level, {figures}, rev
@@ -131,7 +152,6 @@ DELETE FROM etl.affiliate_level_periods t USING period_delta d
 WHERE d.period_type <> 'daily' AND t.affiliate_id = d.affiliate_id
   AND t.period_type = d.period_type AND t.period_start = d.period_start AND t.level = d.level
   AND NOT ({alive_t});
-ANALYZE period_delta;
 """
 
 
@@ -148,9 +168,16 @@ def _sql(template: str) -> str:
     )
 
 
-async def accrue(conn: asyncpg.Connection) -> None:
+async def accrue(conn: asyncpg.Connection, *, full: bool = False) -> None:
     """Apply this cycle's contribution changes to every period row they touch."""
     await conn.execute(_DELTA)
     await conn.execute("ANALYZE delta_daily")
     await conn.execute(_sql(_DAILY))
-    await conn.execute(_sql(_ROLLUP))
+    await conn.execute(_sql(_ROLLUP_DELTA))
+    if full:
+        async with indexes_built_after(conn, "etl.affiliate_level_periods"):
+            await conn.execute(_sql(_STORE_DAILY))
+            await conn.execute(_sql(_STORE_ROLLUP_FULL))
+    else:
+        await conn.execute(_sql(_STORE_DAILY))
+        await conn.execute(_sql(_ROLLUP))

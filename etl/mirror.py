@@ -14,6 +14,8 @@ from decimal import Decimal
 
 import asyncpg
 
+from etl.bulk import indexes_built_after
+
 _TEMP_TABLES = """
 CREATE TEMP TABLE tree_roots (user_id bigint PRIMARY KEY) ON COMMIT DROP;
 CREATE TEMP TABLE aff_ud (user_id bigint, day date, PRIMARY KEY (user_id, day)) ON COMMIT DROP;
@@ -252,7 +254,11 @@ async def merge(conn: asyncpg.Connection, max_amount: Decimal, *, full: bool = F
     await conn.execute(_MERGE_CADASTRO)
     await conn.execute(_MERGE_TRACKED)
     for table in ("depositos", "saque"):
-        await conn.execute((_LOAD_MONEY if full else _MERGE_MONEY).format(table=table), max_amount)
+        if full:
+            async with indexes_built_after(conn, f"etl.src_{table}"):
+                await conn.execute(_LOAD_MONEY.format(table=table), max_amount)
+        else:
+            await conn.execute(_MERGE_MONEY.format(table=table), max_amount)
     if full:
         await _bulk_load_bets(conn, max_amount)
     else:

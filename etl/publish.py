@@ -44,10 +44,12 @@ SELECT l.affiliate_id, l.period_type, l.period_start,
        coalesce(sum(l.new_referrals) FILTER (WHERE l.level = 1), 0),
        coalesce(sum(l.validations) FILTER (WHERE l.level = 1), 0),
        sum(l.deposits), sum(l.stake), sum(l.stake - l.win), sum(l.cpa), sum(l.rev),
-       '{zero_levels}'::jsonb || jsonb_object_agg(l.level::text, jsonb_build_object(
-           'new_referrals', l.new_referrals, 'deposits', l.deposits::text,
-           'bets', l.stake::text, 'ggr', (l.stake - l.win)::text,
-           'cpa', l.cpa::text, 'rev', l.rev::text))
+       -- Built as text and parsed once: several times cheaper than jsonb_object_agg here.
+       '{zero_levels}'::jsonb || ('{' || string_agg(
+           '"' || l.level || '": {"new_referrals": ' || l.new_referrals
+           || ', "deposits": "' || l.deposits || '", "bets": "' || l.stake
+           || '", "ggr": "' || (l.stake - l.win) || '", "cpa": "' || l.cpa
+           || '", "rev": "' || l.rev || '"}', ', ') || '}')::jsonb
 FROM {source} AS l
 GROUP BY l.affiliate_id, l.period_type, l.period_start
 HAVING sum(l.new_referrals + l.deposit_count + l.bet_count + l.validations) > 0

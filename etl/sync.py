@@ -286,7 +286,7 @@ async def _cycle(
         )
     step("validation")
 
-    await accrual.accrue(conn)
+    await accrual.accrue(conn, full=full)
     step("accrual")
 
     written = await publish.publish(conn, full=full)
