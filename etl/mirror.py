@@ -94,9 +94,11 @@ _ORPHAN_ANOMALIES = """
 INSERT INTO etl.anomalies (source_table, source_id, reason)
 SELECT '{table}', s.id, 'user not in cadastro yet (held)'
 FROM stg_{table} s
+JOIN (SELECT u.user_id
+      FROM (SELECT DISTINCT user_id FROM stg_{table} WHERE user_id IS NOT NULL) AS u
+      WHERE NOT EXISTS (SELECT 1 FROM etl.src_cadastro c WHERE c.id = u.user_id)) AS o
+  ON o.user_id = s.user_id
 WHERE s.id IS NOT NULL
-  AND s.user_id IN (SELECT DISTINCT user_id FROM stg_{table} WHERE user_id IS NOT NULL
-                    EXCEPT SELECT id FROM etl.src_cadastro)
 ON CONFLICT DO NOTHING
 """
 

@@ -16,26 +16,29 @@ from etl.bulk import indexes_built_after
 
 _PARENT = "affiliate_financial_transactions"
 
-_DELETE = """
--- Rows of moved users: their whole history moves to their new upline.
-DELETE FROM affiliate_financial_transactions f USING moved m
-WHERE f.user_id = m.user_id AND f.transaction_type IN ('deposit', 'withdrawal', 'bet', 'win');
-
--- Changed deposit and withdrawal rows (under the user they had and the one they have).
-DELETE FROM affiliate_financial_transactions f USING chg_money c
-WHERE f.user_id IN (c.user_id, c.old_user_id) AND f.source_id = c.id
-  AND f.transaction_type = CASE c.kind WHEN 'depositos' THEN 'deposit' ELSE 'withdrawal' END;
-
--- Bet and win rows of the changed (user, day) pairs.
-DELETE FROM affiliate_financial_transactions f USING aff_ud a
-WHERE f.user_id = a.user_id AND f.transaction_type IN ('bet', 'win')
-  AND f.transaction_date = a.day::timestamptz;
-
--- REV rows of the changed daily accruals.
-DELETE FROM affiliate_financial_transactions f USING period_delta d
-WHERE d.period_type = 'daily' AND f.affiliate_id = d.affiliate_id AND f.mlm_level = d.level
-  AND f.transaction_type = 'rev' AND f.transaction_date = d.period_start::timestamptz;
-"""
+# What to delete before re-inserting, each driven by one change table (skipped when empty).
+_DELETES = {
+    # Rows of moved users: their whole history moves to their new upline.
+    "moved": """
+        DELETE FROM affiliate_financial_transactions f USING moved m
+        WHERE f.user_id = m.user_id
+          AND f.transaction_type IN ('deposit', 'withdrawal', 'bet', 'win')""",
+    # Changed deposit and withdrawal rows (under the user they had and the one they have).
+    "chg_money": """
+        DELETE FROM affiliate_financial_transactions f USING chg_money c
+        WHERE f.user_id IN (c.user_id, c.old_user_id) AND f.source_id = c.id
+          AND f.transaction_type = CASE c.kind WHEN 'depositos' THEN 'deposit' ELSE 'withdrawal' END""",
+    # Bet and win rows of the changed (user, day) pairs.
+    "aff_ud": """
+        DELETE FROM affiliate_financial_transactions f USING aff_ud a
+        WHERE f.user_id = a.user_id AND f.transaction_type IN ('bet', 'win')
+          AND f.transaction_date = a.day::timestamptz""",
+    # REV rows of the changed daily accruals.
+    "period_delta": """
+        DELETE FROM affiliate_financial_transactions f USING period_delta d
+        WHERE d.period_type = 'daily' AND f.affiliate_id = d.affiliate_id AND f.mlm_level = d.level
+          AND f.transaction_type = 'rev' AND f.transaction_date = d.period_start::timestamptz""",
+}
 
 _MONEY_ROWS = """
 SELECT u.ancestor_id, s.user_id, u.level, '{type}', s.valor, s.criado_em, s.id
@@ -80,21 +83,26 @@ JOIN etl.affiliate_level_periods l
 WHERE d.period_type = 'daily' AND l.rev <> 0
 """
 
-# The local months any row of this cycle can fall in.
-_MONTHS = """
-SELECT DISTINCT date_trunc('month', day::timestamp)::date FROM (
-    SELECT day FROM ud_new
-    UNION ALL SELECT period_start FROM period_delta WHERE period_type = 'daily'
-    UNION ALL SELECT validation_date::date FROM new_ledger
-    UNION ALL SELECT s.criado_em::date FROM etl.src_depositos s
+# The local days any row of this cycle can fall on, by the change table that brings them.
+_DAYS = {
+    "ud_new": "SELECT day FROM ud_new",
+    "period_delta": "SELECT period_start FROM period_delta WHERE period_type = 'daily'",
+    "new_ledger": "SELECT validation_date::date FROM new_ledger",
+    "chg_money": """SELECT s.criado_em::date FROM etl.src_depositos s
         JOIN chg_money c ON c.kind = 'depositos' AND c.id = s.id WHERE s.criado_em IS NOT NULL
-    UNION ALL SELECT s.criado_em::date FROM etl.src_saque s
-        JOIN chg_money c ON c.kind = 'saque' AND c.id = s.id WHERE s.criado_em IS NOT NULL
-    UNION ALL SELECT criado_em::date FROM etl.src_depositos s
+        UNION ALL SELECT s.criado_em::date FROM etl.src_saque s
+        JOIN chg_money c ON c.kind = 'saque' AND c.id = s.id WHERE s.criado_em IS NOT NULL""",
+    "moved": """SELECT s.criado_em::date FROM etl.src_depositos s
         JOIN moved m USING (user_id) WHERE s.criado_em IS NOT NULL
-    UNION ALL SELECT criado_em::date FROM etl.src_saque s
-        JOIN moved m USING (user_id) WHERE s.criado_em IS NOT NULL
-) AS days
+        UNION ALL SELECT s.criado_em::date FROM etl.src_saque s
+        JOIN moved m USING (user_id) WHERE s.criado_em IS NOT NULL""",
+}
+
+_CHANGE_COUNTS = """
+SELECT (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM chg_money) AS chg_money,
+       (SELECT count(*) FROM aff_ud) AS aff_ud, (SELECT count(*) FROM ud_new) AS ud_new,
+       (SELECT count(*) FROM period_delta) AS period_delta,
+       (SELECT count(*) FROM new_ledger) AS new_ledger
 """
 
 
@@ -128,35 +136,46 @@ async def ensure_partitions(conn: asyncpg.Connection, months: list[date]) -> int
 
 async def write(conn: asyncpg.Connection, *, full: bool) -> int:
     """Replace the transaction rows this cycle changed; returns rows inserted."""
-    months = [r[0] for r in await conn.fetch(_MONTHS)]
-    if full:
-        months += [
+    changed = {k: v for k, v in (await conn.fetchrow(_CHANGE_COUNTS)).items() if v}
+    if not changed:
+        return 0
+    days = " UNION ALL ".join(f"({sql})" for name, sql in _DAYS.items() if name in changed)
+    months = (
+        [
             r[0]
             for r in await conn.fetch(
-                "SELECT DISTINCT date_trunc('month', criado_em::date::timestamp)::date "
-                "FROM etl.src_depositos WHERE criado_em IS NOT NULL UNION "
-                "SELECT DISTINCT date_trunc('month', criado_em::date::timestamp)::date "
-                "FROM etl.src_saque WHERE criado_em IS NOT NULL"
+                f"SELECT DISTINCT date_trunc('month', day::timestamp)::date FROM ({days}) AS d(day)"
             )
         ]
+        if days
+        else []
+    )
     await ensure_partitions(conn, [m for m in months if m is not None])
     if full:
         # Millions of rows into empty partitions: build the indexes once, after the load.
         async with indexes_built_after(conn, _PARENT):
-            return await _insert(conn, _MONEY_ROWS_ALL)
-    await conn.execute(_DELETE)
-    return await _insert(conn, _MONEY_ROWS)
+            return await _insert(conn, _MONEY_ROWS_ALL, changed)
+    for name, sql in _DELETES.items():
+        if name in changed:
+            await conn.execute(sql)
+    return await _insert(conn, _MONEY_ROWS, changed)
 
 
-async def _insert(conn: asyncpg.Connection, money: str) -> int:
+async def _insert(conn: asyncpg.Connection, money: str, changed: dict[str, int]) -> int:
+    sources = []
+    if {"moved", "chg_money"} & changed.keys():
+        sources += [
+            money.format(table="depositos", type="deposit"),
+            money.format(table="saque", type="withdrawal"),
+        ]
+    if "ud_new" in changed:
+        sources.append(_PLAY_ROWS)
+    if "new_ledger" in changed:
+        sources.append(_LEDGER_ROWS)
+    if "period_delta" in changed:
+        sources.append(_REV_ROWS)
     inserted = 0
-    for rows in (
-        money.format(table="depositos", type="deposit"),
-        money.format(table="saque", type="withdrawal"),
-        _PLAY_ROWS,
-        _LEDGER_ROWS,
-        _REV_ROWS,
-    ):
+    for rows in sources:
         status = await conn.execute(_INSERT.format(rows=rows))
         inserted += int(status.split()[-1])
     return inserted
