@@ -14,33 +14,32 @@ import asyncpg
 
 from etl.bulk import indexes_built_after
 
+# Per changed (user, day) pair: LATERAL aggregates make every source read an index range
+# scan on (user_id, criado_em), whatever the planner thinks of the pair count.
 _ACTIVITY_BY_PAIR = """
-SELECT user_id, day,
-       sum(deposits) AS deposits, sum(deposit_count)::int AS deposit_count,
-       sum(withdrawals) AS withdrawals, sum(withdrawal_count)::int AS withdrawal_count,
-       sum(stake) AS stake, sum(win) AS win, sum(bet_count)::int AS bet_count,
-       min(first_bet_at) AS first_bet_at
-FROM (
-    SELECT a.user_id, a.day, d.valor AS deposits, 1 AS deposit_count, 0 AS withdrawals,
-           0 AS withdrawal_count, 0 AS stake, 0 AS win, 0 AS bet_count,
-           NULL::timestamptz AS first_bet_at
-    FROM {pairs} a JOIN etl.src_depositos d
-      ON d.user_id = a.user_id
-     AND d.criado_em >= a.day::timestamptz AND d.criado_em < (a.day + 1)::timestamptz
-    WHERE d.ok AND d.status = 'aprovado'
-    UNION ALL
-    SELECT a.user_id, a.day, 0, 0, s.valor, 1, 0, 0, 0, NULL
-    FROM {pairs} a JOIN etl.src_saque s
-      ON s.user_id = a.user_id
-     AND s.criado_em >= a.day::timestamptz AND s.criado_em < (a.day + 1)::timestamptz
-    WHERE s.ok AND s.status = 'aprovado'
-    UNION ALL
-    SELECT a.user_id, a.day, 0, 0, 0, 0, b.valor_aposta, b.valor_premio, 1, b.criado_em
-    FROM {pairs} a JOIN etl.src_bets b
-      ON b.user_id = a.user_id
-     AND b.criado_em >= a.day::timestamptz AND b.criado_em < (a.day + 1)::timestamptz
-) AS events
-GROUP BY user_id, day
+SELECT a.user_id, a.day, d.deposits, d.deposit_count::int, w.withdrawals,
+       w.withdrawal_count::int, b.stake, b.win, b.bet_count::int, b.first_bet_at
+FROM {pairs} a
+CROSS JOIN LATERAL (
+    SELECT coalesce(sum(x.valor), 0) AS deposits, count(*) AS deposit_count
+    FROM etl.src_depositos x
+    WHERE x.user_id = a.user_id AND x.ok AND x.status = 'aprovado'
+      AND x.criado_em >= a.day::timestamptz AND x.criado_em < (a.day + 1)::timestamptz
+) AS d
+CROSS JOIN LATERAL (
+    SELECT coalesce(sum(x.valor), 0) AS withdrawals, count(*) AS withdrawal_count
+    FROM etl.src_saque x
+    WHERE x.user_id = a.user_id AND x.ok AND x.status = 'aprovado'
+      AND x.criado_em >= a.day::timestamptz AND x.criado_em < (a.day + 1)::timestamptz
+) AS w
+CROSS JOIN LATERAL (
+    SELECT coalesce(sum(x.valor_aposta), 0) AS stake, coalesce(sum(x.valor_premio), 0) AS win,
+           count(*) AS bet_count, min(x.criado_em) AS first_bet_at
+    FROM etl.src_bets x
+    WHERE x.user_id = a.user_id
+      AND x.criado_em >= a.day::timestamptz AND x.criado_em < (a.day + 1)::timestamptz
+) AS b
+WHERE d.deposit_count + w.withdrawal_count + b.bet_count > 0
 """
 
 _ACTIVITY_ALL = """

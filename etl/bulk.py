@@ -37,7 +37,8 @@ async def indexes_built_after(conn: asyncpg.Connection, *tables: str) -> AsyncIt
                 await conn.execute(f"DROP INDEX {index['index_name']}")
     yield
     for table, index in saved:
-        await conn.execute(index["definition"])
+        # A partitioned table's definition reads "ON ONLY parent": build it on every partition.
+        await conn.execute(index["definition"].replace(" ON ONLY ", " ON ", 1))
         if index["constraint_name"]:
             kind = "PRIMARY KEY" if index["constraint_type"] == "p" else "UNIQUE"
             bare_name = index["index_name"].rsplit(".", 1)[-1]

@@ -178,12 +178,14 @@ SELECT up.ancestor_id, up.user_id, up.level, e.referred_at,
 FROM referral_users ru
 JOIN etl.user_upline up ON up.user_id = ru.user_id
 JOIN etl.edges e ON e.user_id = ru.user_id
-LEFT JOIN (SELECT ud.user_id, sum(ud.deposits) AS deposits, sum(ud.stake) AS stake
-           FROM etl.user_daily ud JOIN referral_users r USING (user_id)
-           GROUP BY ud.user_id) AS t ON t.user_id = ru.user_id
-LEFT JOIN (SELECT DISTINCT ON (referred_user_id) referred_user_id, validation_date
-           FROM affiliate_cpa_validations cv JOIN referral_users r ON r.user_id = cv.referred_user_id
-           ORDER BY referred_user_id, cpa_level) AS v ON v.referred_user_id = ru.user_id
+CROSS JOIN LATERAL (
+    SELECT sum(ud.deposits) AS deposits, sum(ud.stake) AS stake
+    FROM etl.user_daily ud WHERE ud.user_id = ru.user_id
+) AS t
+LEFT JOIN LATERAL (
+    SELECT cv.validation_date FROM affiliate_cpa_validations cv
+    WHERE cv.referred_user_id = ru.user_id ORDER BY cv.cpa_level LIMIT 1
+) AS v ON true
 LEFT JOIN affiliate_cpa_validations l
   ON l.referred_user_id = up.user_id AND l.cpa_level = up.level
  AND l.affiliate_id = up.ancestor_id;

@@ -297,6 +297,9 @@ async def _cycle(
     step("publish")
 
     written["affiliate_financial_transactions"] = await transactions.write(conn, full=full)
+    if full:
+        # Fresh statistics, or the next cycle's planner sees the empty tables of before.
+        await conn.execute(f"ANALYZE {', '.join(_DERIVED)}")
     written["affiliate_cpa_validations"] = result.validations
     result.rows_written = written
     step("transactions")

@@ -39,17 +39,23 @@ WITH crit AS (
     WHERE effective_from <= now()::date
     ORDER BY effective_from DESC LIMIT 1
 ), deposits AS MATERIALIZED (
-    SELECT d.user_id, d.criado_em AS ts,
-           sum(d.valor) OVER (PARTITION BY d.user_id ORDER BY d.criado_em) AS cumulative
-    FROM etl.src_depositos d JOIN cpa_candidates c USING (user_id)
-    WHERE d.ok AND d.status = 'aprovado'
+    SELECT c.user_id, d.ts, d.cumulative
+    FROM cpa_candidates c
+    CROSS JOIN LATERAL (
+        SELECT x.criado_em AS ts, sum(x.valor) OVER (ORDER BY x.criado_em) AS cumulative
+        FROM etl.src_depositos x
+        WHERE x.user_id = c.user_id AND x.ok AND x.status = 'aprovado'
+    ) AS d
 ), bet_days AS MATERIALIZED (
-    SELECT ud.user_id, ud.day, ud.stake, ud.first_bet_at,
-           sum(ud.stake) OVER w AS cumulative,
-           row_number() OVER w AS nth
-    FROM etl.user_daily ud JOIN cpa_candidates c USING (user_id)
-    WHERE ud.bet_count > 0
-    WINDOW w AS (PARTITION BY ud.user_id ORDER BY ud.day)
+    SELECT c.user_id, b.day, b.stake, b.first_bet_at, b.cumulative, b.nth
+    FROM cpa_candidates c
+    CROSS JOIN LATERAL (
+        SELECT ud.day, ud.stake, ud.first_bet_at,
+               sum(ud.stake) OVER (ORDER BY ud.day) AS cumulative,
+               row_number() OVER (ORDER BY ud.day) AS nth
+        FROM etl.user_daily ud
+        WHERE ud.user_id = c.user_id AND ud.bet_count > 0
+    ) AS b
 ), t_deposits AS (
     SELECT user_id, min(ts) AS t FROM deposits, crit
     WHERE cumulative >= crit.min_deposits GROUP BY user_id
