@@ -158,15 +158,15 @@ WHERE r.affiliate_id = a.affiliate_id
   AND ROW(a.rank_cpa, a.rank_referrals) IS DISTINCT FROM ROW(r.rank_cpa, r.rank_referrals)
 """
 
+# Moved and newly validated users get their rows rebuilt; users whose activity changed
+# only get their totals refreshed in place.
 _REFERRALS = """
-CREATE TEMP TABLE referral_users ON COMMIT DROP AS
-SELECT user_id FROM moved
-UNION SELECT user_id FROM aff_ud
-UNION SELECT referred_user_id FROM new_ledger;
-ALTER TABLE referral_users ADD PRIMARY KEY (user_id);
-ANALYZE referral_users;
+CREATE TEMP TABLE referral_rebuild ON COMMIT DROP AS
+SELECT user_id FROM moved UNION SELECT referred_user_id FROM new_ledger;
+ALTER TABLE referral_rebuild ADD PRIMARY KEY (user_id);
+ANALYZE referral_rebuild;
 
-DELETE FROM affiliate_referrals r USING referral_users u WHERE r.referred_id = u.user_id;
+DELETE FROM affiliate_referrals r USING referral_rebuild u WHERE r.referred_id = u.user_id;
 
 INSERT INTO affiliate_referrals
     (referrer_id, referred_id, mlm_level, referral_date, status, validation_date,
@@ -175,7 +175,7 @@ SELECT up.ancestor_id, up.user_id, up.level, e.referred_at,
        CASE WHEN v.validation_date IS NULL THEN 'pending' ELSE 'validated' END,
        v.validation_date, coalesce(t.deposits, 0), coalesce(t.stake, 0),
        coalesce(l.cpa_amount, 0)
-FROM referral_users ru
+FROM referral_rebuild ru
 JOIN etl.user_upline up ON up.user_id = ru.user_id
 JOIN etl.edges e ON e.user_id = ru.user_id
 CROSS JOIN LATERAL (
@@ -189,6 +189,22 @@ LEFT JOIN LATERAL (
 LEFT JOIN affiliate_cpa_validations l
   ON l.referred_user_id = up.user_id AND l.cpa_level = up.level
  AND l.affiliate_id = up.ancestor_id;
+"""
+
+_REFERRAL_TOTALS = """
+UPDATE affiliate_referrals r
+SET total_deposits = t.deposits, total_bets = t.stake
+FROM (
+    SELECT a.user_id, x.deposits, x.stake
+    FROM (SELECT DISTINCT user_id FROM aff_ud) AS a
+    CROSS JOIN LATERAL (
+        SELECT coalesce(sum(ud.deposits), 0) AS deposits, coalesce(sum(ud.stake), 0) AS stake
+        FROM etl.user_daily ud WHERE ud.user_id = a.user_id
+    ) AS x
+    WHERE NOT EXISTS (SELECT 1 FROM referral_rebuild b WHERE b.user_id = a.user_id)
+) AS t
+WHERE r.referred_id = t.user_id
+  AND ROW(r.total_deposits, r.total_bets) IS DISTINCT FROM ROW(t.deposits, t.stake)
 """
 
 
@@ -240,10 +256,12 @@ async def publish(conn: asyncpg.Connection, *, full: bool = False) -> dict[str, 
     if full:
         async with indexes_built_after(conn, "affiliate_referrals"):
             await conn.execute(_REFERRALS)
+        updated = 0
     else:
         await conn.execute(_REFERRALS)
-    written["affiliate_referrals"] = await conn.fetchval(
-        "SELECT count(*) FROM affiliate_referrals r JOIN referral_users u ON u.user_id = r.referred_id"
+        updated = int((await conn.execute(_REFERRAL_TOTALS)).split()[-1])
+    written["affiliate_referrals"] = updated + await conn.fetchval(
+        "SELECT count(*) FROM affiliate_referrals r JOIN referral_rebuild u ON u.user_id = r.referred_id"
     )
     written["affiliates_touched"] = await conn.fetchval("SELECT count(*) FROM affiliate_set")
     return written

@@ -20,24 +20,36 @@ _PARENT = "affiliate_financial_transactions"
 _DELETES = {
     # Rows of moved users: their whole history moves to their new upline.
     "moved": """
-        DELETE FROM affiliate_financial_transactions f USING moved m
-        WHERE f.user_id = m.user_id
+        DELETE FROM affiliate_financial_transactions f
+        WHERE f.user_id = ANY (ARRAY(SELECT user_id FROM moved))
           AND f.transaction_type IN ('deposit', 'withdrawal', 'bet', 'win')""",
     # Changed deposit and withdrawal rows (under the user they had and the one they have).
     "chg_money": """
-        DELETE FROM affiliate_financial_transactions f USING chg_money c
-        WHERE f.user_id IN (c.user_id, c.old_user_id) AND f.source_id = c.id
-          AND f.transaction_type = CASE c.kind WHEN 'depositos' THEN 'deposit' ELSE 'withdrawal' END""",
+        DELETE FROM affiliate_financial_transactions f
+        WHERE f.user_id = ANY (ARRAY(SELECT user_id FROM chg_money WHERE user_id IS NOT NULL
+                                     UNION SELECT old_user_id FROM chg_money
+                                     WHERE old_user_id IS NOT NULL))
+          AND f.transaction_type IN ('deposit', 'withdrawal')
+          AND EXISTS (SELECT 1 FROM chg_money c
+                      WHERE c.id = f.source_id
+                        AND c.kind = CASE f.transaction_type WHEN 'deposit' THEN 'depositos'
+                                                             ELSE 'saque' END)""",
     # Bet and win rows of the changed (user, day) pairs.
     "aff_ud": """
-        DELETE FROM affiliate_financial_transactions f USING aff_ud a
-        WHERE f.user_id = a.user_id AND f.transaction_type IN ('bet', 'win')
-          AND f.transaction_date = a.day::timestamptz""",
+        DELETE FROM affiliate_financial_transactions f
+        WHERE f.user_id = ANY (ARRAY(SELECT DISTINCT user_id FROM aff_ud))
+          AND f.transaction_type IN ('bet', 'win')
+          AND EXISTS (SELECT 1 FROM aff_ud a
+                      WHERE a.user_id = f.user_id AND a.day::timestamptz = f.transaction_date)""",
     # REV rows of the changed daily accruals.
     "period_delta": """
-        DELETE FROM affiliate_financial_transactions f USING period_delta d
-        WHERE d.period_type = 'daily' AND f.affiliate_id = d.affiliate_id AND f.mlm_level = d.level
-          AND f.transaction_type = 'rev' AND f.transaction_date = d.period_start::timestamptz""",
+        DELETE FROM affiliate_financial_transactions f
+        WHERE f.affiliate_id = ANY (ARRAY(SELECT DISTINCT affiliate_id FROM period_delta
+                                          WHERE period_type = 'daily'))
+          AND f.transaction_type = 'rev'
+          AND EXISTS (SELECT 1 FROM period_delta d
+                      WHERE d.period_type = 'daily' AND d.affiliate_id = f.affiliate_id
+                        AND d.level = f.mlm_level AND d.period_start::timestamptz = f.transaction_date)""",
 }
 
 _MONEY_ROWS = """

@@ -83,10 +83,15 @@ CREATE TABLE affiliates (
     rank_referrals             integer,
     registered_at              timestamptz,
     updated_at                 timestamptz   NOT NULL DEFAULT now()
-);
+) WITH (fillfactor = 70);
 CREATE INDEX affiliates_status ON affiliates (status);
-CREATE INDEX affiliates_rank_cpa ON affiliates (rank_cpa, affiliate_id) WHERE rank_cpa IS NOT NULL;
-CREATE INDEX affiliates_rank_referrals ON affiliates (rank_referrals, affiliate_id) WHERE rank_referrals IS NOT NULL;
+-- Ranking order: rank_cpa ascending is total_cpa_earned descending among active affiliates
+-- (ties by id). The rank columns themselves are not indexed, so that re-ranking thousands of
+-- tied affiliates after one new validation stays a cheap in-page (HOT) update.
+CREATE INDEX affiliates_ranking_cpa ON affiliates (total_cpa_earned DESC, affiliate_id)
+    WHERE status = 'active';
+CREATE INDEX affiliates_ranking_referrals ON affiliates (total_validated_referrals DESC, affiliate_id)
+    WHERE status = 'active';
 CREATE INDEX affiliates_cpa_order ON affiliates (total_cpa_earned, affiliate_id);
 CREATE INDEX affiliates_rev_order ON affiliates (total_rev_earned, affiliate_id);
 CREATE INDEX affiliates_deposits_order ON affiliates (total_deposits, affiliate_id);
@@ -180,7 +185,7 @@ CREATE TABLE affiliate_financial_transactions (
 CREATE INDEX affiliate_financial_transactions_affiliate
     ON affiliate_financial_transactions (affiliate_id, transaction_date, id);
 CREATE INDEX affiliate_financial_transactions_user
-    ON affiliate_financial_transactions (user_id, transaction_type);
+    ON affiliate_financial_transactions (user_id, transaction_type, transaction_date);
 
 CREATE TABLE affiliate_periodic_summaries (
     affiliate_id         bigint        NOT NULL,
