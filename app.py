@@ -1,6 +1,7 @@
 """The Starlette application: GraphQL at /graphql (with GraphiQL), the REST compatibility
-endpoints under /api/v1, and /healthz. The lifespan builds the engine and, when asked to,
-starts the ETL scheduler in the same process."""
+endpoints under /api/v1, /healthz, /readyz and /metrics, all behind the door
+(resolvers/door.py: tokens, rate limits, metrics, logs). The lifespan builds the engine, the
+cache and the freshness watch and, when asked to, starts the ETL scheduler in-process."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from typing import Any
 
 import orjson
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.http.ides import get_graphql_ide_html
@@ -22,10 +25,13 @@ from strawberry.types import ExecutionResult
 
 from db.engine import make_engine
 from db.settings import Settings, get_settings
-from resolvers import rest
-from resolvers.access import Database
+from etl import events
+from resolvers import health, rest
+from resolvers.access import Database, sql
 from resolvers.context import ApiState, Context, viewer_for
-from resolvers.loaders.base import sql
+from resolvers.door import Door, rejection
+from resolvers.jsonlog import operation_var
+from resolvers.response_cache import execute_cached, operation_name
 from schema.errors import PublicError, public_error
 from schema.root import schema
 
@@ -74,18 +80,91 @@ def graphiql_html(example_id: str) -> str:
     )
 
 
+class Rejected(Exception):
+    """A request refused before execution, answered as a GraphQL error with a code."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
 class FatureGraphQL(GraphQL):
-    """Strawberry's ASGI view with Fature's context, orjson, and the preloaded GraphiQL."""
+    """Strawberry's ASGI view with Fature's context, the response cache, batch caps, the
+    data's as-of instant in ``extensions.asOf``, orjson, and the preloaded GraphiQL."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("state", {}).get("operation") == "graphiql":  # the door let it in without a token
+            page = await self.render_graphql_ide(Request(scope, receive))
+            await page(scope, receive, send)
+            return
+        try:
+            await super().__call__(scope, receive, send)
+        except Rejected as rejected:
+            r = rejected
+            raw, headers = rejection(scope, r.status, r.code, r.message, r.headers)
+            await send({"type": "http.response.start", "status": rejected.status, "headers": headers})
+            await send({"type": "http.response.body", "body": raw})
 
     async def get_context(self, request: Any, response: Any) -> Context:  # type: ignore[override]
-        return Context(api=request.app.state.api, viewer=viewer_for(request), request=request,
-                       response=response)
+        context = Context(api=request.app.state.api, viewer=viewer_for(request), request=request,
+                          response=response)
+        request.state.context = context
+        return context
+
+    def parse_json(self, data: str | bytes) -> Any:
+        return orjson.loads(data)
+
+    async def execute_operation(  # type: ignore[override]
+        self, request: Request, request_adapter: Any, request_data: Any, context: Context,
+        root_value: Any, sub_response: Any,
+    ) -> Any:
+        if isinstance(request_data, list):
+            cap = context.settings.max_batch_operations
+            if len(request_data) > cap:
+                raise Rejected(400, "BATCH_TOO_LARGE",
+                               f"A batch may hold at most {cap} operations, got {len(request_data)}")
+            request.state.operation = "batch"
+            extra = len(request_data) - 1  # the door counted the request once
+            if extra > 0:
+                verdict = await context.api.rate_limiter.hit(request.state.rate_key, False, cost=extra)
+                if not verdict.allowed:
+                    context.api.metrics.rate_limited.labels("token").inc()
+                    wait = verdict.retry_after
+                    raise Rejected(429, "RATE_LIMITED", f"Too many requests; retry in {wait} s",
+                                   {"retry-after": str(wait)})
+        else:
+            request.state.operation = context.api.metrics.operation_label(
+                operation_name(request_data.query, request_data.operation_name)
+            )
+            operation_var.set(request.state.operation)
+        return await super().execute_operation(
+            request, request_adapter, request_data, context, root_value, sub_response
+        )
+
+    async def execute_single(  # type: ignore[override]
+        self, request: Request, request_adapter: Any, sub_response: Any, context: Context,
+        root_value: Any, request_data: Any,
+    ) -> ExecutionResult:
+        async def compute() -> ExecutionResult:
+            return await super(FatureGraphQL, self).execute_single(
+                request, request_adapter, sub_response, context, root_value, request_data
+            )
+
+        result = await execute_cached(
+            context, request_data.query, request_data.variables, request_data.operation_name, compute
+        )
+        request.state.cache = context.cache_status
+        return result
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         # Parse errors are answered before the schema's extensions run: code them here too.
         if result.errors:
             result.errors = [public_error(e) for e in result.errors]
-        return await super().process_result(request, result)
+        response = await super().process_result(request, result)
+        context: Context | None = getattr(request.state, "context", None)
+        if context is not None:
+            response["extensions"] = {**response.get("extensions", {}), "asOf": context.snapshot.as_of_text}
+        return response
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
@@ -99,10 +178,6 @@ class FatureGraphQL(GraphQL):
         except PublicError:
             pass  # the page still loads; the query will report the outage itself
         return HTMLResponse(graphiql_html(example_id))
-
-
-async def healthz(request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
 
 
 async def _start_scheduler(settings: Settings, robust_url: str) -> Any:
@@ -136,7 +211,12 @@ def create_app(
         if not url:
             raise RuntimeError("no robust database: set FATURE_DATABASE_URL or pass robust_url")
         engine = make_engine(url)
-        app.state.api = ApiState(settings=settings, robust_url=url, database=Database(engine))
+        api = ApiState(settings=settings, robust_url=url, database=Database(engine))
+        app.state.api = api
+        await api.freshness.load()
+        unsubscribe = events.subscribe(api.freshness.on_commit)
+        api.freshness.start(settings.freshness_poll_seconds)
+        api.metrics.watch(api.freshness.as_of, engine.pool)
         scheduler = None
         if run_scheduler and settings.operation_database_url:
             scheduler = await _start_scheduler(settings, url)
@@ -145,12 +225,17 @@ def create_app(
         finally:
             if scheduler is not None:
                 await scheduler.shutdown()
+            unsubscribe()
+            await api.freshness.stop()
+            await api.response_cache.close()
             await engine.dispose()
 
     graphql_app = FatureGraphQL(schema, graphql_ide="graphiql", allow_queries_via_get=True)
     routes = [
         Route("/graphql", graphql_app, methods=["GET", "POST"]),
-        Route("/healthz", healthz, methods=["GET"]),
+        Route("/healthz", health.healthz, methods=["GET"]),
+        Route("/readyz", health.readyz, methods=["GET"]),
+        Route("/metrics", health.metrics, methods=["GET"]),
         *rest.routes,
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(Door)])

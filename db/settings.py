@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -43,6 +44,51 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     max_page_size: int = Field(default=100, ge=1, le=1000)
 
+    # API security: JWT bearer tokens (see resolvers/auth.py)
+    jwt_secret: SecretStr | None = Field(
+        default=None, description="HS256 secret (32+ bytes). Unset: every token is refused."
+    )
+    jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
+    jwt_public_key_file: Path | None = Field(default=None, description="RS256: a PEM public key.")
+    jwt_jwks_file: Path | None = Field(default=None, description="RS256: a JWKS file (key by kid).")
+    jwt_private_key_file: Path | None = Field(
+        default=None, description="RS256: the PEM private key `fature token` signs with (dev)."
+    )
+    jwt_issuer: str | None = Field(default=None, description="When set, tokens must carry this `iss`.")
+    jwt_audience: str | None = Field(default=None, description="When set, tokens must carry this `aud`.")
+    jwt_leeway_seconds: int = Field(default=30, ge=0, le=600)
+    metrics_public: bool = Field(
+        default=False, description="False: /metrics answers loopback clients and admin tokens only."
+    )
+
+    # API limits (each rejection is a GraphQL error with extensions.code)
+    max_query_depth: int = Field(default=10, ge=2, le=50)
+    max_aliases: int = Field(default=30, ge=0, le=1000)
+    max_tokens: int = Field(default=2000, ge=50, le=100_000)
+    max_query_cost: int = Field(default=50_000, ge=100)
+    max_batch_operations: int = Field(default=10, ge=1, le=100)
+    introspection_for_affiliates: bool = False
+
+    # Rate limiting (the `limits` library; Redis when redis_url is set)
+    rate_limit_enabled: bool = True
+    rate_limit: str = Field(default="600/minute", description="Per token (its subject).")
+    rate_limit_burst: str = Field(default="50/second", description="Short-window cap per token.")
+    rate_limit_anonymous: str = Field(default="60/minute", description="Per IP, without a valid token.")
+
+    # Response cache (aiocache; Redis when redis_url is set) and data freshness
+    cache_enabled: bool = True
+    # The TTL only bounds memory: freshness comes from the ETL generation in every key.
+    cache_ttl_seconds: int = Field(default=300, ge=1)
+    cache_timeout_seconds: float = Field(default=0.25, gt=0, description="Per Redis operation.")
+    # After a Redis failure, cache and shared rate limits are skipped this long, then retried.
+    cache_retry_seconds: float = Field(default=5.0, gt=0)
+    cache_root_fields: list[str] = Field(default=["affiliate", "me", "ranking", "syncStatus"])
+    # Backstop poll of etl.runs for runs committed by other processes; 0: off.
+    freshness_poll_seconds: float = Field(default=5.0, ge=0)
+    # /readyz: the last successful ETL run finished less than this ago.
+    ready_max_etl_age_seconds: int = Field(default=3600, ge=1)
+    access_log: bool = True
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -50,6 +96,24 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("rate_limit", "rate_limit_burst", "rate_limit_anonymous")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise ValueError(f"not a rate like '600/minute': {value!r}") from exc
+        return value
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < 32:
+            raise ValueError("FATURE_JWT_SECRET must be at least 32 bytes")
         return value
 
     @field_validator("database_url", "operation_database_url")

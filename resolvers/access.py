@@ -3,8 +3,8 @@
 Every loader and resolver reads through ``DataAccess``: it asks the ``Viewer`` which
 affiliates the caller may see, runs the statement on its own short pooled connection (never
 a session shared by concurrent DataLoader batches), and turns a database outage into a
-``ServiceUnavailable`` that names no internals. Security (JWT, scoping, rate limits) plugs
-into ``Viewer`` later, without touching any loader.
+``ServiceUnavailable`` that names no internals. The token's ``Viewer`` (resolvers/auth.py)
+decides what is visible; nothing else in the API does.
 """
 
 from __future__ import annotations
@@ -13,14 +13,18 @@ import asyncio
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 import asyncpg
+from sqlalchemy import TextClause, bindparam, literal_column, or_, select, table, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import ColumnElement, Executable
 
+from resolvers.privacy import mask_email, mask_name, mask_phone
 from schema.errors import ServiceUnavailable
 
 log = logging.getLogger("fature.api")
@@ -39,6 +43,12 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.TooManyConnectionsError,
     asyncpg.OperatorInterventionError,
 )
+
+
+@lru_cache(maxsize=256)
+def sql(statement: str) -> TextClause:
+    """One TextClause per distinct SQL text, so SQLAlchemy's compiled cache is hit."""
+    return text(statement)
 
 
 class Database:
@@ -67,37 +77,110 @@ def _unavailable(exc: BaseException) -> ServiceUnavailable:
     return ServiceUnavailable()
 
 
+class Role(StrEnum):
+    ADMIN = "admin"
+    ANALYST = "analyst"
+    AFFILIATE = "affiliate"
+
+
+# The affiliates whose upline (levels 1-5) holds :me: the downline an affiliate may read.
+_DOWNLINE_MEMBERS = sql(
+    "SELECT referred_id FROM affiliate_referrals WHERE referrer_id = :me AND referred_id = ANY(:ids)"
+)
+
+
 @dataclass(frozen=True)
 class Viewer:
-    """Who is asking. Today every caller may see every affiliate ("allow all"); the security
-    issue narrows these three methods and nothing else."""
+    """Who is asking, from a verified token; the policy of who sees what lives here.
 
-    subject: str | None = None
+    - admin: everything, and alone runs mutations;
+    - analyst: everything, e-mail and phone masked;
+    - affiliate: itself and its downline (levels 1-5); the downline are referred people, so
+      their names are masked and their e-mail and phone hidden (LGPD). Anyone else (uplines
+      included) is invisible exactly like an unknown id: null in GraphQL, 404 in REST.
+    """
 
-    def visible_affiliate_ids(self, affiliate_ids: Iterable[int]) -> list[int]:
-        """The subset of ``affiliate_ids`` this viewer may read."""
-        return list(affiliate_ids)
+    role: Role
+    subject: str
+    affiliate_id: int | None = None
+
+    @property
+    def sees_everyone(self) -> bool:
+        return self.role is not Role.AFFILIATE
+
+    @property
+    def scope_key(self) -> str:
+        """What the answers this viewer gets depend on (the response cache keys on it)."""
+        return f"affiliate:{self.affiliate_id}" if self.role is Role.AFFILIATE else self.role.value
+
+    def may_run_mutations(self) -> bool:
+        return self.role is Role.ADMIN
+
+    def may_introspect(self, affiliates_allowed: bool) -> bool:
+        return self.role is not Role.AFFILIATE or affiliates_allowed
+
+    def search_columns(self) -> tuple[str, ...]:
+        """Columns the `search` filter may match: never a masked one (it would be an oracle)."""
+        if self.role is Role.ADMIN:
+            return ("name", "email")
+        if self.role is Role.ANALYST:
+            return ("name",)
+        return ()
 
     def affiliate_predicate(self, column: ColumnElement[Any]) -> ColumnElement[bool] | None:
         """A SQL condition on an affiliate id column for list queries; None means all rows."""
-        return None
+        if self.sees_everyone:
+            return None
+        downline = (
+            select(literal_column("referred_id"))
+            .select_from(table("affiliate_referrals"))
+            .where(literal_column("referrer_id") == bindparam("scope_me", self.affiliate_id))
+        )
+        return or_(column == self.affiliate_id, column.in_(downline))
 
-    def may_run_validation(self, affiliate_id: int) -> bool:
-        return True
+    def personal_data(
+        self, affiliate_id: int, name: str, email: str | None, phone: str | None
+    ) -> tuple[str, str | None, str | None]:
+        """(name, email, phone) as this viewer may see them."""
+        if self.role is Role.ADMIN or affiliate_id == self.affiliate_id:
+            return name, email, phone
+        if self.role is Role.ANALYST:
+            return name, mask_email(email), mask_phone(phone)
+        return mask_name(name), None, None
 
 
 class DataAccess:
-    """``Database`` seen through a ``Viewer``: what every loader and resolver calls."""
+    """``Database`` seen through a ``Viewer``: what every loader and resolver calls.
+
+    For an affiliate, membership of the downline is decided here with one batched statement
+    per loader batch, for the ids this request has not checked yet (its own id never costs one).
+    """
 
     def __init__(self, database: Database, viewer: Viewer) -> None:
         self.database = database
         self.viewer = viewer
+        self._member: dict[int, bool] = {}
+
+    async def visible_ids(self, affiliate_ids: Iterable[int]) -> list[int]:
+        """The subset of ``affiliate_ids`` this viewer may read, in order."""
+        ids = list(affiliate_ids)
+        viewer = self.viewer
+        if viewer.sees_everyone:
+            return ids
+        me = viewer.affiliate_id
+        unknown = list({i for i in ids if i != me and i not in self._member})
+        if unknown:
+            rows = await self.database.fetch(_DOWNLINE_MEMBERS, {"me": me, "ids": unknown})
+            found = {r.referred_id for r in rows}
+            for i in unknown:
+                self._member[i] = i in found
+        return [i for i in ids if i == me or self._member.get(i, False)]
 
     async def for_affiliates(
         self, statement: Executable, affiliate_ids: Iterable[int], **params: Any
     ) -> Sequence[Row]:
         """Run a statement keyed by ``:ids`` (affiliate ids), restricted to visible ones."""
-        visible = self.viewer.visible_affiliate_ids(affiliate_ids)
+        visible = await self.visible_ids(affiliate_ids)
         if not visible:
             return []
         return await self.database.fetch(statement, {"ids": visible, **params})
@@ -110,9 +193,9 @@ class DataAccess:
         predicate = self.viewer.affiliate_predicate(column)
         return [] if predicate is None else [predicate]
 
-    def visible_rows(self, rows: Sequence[Row], attribute: str = "affiliate_id") -> list[Row]:
+    async def visible_rows(self, rows: Sequence[Row], attribute: str = "affiliate_id") -> list[Row]:
         """Rows fetched by another key (a validation id), kept only when their affiliate is visible."""
-        visible = set(self.viewer.visible_affiliate_ids({getattr(r, attribute) for r in rows}))
+        visible = set(await self.visible_ids({getattr(r, attribute) for r in rows}))
         return [r for r in rows if getattr(r, attribute) in visible]
 
     async def global_state(self, statement: Executable, **params: Any) -> Sequence[Row]:

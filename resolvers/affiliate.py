@@ -8,12 +8,13 @@ import strawberry
 from sqlalchemy import func, or_, select, tuple_
 from strawberry.types import Info
 
+from resolvers.access import Viewer
 from resolvers.arguments import as_decimal, as_int, check_first, decode_cursor, encode_cursor, parse_id
 from resolvers.context import Context
 from resolvers.loaders.affiliate import affiliates
 from schema.affiliate import Affiliate, AffiliateFilter, AffiliateOrder
 from schema.enums import AffiliateOrderField, OrderDirection, RankingMetric
-from schema.errors import BadUserInput
+from schema.errors import BadUserInput, Forbidden
 from schema.pagination import Connection, connection
 
 _INTEGER_FIELDS = {
@@ -27,10 +28,19 @@ async def affiliate(info: Info, id: strawberry.ID) -> Affiliate | None:
     """One affiliate; null when there is none with this id."""
     ctx: Context = info.context
     row = await ctx.loaders.affiliate_by_id.load(parse_id(id))
-    return Affiliate.from_row(row) if row is not None else None
+    return Affiliate.shown_to(ctx.viewer, row) if row is not None else None
 
 
-def _filters(filter: AffiliateFilter | None) -> list[Any]:
+async def me(info: Info) -> Affiliate | None:
+    """The token's affiliate; null for admin and analyst tokens (they are not affiliates)."""
+    ctx: Context = info.context
+    if ctx.viewer.affiliate_id is None:
+        return None
+    row = await ctx.loaders.affiliate_by_id.load(ctx.viewer.affiliate_id)
+    return Affiliate.shown_to(ctx.viewer, row) if row is not None else None
+
+
+def _filters(filter: AffiliateFilter | None, viewer: Viewer) -> list[Any]:
     if filter is None:
         return []
     conditions: list[Any] = []
@@ -40,10 +50,10 @@ def _filters(filter: AffiliateFilter | None) -> list[Any]:
     if len(search) > MAX_SEARCH:
         raise BadUserInput(f"filter.search must be at most {MAX_SEARCH} characters")
     if search:
-        conditions.append(or_(
-            affiliates.c.name.icontains(search, autoescape=True),
-            affiliates.c.email.icontains(search, autoescape=True),
-        ))
+        columns = viewer.search_columns()
+        if not columns:
+            raise Forbidden("filter.search is not available to affiliate tokens")
+        conditions.append(or_(*(affiliates.c[c].icontains(search, autoescape=True) for c in columns)))
     return conditions
 
 
@@ -78,7 +88,8 @@ async def _page(
         else encode_cursor(tag, r._mapping[sort.name], r.affiliate_id)
         for r in page
     ]
-    return connection([Affiliate.from_row(r) for r in page], cursors, has_next, after, count)
+    nodes = [Affiliate.shown_to(ctx.viewer, r) for r in page]
+    return connection(nodes, cursors, has_next, after, count)
 
 
 async def affiliates_list(
@@ -94,7 +105,7 @@ async def affiliates_list(
         descending=direction is OrderDirection.DESC,
         tag=f"affiliates:{field.value}:{direction.value}",
         value_type=as_int if field in _INTEGER_FIELDS else as_decimal,
-        first=first, after=after, conditions=_filters(filter),
+        first=first, after=after, conditions=_filters(filter, info.context.viewer),
     )
 
 

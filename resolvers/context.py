@@ -9,7 +9,12 @@ from zoneinfo import ZoneInfo
 
 from db.settings import Settings
 from resolvers.access import DataAccess, Database, Viewer
+from resolvers.auth import Authenticator
+from resolvers.freshness import Freshness, Snapshot
 from resolvers.loaders import Loaders
+from resolvers.metrics import Metrics
+from resolvers.ratelimit import RateLimiter
+from resolvers.response_cache import ResponseCache
 
 
 @dataclass
@@ -19,6 +24,17 @@ class ApiState:
     settings: Settings
     robust_url: str
     database: Database
+    metrics: Metrics = field(default_factory=Metrics)
+    authenticator: Authenticator = field(init=False)
+    rate_limiter: RateLimiter = field(init=False)
+    response_cache: ResponseCache = field(init=False)
+    freshness: Freshness = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.authenticator = Authenticator(self.settings)
+        self.rate_limiter = RateLimiter(self.settings)
+        self.response_cache = ResponseCache(self.settings, self.metrics)
+        self.freshness = Freshness(self.database, self.metrics)
 
     @cached_property
     def zone(self) -> ZoneInfo:
@@ -28,9 +44,15 @@ class ApiState:
 @dataclass
 class Context:
     api: ApiState
-    viewer: Viewer = field(default_factory=Viewer)
+    viewer: Viewer
     request: Any = None
     response: Any = None
+    snapshot: Snapshot = field(default=None)  # type: ignore[assignment]
+    cache_status: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.snapshot is None:
+            self.snapshot = self.api.freshness.snapshot
 
     @cached_property
     def access(self) -> DataAccess:
@@ -49,6 +71,13 @@ class Context:
         return self.api.settings.max_page_size
 
 
+class NotAuthenticated(RuntimeError):
+    """A request reached the API without passing the door (a wiring bug): fail closed."""
+
+
 def viewer_for(request: Any) -> Viewer:
-    """Who sends ``request``. Authentication (JWT) replaces this later; today: allow all."""
-    return Viewer()
+    """The viewer the door verified for ``request`` (resolvers/door.py)."""
+    viewer = request.scope.get("state", {}).get("viewer")
+    if not isinstance(viewer, Viewer):
+        raise NotAuthenticated("request without a verified viewer")
+    return viewer

@@ -3,7 +3,10 @@
 Each endpoint runs a fixed GraphQL document through the same schema, resolvers and
 DataLoaders as ``/graphql`` (no second data path); aliases give the REST field names,
 which are the robust database's column names. Errors map to HTTP statuses: 400 bad input,
-404 unknown affiliate, 409 ETL busy, 503 database unavailable.
+401 no valid token (the door), 403 not allowed (mutations are for admins), 404 unknown or
+invisible affiliate (scoping: an affiliate sees itself and its downline), 409 ETL busy,
+429 rate limited, 503 database unavailable. Answers carry ``X-Data-As-Of``; hot reads go
+through the same response cache as GraphQL.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from strawberry.types import ExecutionResult
 
 from resolvers.context import ApiState, Context, viewer_for
+from resolvers.response_cache import execute_cached
 from schema.errors import error_code
 
 _AFFILIATE_FIELDS = """
@@ -81,13 +86,19 @@ mutation RestValidateCpa($id: ID!) {
 }"""
 
 _STATUS = {
-    "BAD_USER_INPUT": 400, "GRAPHQL_VALIDATION_FAILED": 400, "NOT_FOUND": 404, "BUSY": 409,
+    "BAD_USER_INPUT": 400, "GRAPHQL_VALIDATION_FAILED": 400, "FORBIDDEN": 403, "NOT_FOUND": 404,
+    "BUSY": 409, "QUERY_TOO_DEEP": 400, "TOO_MANY_ALIASES": 400, "TOO_MANY_TOKENS": 400,
+    "QUERY_TOO_COSTLY": 400,
     "NOT_AVAILABLE": 501, "SERVICE_UNAVAILABLE": 503,
 }
 
 
-def _json(body: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+def _json(body: Any, status: int = 200, request: Request | None = None) -> Response:
+    response = Response(orjson.dumps(body), status_code=status, media_type="application/json")
+    context = getattr(request.state, "context", None) if request is not None else None
+    if context is not None and context.snapshot.as_of_text is not None:
+        response.headers["x-data-as-of"] = context.snapshot.as_of_text
+    return response
 
 
 def _error(code: str, message: str) -> Response:
@@ -110,7 +121,16 @@ async def _run(request: Request, document: str, variables: dict[str, Any]) -> tu
 
     api: ApiState = request.app.state.api
     context = Context(api=api, viewer=viewer_for(request), request=request)
-    result = await schema.execute(document, variable_values=variables, context_value=context)
+    request.state.context = context
+    operation = document.split("(", 1)[0].split()[-1]  # RestAffiliate, RestValidateCpa, ...
+    request.state.operation = operation
+
+    async def compute() -> ExecutionResult:
+        return await schema.execute(document, variable_values=variables, context_value=context,
+                                    operation_name=operation)
+
+    result = await execute_cached(context, document, variables, operation, compute)
+    request.state.cache = context.cache_status
     if result.errors:
         error = result.errors[0]
         return None, _error(error_code(error), error.message)
@@ -130,14 +150,14 @@ async def _affiliate(request: Request, document: str, **variables: Any) -> dict[
 
 async def get_affiliate(request: Request) -> Response:
     body = await _affiliate(request, AFFILIATE)
-    return body if isinstance(body, Response) else _json(body)
+    return body if isinstance(body, Response) else _json(body, request=request)
 
 
 async def get_mlm_structure(request: Request) -> Response:
     body = await _affiliate(request, MLM_STRUCTURE)
     if isinstance(body, Response):
         return body
-    return _json({"affiliate_id": body["affiliate_id"], **body["network"]})
+    return _json({"affiliate_id": body["affiliate_id"], **body["network"]}, request=request)
 
 
 async def get_referrals(request: Request) -> Response:
@@ -158,7 +178,7 @@ async def get_referrals(request: Request) -> Response:
         "total_count": referrals["total_count"],
         "page_info": referrals["page_info"],
         "referrals": referrals["nodes"],
-    })
+    }, request=request)
 
 
 async def get_financial_summary(request: Request) -> Response:
@@ -169,12 +189,12 @@ async def get_financial_summary(request: Request) -> Response:
         last=_int_or_raw(q.get("last")),
         **{"from": q.get("from"), "to": q.get("to")},
     )
-    return body if isinstance(body, Response) else _json(body)
+    return body if isinstance(body, Response) else _json(body, request=request)
 
 
 async def post_validate_cpa(request: Request) -> Response:
     data, failure = await _run(request, VALIDATE_CPA, {"id": request.path_params["affiliate_id"]})
-    return failure if failure is not None else _json(data["validateCpa"])
+    return failure if failure is not None else _json(data["validateCpa"], request=request)
 
 
 routes = [

@@ -20,7 +20,7 @@ from resolvers.arguments import (
 )
 from resolvers.context import Context
 from resolvers.loaders.validation import ValidationArgs
-from schema.errors import BadUserInput, Busy, NotAvailable, ServiceUnavailable
+from schema.errors import Busy, Forbidden, NotAvailable, ServiceUnavailable
 from schema.pagination import Connection, connection
 from schema.validation import CpaValidation, ValidateCpaResult
 
@@ -57,8 +57,8 @@ async def validate_cpa(info: Info, affiliate_id: strawberry.ID) -> ValidateCpaRe
     ledger rules, same lock) and return the validations it wrote."""
     ctx: Context = info.context
     owner = parse_id(affiliate_id, "affiliateId")
-    if not ctx.viewer.may_run_validation(owner):
-        raise BadUserInput(f"affiliateId {owner} cannot be validated by this caller")
+    if not ctx.viewer.may_run_mutations():
+        raise Forbidden("Only admin tokens may run mutations")
     if not ctx.settings.operation_database_url:
         raise NotAvailable("CPA validation on demand needs the operation database, which is not configured")
     try:

@@ -15,6 +15,7 @@ from resolvers import referral as referral_resolvers
 from resolvers import summary as summary_resolvers
 from resolvers import transaction as transaction_resolvers
 from resolvers import validation as validation_resolvers
+from resolvers.access import Viewer
 from schema.enums import (
     AffiliateOrderField,
     AffiliateStatus,
@@ -79,6 +80,15 @@ class Affiliate:
             registered_at=row.registered_at,
         )
 
+    @classmethod
+    def shown_to(cls, viewer: Viewer, row: Row) -> Affiliate:
+        """The affiliate with its personal data as ``viewer`` may see it (the Viewer decides)."""
+        affiliate = cls.from_row(row)
+        affiliate.name, affiliate.email, affiliate.phone = viewer.personal_data(
+            affiliate.affiliate_id, affiliate.name, affiliate.email, affiliate.phone
+        )
+        return affiliate
+
     @strawberry.field
     async def network(self, info: Info) -> Network:
         return await network_resolvers.network_of(info, self.affiliate_id)
@@ -129,7 +139,8 @@ class Affiliate:
         loaders = info.context.loaders
         ids = await loaders.upline_ids_by_affiliate_id.load(self.affiliate_id)
         rows = await loaders.affiliate_by_id.load_many(ids)
-        return [Affiliate.from_row(r) for r in rows if r is not None]
+        viewer = info.context.viewer
+        return [Affiliate.shown_to(viewer, r) for r in rows if r is not None]
 
 
 @strawberry.input

@@ -7,6 +7,11 @@ Clients branch on ``extensions.code``:
 - ``SERVICE_UNAVAILABLE``: the database cannot be reached; retry later.
 - ``BUSY``: the ETL holds the ledger lock; retry in a moment.
 - ``NOT_AVAILABLE``: the feature is not part of this build.
+- ``UNAUTHENTICATED`` (HTTP 401): no valid bearer token; ``extensions.reason`` says why.
+- ``FORBIDDEN``: the token's role may not do this (mutations are for admins).
+- ``RATE_LIMITED`` (HTTP 429): too many requests; retry after ``Retry-After`` seconds.
+- ``QUERY_TOO_DEEP``, ``TOO_MANY_ALIASES``, ``TOO_MANY_TOKENS``, ``QUERY_TOO_COSTLY``,
+  ``BATCH_TOO_LARGE``, ``INTROSPECTION_DISABLED``: the document exceeds a limit.
 - ``INTERNAL_SERVER_ERROR``: anything unexpected; the message is masked and the details are
   logged server-side only.
 """
@@ -14,6 +19,7 @@ Clients branch on ``extensions.code``:
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 
 from graphql import GraphQLError
@@ -54,6 +60,29 @@ class NotAvailable(PublicError):
     code = "NOT_AVAILABLE"
 
 
+class Forbidden(PublicError):
+    code = "FORBIDDEN"
+
+
+class QueryTooCostly(PublicError):
+    code = "QUERY_TOO_COSTLY"
+
+
+# Messages of strawberry's limiters and graphql-core's rules, and the codes they get.
+_LIMIT_MARKERS = (
+    ("exceeds maximum operation depth", "QUERY_TOO_DEEP"),
+    ("aliases found. Allowed:", "TOO_MANY_ALIASES"),
+    ("Document contains more than", "TOO_MANY_TOKENS"),
+    ("introspection has been disabled", "INTROSPECTION_DISABLED"),
+)
+# "Did you mean ...?" would let a client discover the schema field by field.
+_SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
+
+
+def without_suggestions(message: str) -> str:
+    return _SUGGESTION.sub("", message) if "Did you mean" in message else message
+
+
 # graphql-core messages of argument/variable values that cannot be coerced (client input).
 _INPUT_MARKERS = (
     "got invalid value",
@@ -82,6 +111,9 @@ def error_code(error: GraphQLError) -> str:
         return "INTERNAL_SERVER_ERROR"
     if error.extensions and "code" in error.extensions:
         return str(error.extensions["code"])
+    for marker, code in _LIMIT_MARKERS:
+        if marker in error.message:
+            return code
     if error.message.startswith("Syntax Error"):
         return "GRAPHQL_PARSE_FAILED"
     if any(marker in error.message for marker in _INPUT_MARKERS):
@@ -92,10 +124,10 @@ def error_code(error: GraphQLError) -> str:
 def public_error(error: GraphQLError) -> GraphQLError:
     """The error as a client may see it: coded, and masked when unexpected."""
     code = error_code(error)
-    if (error.extensions or {}).get("code") == code:
+    if (error.extensions or {}).get("code") == code and "Did you mean" not in error.message:
         return error  # already public
     unexpected = is_unexpected(error)
-    message = MASKED_MESSAGE if unexpected else error.message
+    message = MASKED_MESSAGE if unexpected else without_suggestions(error.message)
     if isinstance(error.original_error, PublicError):
         message = error.original_error.message
     return GraphQLError(

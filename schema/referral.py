@@ -35,7 +35,7 @@ class Referral:
         from schema.affiliate import Affiliate
 
         row = await info.context.loaders.affiliate_by_id.load(self.user_id)
-        return Affiliate.from_row(row) if row is not None else None
+        return Affiliate.shown_to(info.context.viewer, row) if row is not None else None
 
     @classmethod
     def from_row(cls, row: Row) -> Referral:

@@ -8,6 +8,7 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.printer import print_schema
+from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from resolvers import affiliate as affiliate_resolvers
@@ -15,6 +16,7 @@ from resolvers import sync as sync_resolvers
 from resolvers import validation as validation_resolvers
 from schema.affiliate import Affiliate
 from schema.errors import ErrorPolicy, log_unexpected
+from schema.limits import RequestLimits
 from schema.pagination import Connection
 from schema.scalars import SCALAR_OVERRIDES
 from schema.sync import SyncStatus
@@ -26,7 +28,12 @@ SDL_PATH = Path(__file__).resolve().parents[1] / "schema.graphql"
 @strawberry.type
 class Query:
     affiliate: Affiliate | None = strawberry.field(
-        resolver=affiliate_resolvers.affiliate, description="Null when no affiliate has this id."
+        resolver=affiliate_resolvers.affiliate,
+        description="Null when no affiliate has this id or the token may not see it.",
+    )
+    me: Affiliate | None = strawberry.field(
+        resolver=affiliate_resolvers.me,
+        description="The token's affiliate; null for admin and analyst tokens.",
     )
     affiliates: Connection[Affiliate] = strawberry.field(resolver=affiliate_resolvers.affiliates_list)
     ranking: Connection[Affiliate] = strawberry.field(resolver=affiliate_resolvers.ranking)
@@ -56,9 +63,12 @@ schema = FatureSchema(
     extensions=[
         lambda: ParserCache(maxsize=1024),
         lambda: ValidationCache(maxsize=1024),
+        RequestLimits,
         ErrorPolicy,
     ],
     scalar_overrides=SCALAR_OVERRIDES,
+    # The view caps batches at FATURE_MAX_BATCH_OPERATIONS; this is the hard ceiling.
+    config=StrawberryConfig(batching_config={"max_operations": 100}),
 )
 
 

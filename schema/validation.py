@@ -40,7 +40,7 @@ class CpaValidation:
         from schema.affiliate import Affiliate
 
         row = await info.context.loaders.affiliate_by_id.load(self.owner_id)
-        return Affiliate.from_row(row) if row is not None else None
+        return Affiliate.shown_to(info.context.viewer, row) if row is not None else None
 
     @classmethod
     def from_row(cls, row: Row) -> CpaValidation:

@@ -7,14 +7,13 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import TextClause, text
+from sqlalchemy import TextClause
 from sqlalchemy.engine import Row
 from strawberry.dataloader import DataLoader
 
-from resolvers.access import DataAccess
+from resolvers.access import DataAccess, sql
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -32,10 +31,7 @@ class BatchLoader(DataLoader[K, V]):
         raise NotImplementedError
 
 
-@lru_cache(maxsize=256)
-def sql(statement: str) -> TextClause:
-    """One TextClause per distinct SQL text, so SQLAlchemy's compiled cache is hit."""
-    return text(statement)
+__all__ = ["BatchLoader", "CountLoader", "PageLoader", "sql"]
 
 
 def group_rows(rows: Sequence[Row], attribute: str) -> dict[int, list[Row]]:

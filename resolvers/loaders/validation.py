@@ -45,5 +45,5 @@ class CpaValidationCountByAffiliateLoader(CountLoader[ValidationArgs]):
 class CpaValidationByIdLoader(BatchLoader[int, Row | None]):
     async def load_batch(self, keys: list[int]) -> Sequence[Row | None]:
         rows = await self.access.database.fetch(_BY_ID, {"ids": keys})
-        found = {r.id: r for r in self.access.visible_rows(rows)}
+        found = {r.id: r for r in await self.access.visible_rows(rows)}
         return [found.get(k) for k in keys]

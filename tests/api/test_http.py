@@ -15,7 +15,7 @@ from gql import Client, gql
 from gql.transport.httpx import HTTPXAsyncTransport
 
 from app import DASHBOARD_QUERY, create_app
-from tests.resolvers.world import Api, World, rows, serve
+from tests.resolvers.world import Api, World, rows, serve, token
 
 
 def free_port() -> int:
@@ -40,7 +40,8 @@ async def server(world: World) -> AsyncIterator[str]:
 
 
 async def test_gql_client_runs_the_dashboard_over_http(server: str, world: World) -> None:
-    transport = HTTPXAsyncTransport(url=f"{server}/graphql")
+    transport = HTTPXAsyncTransport(url=f"{server}/graphql",
+                                    headers={"authorization": f"Bearer {token(world.settings, 'analyst')}"})
     async with Client(transport=transport, fetch_schema_from_transport=True) as session:
         request = gql(DASHBOARD_QUERY)
         request.variable_values = {"id": "300"}
@@ -66,7 +67,8 @@ async def test_graphiql_has_the_dashboard_preloaded(api: Api) -> None:
 
 async def test_get_queries_health_and_json(api: Api) -> None:
     response = await api.client.get("/graphql", params={"query": '{ affiliate(id: "101") { totalGgr } }'})
-    assert response.status_code == 200 and response.json() == {"data": {"affiliate": {"totalGgr": "115.00"}}}
+    assert response.status_code == 200 and response.json()["data"] == {"affiliate": {"totalGgr": "115.00"}}
+    assert response.json()["extensions"]["asOf"]  # the data's as-of instant, for the portals
     mutation = await api.client.get("/graphql", params={"query": 'mutation { validateCpa(affiliateId: "1") { affiliateId } }'})
     assert mutation.status_code == 400 and "Traceback" not in mutation.text  # no mutations over GET
     health = await api.client.get("/healthz")

@@ -6,10 +6,11 @@ import sys
 import types
 
 import pytest
+from pydantic import SecretStr
 
 from etl.sync import EtlBusy, run_cycle
 from tests.factories import Operation
-from tests.resolvers.world import Api, World, rows, serve
+from tests.resolvers.world import JWT_SECRET, PLAIN, Api, World, rows, serve
 
 MUTATION = """mutation($id: ID!) { validateCpa(affiliateId: $id) { affiliateId
   validations { id affiliateId referredUserId cpaLevel cpaAmount validationDate affiliate { name } } } }"""
@@ -68,6 +69,7 @@ async def test_real_validation_of_a_newly_qualified_user(settings, robust_url: s
     assert (await run_cycle(settings, robust_url, operation_url)).status == "success"
     await op.bet(102, "30.00", "45.00", "2025-03-04 02:30Z")  # 102 qualifies now
     await op.close()
+    settings = settings.model_copy(update={"jwt_secret": SecretStr(JWT_SECRET), **PLAIN})
     async with serve(World(robust_url, operation_url, settings)) as api:
         result = (await api.data(MUTATION, {"id": "101"}))["validateCpa"]
     assert [(v["affiliateId"], v["referredUserId"], v["cpaLevel"], v["cpaAmount"])

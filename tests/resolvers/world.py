@@ -22,11 +22,15 @@ from starlette.applications import Starlette
 from app import create_app
 from db.settings import Settings
 from etl.sync import run_cycle
+from resolvers.auth import mint_token
 from tests.conftest import OPERATION_SQL, _admin, _db_url
 from tests.factories import Operation
 
 ROOT = 300
 TREE = range(301, 362)
+JWT_SECRET = "test-secret-" + "x" * 60
+# The resolver tests are about resolvers: no response cache, rate limits or freshness poll.
+PLAIN = {"cache_enabled": False, "rate_limit_enabled": False, "freshness_poll_seconds": 0}
 
 
 @dataclass
@@ -101,7 +105,7 @@ async def build_world(robust_template: str) -> World:
     finally:
         await op.close()
     settings = Settings(database_url=robust_url, operation_database_url=operation_url,
-                        etl_scheduler_enabled=False, _env_file=None)
+                        etl_scheduler_enabled=False, jwt_secret=JWT_SECRET, _env_file=None, **PLAIN)
     result = await run_cycle(settings, robust_url, operation_url)
     assert result.status == "success"
     return World(robust_url, operation_url, settings)
@@ -150,13 +154,22 @@ class Api:
             event.remove(engine, "before_cursor_execute", record)
 
 
+def token(settings: Settings, role: str = "admin", affiliate_id: int | None = None, **claims: Any) -> str:
+    """A signed token for the tests (the same code as `fature token`)."""
+    return mint_token(settings, role, affiliate_id, subject=claims.pop("subject", None)
+                      or f"{role}-{affiliate_id}-{uuid.uuid4().hex[:8]}")
+
+
 @asynccontextmanager
-async def serve(world: World, **options: Any) -> AsyncIterator[Api]:
-    """The app with its lifespan running, behind an in-process ASGI client."""
-    app = create_app(world.settings, robust_url=world.robust_url, start_scheduler=False, **options)
+async def serve(world: World, role: str | None = "admin", **overrides: Any) -> AsyncIterator[Api]:
+    """The app with its lifespan running, behind an in-process ASGI client that sends a
+    token of ``role`` (None: no token); ``overrides`` change the world's settings."""
+    settings = world.settings.model_copy(update=overrides) if overrides else world.settings
+    app = create_app(settings, robust_url=world.robust_url, start_scheduler=False)
+    headers = {"authorization": f"Bearer {token(settings, role)}"} if role else {}
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", headers=headers) as client:
             yield Api(app, client)
 
 

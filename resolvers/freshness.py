@@ -1,0 +1,123 @@
+"""How fresh the data is, and the response cache's generation.
+
+The generation is the id of the last committed ETL run: monotonic and the same in every
+worker, so cached answers are shared across workers (Redis) and a commit makes every older
+entry unreachable at once (no ``clear()``). It moves synchronously on the in-process
+``EtlCommitted`` event (the scheduler runs in the API process), and a cheap poll of
+``etl.runs`` catches runs committed by other processes (another worker, ``fature etl``).
+The same reads feed the ETL metrics and ``extensions.asOf``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from etl.events import EtlCommitted
+from resolvers.access import Database, sql
+from resolvers.metrics import Metrics
+from schema.errors import PublicError
+
+log = logging.getLogger("fature.api")
+
+_LAST_SUCCESS = sql(
+    "SELECT id, source_as_of, finished_at FROM etl.runs WHERE status = 'success' "
+    "ORDER BY finished_at DESC NULLS LAST, id DESC LIMIT 1"
+)
+_FINISHED_SINCE = sql(
+    "SELECT id, mode, status, source_as_of, finished_at, "
+    "EXTRACT(EPOCH FROM finished_at - started_at) AS seconds, "
+    "(SELECT COALESCE(sum(value::numeric), 0) FROM jsonb_each_text(rows_written) "
+    " WHERE value ~ '^[0-9]+$') AS rows "
+    "FROM etl.runs WHERE id > :after AND status <> 'running' ORDER BY id"
+)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What one request sees: the cache generation and the data's as-of instant."""
+
+    generation: int
+    as_of: datetime | None
+    as_of_text: str | None
+
+
+class Freshness:
+    def __init__(self, database: Database, metrics: Metrics) -> None:
+        self.database = database
+        self.metrics = metrics
+        self.snapshot = Snapshot(0, None, None)
+        self.last_success_at: datetime | None = None
+        self._last_seen_run = 0
+        self._task: asyncio.Task[None] | None = None
+        self._refreshing: asyncio.Task[None] | None = None
+
+    def _advance(self, run_id: int, as_of: datetime | None) -> None:
+        if run_id > self.snapshot.generation:
+            self.snapshot = Snapshot(run_id, as_of, as_of.isoformat() if as_of is not None else None)
+
+    async def load(self) -> None:
+        """The last success and the newest finished run id; best effort (the database may be down)."""
+        try:
+            rows = await self.database.fetch(_LAST_SUCCESS)
+            if rows:
+                self._advance(rows[0].id, rows[0].source_as_of)
+                self.last_success_at = rows[0].finished_at
+            runs = await self.database.fetch(sql(
+                "SELECT COALESCE(max(id), 0) AS id FROM etl.runs WHERE status <> 'running'"
+            ))
+            self._last_seen_run = max(self._last_seen_run, int(runs[0].id))
+        except PublicError:
+            log.warning("data freshness unknown: the robust database is unavailable")
+
+    def on_commit(self, event: EtlCommitted) -> None:
+        """``EtlCommitted`` listener: the generation moves before the ETL call returns."""
+        self._advance(event.run_id, event.source_as_of)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = loop.create_task(self.refresh())
+
+    async def refresh(self) -> None:
+        """Runs finished since the last look: metrics, and the generation if one succeeded."""
+        try:
+            rows = await self.database.fetch(_FINISHED_SINCE, {"after": self._last_seen_run})
+        except PublicError:
+            return
+        for row in rows:
+            self._last_seen_run = max(self._last_seen_run, row.id)
+            self.metrics.etl_runs.labels(row.mode, row.status).inc()
+            if row.status == "success":
+                self._advance(row.id, row.source_as_of)
+                self.last_success_at = row.finished_at
+                self.metrics.etl_rows.inc(float(row.rows or 0))
+                if row.seconds is not None:
+                    self.metrics.etl_duration.observe(float(row.seconds))
+
+    def start(self, poll_seconds: float) -> None:
+        if poll_seconds > 0:
+            self._task = asyncio.get_running_loop().create_task(self._poll(poll_seconds))
+
+    async def _poll(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await self.refresh()
+            except Exception:  # noqa: BLE001 - the poll must outlive any one failure
+                log.exception("freshness poll failed")
+
+    async def stop(self) -> None:
+        for task in (self._task, self._refreshing):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    def as_of(self) -> Any:
+        return self.snapshot.as_of

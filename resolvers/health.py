@@ -1,0 +1,59 @@
+"""/healthz (the process answers), /readyz (the database answers and the data is fresh
+enough) and /metrics (Prometheus)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from resolvers.access import sql
+from resolvers.metrics import CONTENT_TYPE
+from schema.errors import PublicError
+
+_READY = sql(
+    "SELECT finished_at, source_as_of FROM etl.runs WHERE status = 'success' "
+    "ORDER BY finished_at DESC NULLS LAST LIMIT 1"
+)
+READY_TIMEOUT_SECONDS = 2.0
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """200 when the robust database answers and the last successful ETL finished less than
+    ``FATURE_READY_MAX_ETL_AGE_SECONDS`` ago; 503 with the reasons otherwise."""
+    api = request.app.state.api
+    limit = api.settings.ready_max_etl_age_seconds
+    checks: dict[str, object] = {}
+    reasons: list[str] = []
+    try:
+        rows = await asyncio.wait_for(api.database.fetch(_READY), READY_TIMEOUT_SECONDS)
+        checks["database"] = "ok"
+    except (PublicError, TimeoutError):
+        rows = None
+        checks["database"] = "unavailable"
+        reasons.append("the robust database is unavailable")
+    if rows is not None:
+        finished = rows[0].finished_at if rows else None
+        if finished is None:
+            reasons.append("no successful ETL run yet")
+            checks["last_etl_age_seconds"] = None
+        else:
+            age = (datetime.now(UTC) - finished).total_seconds()
+            checks["last_etl_age_seconds"] = round(age, 1)
+            if age > limit:
+                reasons.append(f"the last successful ETL run is older than {limit} s")
+    body = {"status": "ready" if not reasons else "not ready", "checks": checks}
+    if reasons:
+        body["reasons"] = reasons
+    return JSONResponse(body, status_code=200 if not reasons else 503)
+
+
+async def metrics(request: Request) -> Response:
+    api = request.app.state.api
+    return Response(api.metrics.exposition(), media_type=CONTENT_TYPE)

@@ -1,0 +1,197 @@
+"""The response cache of hot read-only operations (the dashboard, ranking, summaries).
+
+aiocache in memory by default, Redis when ``FATURE_REDIS_URL`` is set. An entry is keyed by
+the normalised document, the operation name, the variables, the viewer's scope (one
+viewer's answer is never served to another) and the generation (the last committed ETL
+run: a commit makes older entries unreachable, and their TTL reclaims them). Concurrent
+misses on one key are computed once in this process. Redis down: answers go uncached,
+logged once, and the cache is tried again after ``cache_retry_seconds``.
+
+GraphQL (``/graphql``) and REST run through ``execute_cached`` alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import orjson
+from aiocache import RedisCache, SimpleMemoryCache
+from aiocache.base import BaseCache
+from graphql import FieldNode, OperationDefinitionNode, OperationType, parse, print_ast
+from strawberry.types import ExecutionResult
+
+from db.settings import Settings
+from resolvers.metrics import Metrics
+
+if TYPE_CHECKING:
+    from resolvers.context import Context
+
+log = logging.getLogger("fature.api")
+
+Compute = Callable[[], Awaitable[ExecutionResult]]
+
+
+@lru_cache(maxsize=2048)
+def cache_plan(query: str, operation_name: str | None, root_fields: frozenset[str]) -> str | None:
+    """The normalised document's digest when the operation may be cached, else None: a query
+    (never a mutation) whose root fields are all hot read-only ones."""
+    try:
+        document = parse(query, no_location=True, max_tokens=5000)
+    except Exception:  # noqa: BLE001 - strawberry reports the syntax error itself
+        return None
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name is not None:
+        operations = [o for o in operations if o.name is not None and o.name.value == operation_name]
+    if len(operations) != 1 or operations[0].operation is not OperationType.QUERY:
+        return None
+    for selection in operations[0].selection_set.selections:
+        if not isinstance(selection, FieldNode):
+            return None  # fragments at the root: not worth resolving here
+        if selection.name.value not in root_fields and selection.name.value != "__typename":
+            return None
+    normalised = print_ast(document) + "\n#" + (operation_name or "")
+    return hashlib.sha256(normalised.encode()).hexdigest()
+
+
+@lru_cache(maxsize=2048)
+def operation_name(query: str | None, given: str | None) -> str | None:
+    """The operation's name for metrics and logs: the one asked for, else the document's
+    single named operation."""
+    if given or not query:
+        return given
+    try:
+        document = parse(query, no_location=True, max_tokens=5000)
+    except Exception:  # noqa: BLE001
+        return None
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if len(operations) == 1 and operations[0].name is not None:
+        return operations[0].name.value
+    return None
+
+
+def _backend(settings: Settings) -> BaseCache:
+    if settings.redis_url:
+        url = urlsplit(settings.redis_url)
+        db = int(url.path.strip("/") or 0)
+        return RedisCache(
+            endpoint=url.hostname or "127.0.0.1", port=url.port or 6379, db=db, password=url.password,
+            namespace="fature:rc", timeout=settings.cache_timeout_seconds,
+            create_connection_timeout=settings.cache_timeout_seconds,
+        )
+    return SimpleMemoryCache(namespace="fature:rc", timeout=None)
+
+
+class ResponseCache:
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self.enabled = settings.cache_enabled
+        self.ttl = settings.cache_ttl_seconds
+        self.root_fields = frozenset(settings.cache_root_fields)
+        self.retry_seconds = settings.cache_retry_seconds
+        self.metrics = metrics
+        self.backend = _backend(settings) if self.enabled else None
+        self.shared = bool(settings.redis_url)
+        self.inflight: dict[str, asyncio.Future[ExecutionResult | None]] = {}
+        self._down_until = 0.0
+
+    def plan(self, query: str | None, operation_name: str | None) -> str | None:
+        if not self.enabled or not query:
+            return None
+        return cache_plan(query, operation_name, self.root_fields)
+
+    @staticmethod
+    def key(digest: str, variables: dict[str, Any] | None, scope: str, generation: int) -> str:
+        raw = orjson.dumps(variables or {}, option=orjson.OPT_SORT_KEYS)
+        body = hashlib.sha256(digest.encode() + b"|" + scope.encode() + b"|" + raw).hexdigest()
+        return f"{generation}:{body}"
+
+    def _available(self) -> bool:
+        return self.backend is not None and time.monotonic() >= self._down_until
+
+    def _failed(self, exc: BaseException) -> None:
+        self.metrics.cache_errors.inc()
+        if self._down_until == 0.0:
+            log.warning("response cache unavailable, answering uncached: %s", type(exc).__name__)
+        self._down_until = time.monotonic() + self.retry_seconds
+
+    def _recovered(self) -> None:
+        if self._down_until:
+            self._down_until = 0.0
+            log.warning("response cache available again")
+
+    async def get(self, key: str) -> str | None:
+        if not self._available():
+            return None
+        assert self.backend is not None
+        try:
+            value = await self.backend.get(key)
+        except Exception as exc:  # noqa: BLE001 - redis-py raises many kinds; answer uncached
+            self._failed(exc)
+            return None
+        self._recovered()
+        return value
+
+    async def set(self, key: str, value: str) -> None:
+        if not self._available():
+            return
+        assert self.backend is not None
+        try:
+            await self.backend.set(key, value, ttl=self.ttl)
+        except Exception as exc:  # noqa: BLE001
+            self._failed(exc)
+
+    async def close(self) -> None:
+        if self.backend is not None:
+            try:
+                await self.backend.close()
+            except Exception:  # noqa: BLE001 - closing a dead connection
+                pass
+
+
+async def execute_cached(
+    ctx: Context, query: str | None, variables: dict[str, Any] | None, operation_name: str | None,
+    compute: Compute,
+) -> ExecutionResult:
+    """``compute()`` through the cache when the operation is cacheable."""
+    cache: ResponseCache = ctx.api.response_cache
+    digest = cache.plan(query, operation_name)
+    if digest is None:
+        return await compute()
+    key = cache.key(digest, variables, ctx.viewer.scope_key, ctx.snapshot.generation)
+    if (flight := cache.inflight.get(key)) is not None:
+        return await _follow(flight, compute, cache)
+    raw = await cache.get(key)
+    if raw is not None:
+        cache.metrics.cache_hits.inc()
+        ctx.cache_status = "hit"
+        return ExecutionResult(data=orjson.loads(raw), errors=None)
+    if (flight := cache.inflight.get(key)) is not None:
+        return await _follow(flight, compute, cache)
+    cache.metrics.cache_misses.inc()
+    ctx.cache_status = "miss"
+    flight = asyncio.get_running_loop().create_future()
+    cache.inflight[key] = flight
+    result: ExecutionResult | None = None
+    try:
+        result = await compute()
+    finally:
+        cache.inflight.pop(key, None)
+        flight.set_result(result)  # None (the leader failed): followers compute themselves
+    if not result.errors and result.data is not None:
+        await cache.set(key, orjson.dumps(result.data).decode())
+    return result
+
+
+async def _follow(
+    flight: asyncio.Future[ExecutionResult | None], compute: Compute, cache: ResponseCache
+) -> ExecutionResult:
+    """Wait for the request already computing this key (single flight)."""
+    cache.metrics.cache_hits.inc()
+    result = await asyncio.shield(flight)
+    return result if result is not None else await compute()

@@ -1,0 +1,158 @@
+"""The response cache: keyed by the viewer, invalidated by a real ETL commit, one computation
+for concurrent misses, and answering (uncached) while Redis is down."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import socket
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from app import DASHBOARD_QUERY
+from etl.sync import run_cycle
+from tests.factories import Operation
+from tests.resolvers.world import World, build_world, drop_world, serve, token
+from tests.security.conftest import AFFILIATE, CHILD, Clients
+
+ME = "query Me { me { id totalCpaEarned network { totalNetworkSize } } syncStatus { dataAsOf } }"
+
+
+def counters(metrics: str) -> tuple[float, float]:
+    values = dict(line.rsplit(" ", 1) for line in metrics.splitlines() if line.startswith("fature_cache_"))
+    return float(values["fature_cache_hits_total"]), float(values["fature_cache_misses_total"])
+
+
+async def test_keyed_by_viewer(secure: Clients) -> None:
+    one, two = secure.headers("affiliate", AFFILIATE), secure.headers("affiliate", CHILD)
+    first = await secure.post(one, ME)
+    second = await secure.post(two, ME)
+    assert first.json()["data"]["me"]["id"] == "301" and second.json()["data"]["me"]["id"] == "326"
+    with secure.api.statements() as seen:
+        again = [await secure.post(one, ME), await secure.post(two, ME)]
+    assert seen == []  # both from the cache, each its own answer
+    assert [r.json()["data"]["me"]["id"] for r in again] == ["301", "326"]
+    assert again[0].json() == first.json()
+    as_of = first.json()["extensions"]["asOf"]
+    assert as_of and first.json()["data"]["syncStatus"]["dataAsOf"] == as_of
+
+
+async def test_concurrent_misses_compute_once(world: World) -> None:
+    async with serve(world, role=None, cache_enabled=True) as api:
+        headers = {"authorization": f"Bearer {token(world.settings, 'analyst')}"}
+        payload = {"query": DASHBOARD_QUERY, "variables": {"id": "341"}}
+        await api.client.post("/graphql", json={"query": '{ affiliate(id: "1") { id } }'}, headers=headers)  # warm
+        with api.statements() as seen:
+            answers = await asyncio.gather(*(api.client.post("/graphql", json=payload, headers=headers)
+                                             for _ in range(12)))
+        assert len({a.text for a in answers}) == 1 and answers[0].json()["data"]["affiliate"]["id"] == "341"
+        assert len(seen) == 5, seen  # one dashboard's statements, not twelve
+        hits, misses = counters((await api.client.get("/metrics")).text)
+        assert misses == 1 + 1 and hits == 11
+
+
+@pytest.fixture
+async def own_world(robust_template: str) -> AsyncIterator[World]:
+    built = await build_world(robust_template)
+    yield built
+    await drop_world(built)
+
+
+async def test_an_etl_commit_invalidates(own_world: World) -> None:
+    world = own_world
+    async with serve(world, role=None, cache_enabled=True) as api:
+        headers = {"authorization": f"Bearer {token(world.settings, 'affiliate', 101)}"}
+        query = {"query": "{ me { totalDeposits network { levels { deposits } } } }"}
+        before = (await api.client.post("/graphql", json=query, headers=headers)).json()
+        assert before["data"]["me"]["totalDeposits"] == "70.00"
+        with api.statements() as seen:
+            assert (await api.client.post("/graphql", json=query, headers=headers)).json() == before
+        assert seen == []
+        op = await Operation.open(world.operation_url)
+        try:
+            now = datetime.now(UTC).isoformat()
+            await op.deposit(103, "30.00", "2025-03-06 10:00Z", updated=now)  # a late approval
+        finally:
+            await op.close()
+        result = await run_cycle(world.settings, world.robust_url, world.operation_url)
+        assert result.status == "success"
+        after = (await api.client.post("/graphql", json=query, headers=headers)).json()
+        assert after["data"]["me"]["totalDeposits"] == "100.00"  # never older than the commit
+        assert after["extensions"]["asOf"] >= before["extensions"]["asOf"]
+        assert api.app.state.api.freshness.snapshot.generation == result.run_id
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ThrowawayRedis:
+    """A private redis-server (never the shared one), started and killed by the test."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server is not installed"
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--daemonize", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.1).close()
+                return
+            except OSError:
+                import time
+                time.sleep(0.02)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(5)
+            self.process = None
+
+
+@pytest.fixture
+def throwaway_redis() -> Iterator[ThrowawayRedis]:
+    redis = ThrowawayRedis()
+    redis.start()
+    yield redis
+    redis.stop()
+
+
+async def test_redis_down_answers_uncached_and_recovers(
+    world: World, throwaway_redis: ThrowawayRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"redis://127.0.0.1:{throwaway_redis.port}/0"
+    async with serve(world, role=None, cache_enabled=True, redis_url=url, cache_retry_seconds=0.3) as api:
+        headers = {"authorization": f"Bearer {token(world.settings, 'affiliate', AFFILIATE)}"}
+        expected = (await api.client.post("/graphql", json={"query": ME}, headers=headers)).json()
+        with api.statements() as seen:
+            assert (await api.client.post("/graphql", json={"query": ME}, headers=headers)).json() == expected
+        assert seen == []  # served from Redis
+
+        throwaway_redis.stop()
+        with caplog.at_level(logging.WARNING, logger="fature.api"):
+            for _ in range(5):
+                response = await api.client.post("/graphql", json={"query": ME}, headers=headers)
+                assert response.status_code == 200 and response.json() == expected
+                await asyncio.sleep(0.1)
+        down = [r for r in caplog.records if "response cache unavailable" in r.getMessage()]
+        assert len(down) == 1  # logged once, not per request
+
+        throwaway_redis.start()
+        await asyncio.sleep(0.4)
+        await api.client.post("/graphql", json={"query": ME}, headers=headers)  # refills the cache
+        with api.statements() as seen:
+            assert (await api.client.post("/graphql", json={"query": ME}, headers=headers)).json() == expected
+        assert seen == []
+        assert any("available again" in r.getMessage() for r in caplog.records)
