@@ -6,13 +6,15 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Annotated, Any, NoReturn
 
 import typer
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -24,9 +26,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-db_app = typer.Typer(
-    help="The robust database's schema (Alembic migrations).", no_args_is_help=True
-)
+db_app = typer.Typer(help="The robust database's schema (Alembic migrations).", no_args_is_help=True)
 etl_app = typer.Typer(help="The ETL from the operation database.", no_args_is_help=True)
 demo_app = typer.Typer(help="Demo data and the all-in-one demo.", invoke_without_command=True)
 app.add_typer(db_app, name="db")
@@ -111,9 +111,7 @@ def db_upgrade(revision: str = typer.Argument("head", help="Target revision.")) 
     settings = load_settings()
     with databases(settings) as urls:
         migrate.upgrade(urls.robust, revision)
-        out.print(
-            f"robust database at revision {asyncio.run(migrate.current_revision(urls.robust))}"
-        )
+        out.print(f"robust database at revision {asyncio.run(migrate.current_revision(urls.robust))}")
 
 
 @db_app.command("downgrade")
@@ -124,9 +122,7 @@ def db_downgrade(revision: str = typer.Argument(..., help="Target revision, e.g.
     settings = load_settings()
     with databases(settings) as urls:
         migrate.downgrade(urls.robust, revision)
-        out.print(
-            f"robust database at revision {asyncio.run(migrate.current_revision(urls.robust))}"
-        )
+        out.print(f"robust database at revision {asyncio.run(migrate.current_revision(urls.robust))}")
 
 
 @db_app.command("current")
@@ -161,9 +157,7 @@ def run_etl(settings: Settings, urls: Any, *, full: bool, trigger: str = "cli") 
                 progress=with_progress(progress, "etl"),
             )
         )
-    table = Table(
-        title=f"ETL run {result.run_id} ({result.mode}) committed in {result.duration_s:.2f} s"
-    )
+    table = Table(title=f"ETL run {result.run_id} ({result.mode}) committed in {result.duration_s:.2f} s")
     table.add_column("source table")
     table.add_column("rows read", justify="right")
     for name, count in result.rows_read.items():
@@ -186,9 +180,7 @@ def run_etl(settings: Settings, urls: Any, *, full: bool, trigger: str = "cli") 
 def etl_run(
     full: Annotated[
         bool,
-        typer.Option(
-            "--full", help="Recompute every aggregate from the source (the CPA ledger is kept)."
-        ),
+        typer.Option("--full", help="Recompute every aggregate from the source (the CPA ledger is kept)."),
     ] = False,
 ) -> None:
     """Run one ETL cycle now (incremental; the first one loads everything)."""
@@ -270,9 +262,7 @@ def etl_worker() -> None:
 
 
 # ---------------------------------------------------------------------------------- demo
-def seed_demo(
-    urls: Any, scale: str, seed: int, force: bool, *, reuse_existing: bool = False
-) -> None:
+def seed_demo(urls: Any, scale: str, seed: int, force: bool, *, reuse_existing: bool = False) -> None:
     from demo.generator import DemoDataExists, seed_operation_database
 
     with progress_bar() as progress:
@@ -309,19 +299,47 @@ def demo_all(
         return
     from db import migrate
 
-    settings = load_settings()
+    settings = signing_settings(load_settings())
+    if settings.jwt_secret is not None:
+        os.environ.setdefault("FATURE_JWT_SECRET", settings.jwt_secret.get_secret_value())
+    # The demo moves: the simulator adds activity and the ETL picks it up every minute.
+    os.environ.setdefault("FATURE_ETL_INTERVAL_MINUTES", "1")
     with databases(settings) as urls, known_errors():
         migrate.upgrade(urls.robust)
         seed_demo(urls, scale, seed=42, force=False, reuse_existing=True)
         run_etl(settings, urls, full=False, trigger="demo")
+        print_demo_tokens(settings, urls, port)
         serve_app(
-            settings,
-            urls,
-            host=settings.host,
-            port=port,
-            workers=1,
-            simulate_rate=10.0 if simulate else None,
+            settings, urls, host=settings.host, port=port, workers=1, simulate_rate=10.0 if simulate else None
         )
+
+
+def print_demo_tokens(settings: Settings, urls: Any, port: int) -> None:
+    """Ready-made tokens: an admin, and the top affiliate by CPA (valid for a day)."""
+    from resolvers.auth import mint_token
+
+    async def top_affiliate() -> int | None:
+        from db.engine import connect
+
+        conn = await connect(urls.robust)
+        try:
+            return await conn.fetchval(
+                "SELECT affiliate_id FROM affiliates WHERE status = 'active' "
+                "ORDER BY total_cpa_earned DESC, affiliate_id LIMIT 1"
+            )
+        finally:
+            await conn.close()
+
+    admin = mint_token(settings, "admin", ttl=timedelta(days=1), subject="demo-admin")
+    out.print(
+        '\n[bold]Tokens[/] (paste into GraphiQL\'s Headers pane as {"Authorization": "Bearer <token>"}):'
+    )
+    out.print(f"  admin:     {admin}", soft_wrap=True)
+    affiliate_id = asyncio.run(top_affiliate())
+    if affiliate_id is not None:
+        affiliate = mint_token(settings, "affiliate", affiliate_id, timedelta(days=1))
+        out.print(f"  affiliate {affiliate_id}: {affiliate}", soft_wrap=True)
+    out.print("  more: fature token --role analyst | --role affiliate --affiliate-id ID")
 
 
 @demo_app.command("seed")
@@ -355,6 +373,51 @@ def demo_simulate(
             asyncio.run(simulate(_operation_url(urls), rate=rate, duration_seconds=duration))
 
 
+# --------------------------------------------------------------------------------- token
+def parse_ttl(text: str) -> timedelta:
+    """'90s', '15m', '1h', '7d' -> a timedelta."""
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+    number, unit = text[:-1], text[-1:].lower()
+    if unit not in units or not number.isdigit() or int(number) <= 0:
+        raise typer.BadParameter(f"{text!r}: use a positive number with s, m, h or d (e.g. 1h)")
+    return timedelta(**{units[unit]: int(number)})
+
+
+def demo_jwt_secret(settings: Settings) -> str:
+    """The demo's signing secret, kept in the data directory so tokens survive a restart."""
+    path = settings.data_dir / "jwt_secret"
+    if not path.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def signing_settings(settings: Settings) -> Settings:
+    """Settings that can sign: the configured secret or key, else the demo's own secret."""
+    if settings.jwt_secret or settings.jwt_private_key_file:
+        return settings
+    return settings.model_copy(update={"jwt_secret": SecretStr(demo_jwt_secret(settings))})
+
+
+@app.command("token")
+def token(
+    role: str = typer.Option(..., help="admin | analyst | affiliate"),
+    affiliate_id: int = typer.Option(None, "--affiliate-id", help="Required for --role affiliate."),
+    ttl: str = typer.Option("1h", help="Lifetime, e.g. 15m, 1h, 7d."),
+    subject: str = typer.Option(None, help="The token's sub claim (default: derived from the role)."),
+) -> None:
+    """Mint a JWT for development and the demo (FATURE_JWT_SECRET, or the demo's own secret)."""
+    from resolvers.auth import mint_token
+
+    lifetime = parse_ttl(ttl)
+    settings = signing_settings(load_settings())
+    try:
+        out.print(mint_token(settings, role, affiliate_id, lifetime, subject), soft_wrap=True)
+    except ValueError as exc:
+        fail(str(exc))
+
+
 # --------------------------------------------------------------------------------- serve
 def serve_app(
     settings: Settings,
@@ -367,6 +430,9 @@ def serve_app(
 ) -> None:
     import uvicorn
 
+    from resolvers.jsonlog import configure_logging
+
+    configure_logging()
     os.environ["FATURE_DATABASE_URL"] = urls.robust
     if urls.operation:
         os.environ["FATURE_OPERATION_DATABASE_URL"] = urls.operation
@@ -408,9 +474,7 @@ def serve(
     """Run the API (GraphQL, GraphiQL and REST) with uvicorn."""
     settings = load_settings()
     with databases(settings) as urls:
-        serve_app(
-            settings, urls, host=host or settings.host, port=port or settings.port, workers=workers
-        )
+        serve_app(settings, urls, host=host or settings.host, port=port or settings.port, workers=workers)
 
 
 def main() -> None:

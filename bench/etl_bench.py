@@ -24,7 +24,9 @@ from db import migrate
 from db.settings import Settings
 from etl.sync import run_cycle
 
-# One 15-minute slice of the seed operator's activity, written "now".
+# One 15-minute slice of the seed operator's activity, written "now": ~10k bets in sessions
+# of 15 bets (~670 players), 1.5k deposits by 1,000 users, 50 new referred users, 200 status
+# changes of older deposits.
 LIVE_ACTIVITY = """
 CREATE TEMP TABLE bench_players AS
 SELECT array_agg(user_id ORDER BY id) AS ids FROM (SELECT id, user_id FROM tracked ORDER BY id LIMIT 100000) t;
@@ -41,7 +43,7 @@ FROM (SELECT id, row_number() OVER (ORDER BY id) AS g FROM cadastro
       WHERE nome LIKE 'Bench User %' AND id NOT IN (SELECT user_id FROM tracked)) c, bench_affiliates a;
 
 INSERT INTO depositos (id, user_id, valor, status, criado_em, atualizado_em)
-SELECT (SELECT max(id) FROM depositos) + g, p.ids[1 + (g * 131) % cardinality(p.ids)], 20 + (g % 200),
+SELECT (SELECT max(id) FROM depositos) + g, p.ids[1 + ((g % 1000) * 131) % cardinality(p.ids)], 20 + (g % 200),
        'aprovado', now() - (g % 900) * interval '1 second', now()
 FROM generate_series(1, 1500) g, bench_players p;
 
@@ -51,7 +53,7 @@ WHERE id IN (SELECT id FROM depositos WHERE status <> 'cancelado' AND criado_em 
              ORDER BY id LIMIT 200);
 
 INSERT INTO casino_bets_v (id, user_id, jogo, valor_aposta, valor_premio, criado_em)
-SELECT (SELECT max(id) FROM casino_bets_v) + g, p.ids[1 + (g * 37) % cardinality(p.ids)], 'bench',
+SELECT (SELECT max(id) FROM casino_bets_v) + g, p.ids[1 + ((g / 15) * 37) % cardinality(p.ids)], 'bench',
        1 + (g % 50), CASE WHEN g % 3 = 0 THEN 2 * (1 + (g % 50)) ELSE 0 END,
        now() - (g % 900) * interval '1 second'
 FROM generate_series(1, 10000) g, bench_players p;
@@ -114,7 +116,7 @@ async def main() -> None:
         rows.append((label, elapsed, read, result.rows_read, result.rows_written, rss_mb()))
         print(
             f"{label}: {elapsed:.3f} s, rows read {read:,} {result.rows_read}, "
-            f"written {result.rows_written}, peak RSS {rss_mb():.0f} MB",
+            f"written {result.rows_written}, peak RSS {rss_mb():.0f} MB, steps {result.step_seconds}",
             flush=True,
         )
 

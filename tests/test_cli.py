@@ -79,3 +79,25 @@ def test_etl_run_and_status_through_the_cli(robust_url: str, operation_url: str)
     status = fature("etl", "status", **env)
     assert status.returncode == 0, status.stderr
     assert "success" in status.stdout and "data as of" in status.stdout
+
+
+def test_token_is_signed_with_the_configured_secret(tmp_path) -> None:
+    import jwt
+
+    secret = "s" * 48
+    result = fature("token", "--role", "affiliate", "--affiliate-id", "101", "--ttl", "15m",
+                    FATURE_JWT_SECRET=secret, FATURE_DATA_DIR=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    claims = jwt.decode(result.stdout.strip(), secret, algorithms=["HS256"])
+    assert (claims["role"], claims["affiliate_id"]) == ("affiliate", 101)
+    assert claims["exp"] - claims["iat"] == 15 * 60
+    assert secret not in result.stdout + result.stderr
+
+
+def test_token_errors_are_one_line(tmp_path) -> None:
+    missing = fature("token", "--role", "affiliate", FATURE_DATA_DIR=str(tmp_path))
+    assert missing.returncode == 1 and "affiliate_id" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    bad_ttl = fature("token", "--role", "admin", "--ttl", "soon", FATURE_DATA_DIR=str(tmp_path))
+    assert bad_ttl.returncode == 2 and "soon" in bad_ttl.stderr
+    assert "Traceback" not in bad_ttl.stderr
