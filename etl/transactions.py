@@ -20,44 +20,43 @@ _PARENT = "affiliate_financial_transactions"
 _DELETES = {
     # Rows of moved users: their whole history moves to their new upline.
     "moved": """
-        DELETE FROM affiliate_financial_transactions f
-        WHERE f.user_id = ANY (ARRAY(SELECT user_id FROM moved))
+        DELETE FROM affiliate_financial_transactions f USING moved m
+        WHERE f.user_id = m.user_id
           AND f.transaction_type IN ('deposit', 'withdrawal', 'bet', 'win')""",
     # Changed deposit and withdrawal rows (under the user they had and the one they have).
     "chg_money": """
         DELETE FROM affiliate_financial_transactions f
-        WHERE f.user_id = ANY (ARRAY(SELECT user_id FROM chg_money WHERE user_id IS NOT NULL
-                                     UNION SELECT old_user_id FROM chg_money
-                                     WHERE old_user_id IS NOT NULL))
-          AND f.transaction_type IN ('deposit', 'withdrawal')
-          AND EXISTS (SELECT 1 FROM chg_money c
-                      WHERE c.id = f.source_id
-                        AND c.kind = CASE f.transaction_type WHEN 'deposit' THEN 'depositos'
-                                                             ELSE 'saque' END)""",
+        USING (SELECT kind, id, user_id FROM chg_money WHERE user_id IS NOT NULL
+               UNION SELECT kind, id, old_user_id FROM chg_money WHERE old_user_id IS NOT NULL) c
+        WHERE f.user_id = c.user_id AND f.source_id = c.id
+          AND f.transaction_type = CASE c.kind WHEN 'depositos' THEN 'deposit' ELSE 'withdrawal' END""",
     # Bet and win rows of the changed (user, day) pairs.
     "aff_ud": """
-        DELETE FROM affiliate_financial_transactions f
-        WHERE f.user_id = ANY (ARRAY(SELECT DISTINCT user_id FROM aff_ud))
-          AND f.transaction_type IN ('bet', 'win')
-          AND EXISTS (SELECT 1 FROM aff_ud a
-                      WHERE a.user_id = f.user_id AND a.day::timestamptz = f.transaction_date)""",
+        DELETE FROM affiliate_financial_transactions f USING aff_ud a
+        WHERE f.user_id = a.user_id AND f.transaction_type IN ('bet', 'win')
+          AND f.transaction_date = a.day::timestamptz""",
     # REV rows of the changed daily accruals.
     "period_delta": """
-        DELETE FROM affiliate_financial_transactions f
-        WHERE f.affiliate_id = ANY (ARRAY(SELECT DISTINCT affiliate_id FROM period_delta
-                                          WHERE period_type = 'daily'))
-          AND f.transaction_type = 'rev'
-          AND EXISTS (SELECT 1 FROM period_delta d
-                      WHERE d.period_type = 'daily' AND d.affiliate_id = f.affiliate_id
-                        AND d.level = f.mlm_level AND d.period_start::timestamptz = f.transaction_date)""",
+        DELETE FROM affiliate_financial_transactions f USING period_delta d
+        WHERE d.period_type = 'daily' AND f.affiliate_id = d.affiliate_id AND f.mlm_level = d.level
+          AND f.transaction_type = 'rev' AND f.transaction_date = d.period_start::timestamptz""",
 }
 
+# The change tables are tiny next to the partitions, but a join's row estimate cannot see
+# that: probe the partitions' indexes once per changed key instead of scanning them.
+_NESTED_LOOPS = "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"
+_ANY_JOIN = "SET LOCAL enable_hashjoin = on; SET LOCAL enable_mergejoin = on"
+
+# Source rows of moved users (by user) and changed source rows (by id), through indexes.
 _MONEY_ROWS = """
 SELECT u.ancestor_id, s.user_id, u.level, '{type}', s.valor, s.criado_em, s.id
-FROM etl.src_{table} s JOIN etl.user_upline u ON u.user_id = s.user_id
+FROM (SELECT x.* FROM etl.src_{table} x
+      WHERE x.user_id = ANY (ARRAY(SELECT user_id FROM moved))
+      UNION
+      SELECT x.* FROM etl.src_{table} x
+      WHERE x.id = ANY (ARRAY(SELECT id FROM chg_money WHERE kind = '{table}'))) AS s
+JOIN etl.user_upline u ON u.user_id = s.user_id
 WHERE s.ok AND s.status = 'aprovado'
-  AND (EXISTS (SELECT 1 FROM moved m WHERE m.user_id = s.user_id)
-       OR EXISTS (SELECT 1 FROM chg_money c WHERE c.kind = '{table}' AND c.id = s.id))
 """
 
 _MONEY_ROWS_ALL = """
@@ -167,9 +166,11 @@ async def write(conn: asyncpg.Connection, *, full: bool) -> int:
         # Millions of rows into empty partitions: build the indexes once, after the load.
         async with indexes_built_after(conn, _PARENT):
             return await _insert(conn, _MONEY_ROWS_ALL, changed)
+    await conn.execute(_NESTED_LOOPS)
     for name, sql in _DELETES.items():
         if name in changed:
             await conn.execute(sql)
+    await conn.execute(_ANY_JOIN)
     return await _insert(conn, _MONEY_ROWS, changed)
 
 
