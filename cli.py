@@ -436,6 +436,7 @@ def serve_app(
     os.environ["FATURE_DATABASE_URL"] = urls.robust
     if urls.operation:
         os.environ["FATURE_OPERATION_DATABASE_URL"] = urls.operation
+    get_settings.cache_clear()  # the app reads the settings again, with the URLs above
     out.print(
         f"\n[bold green]Fature is up[/]: GraphiQL at http://{host}:{port}/graphql   "
         f"REST at http://{host}:{port}/api/v1/affiliates/{{id}}   Ctrl-C stops\n"
