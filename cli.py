@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import secrets
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -441,6 +442,9 @@ def serve_app(
         f"\n[bold green]Fature is up[/]: GraphiQL at http://{host}:{port}/graphql   "
         f"REST at http://{host}:{port}/api/v1/affiliates/{{id}}   Ctrl-C stops\n"
     )
+    # uvicorn re-raises SIGTERM after its graceful shutdown: turn it into an interrupt so
+    # the simulator and the embedded PostgreSQL are stopped on the way out.
+    signal.signal(signal.SIGTERM, _interrupt)
     simulator = None
     if simulate_rate:
         # Live activity in a side process, so the running demo visibly moves.
@@ -464,6 +468,10 @@ def serve_app(
         if simulator is not None:
             simulator.terminate()
             simulator.wait(timeout=10)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 @app.command("serve")
