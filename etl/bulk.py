@@ -46,3 +46,18 @@ async def indexes_built_after(conn: asyncpg.Connection, *tables: str) -> AsyncIt
                 f'ALTER TABLE {table} ADD CONSTRAINT "{index["constraint_name"]}" '
                 f"{kind} USING INDEX {bare_name}"
             )
+
+
+@asynccontextmanager
+async def nested_loops(conn: asyncpg.Connection) -> AsyncIterator[None]:
+    """Plan joins as index probes, for statements driven by a small change table.
+
+    A cycle's change tables hold a few thousand keys against tables of millions of rows, but
+    a join's row estimate cannot see how selective the keys are and often picks a hash join
+    over a full scan; probing the big table's index once per changed key is what we want.
+    """
+    await conn.execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
+    try:
+        yield
+    finally:
+        await conn.execute("SET LOCAL enable_hashjoin = on; SET LOCAL enable_mergejoin = on")

@@ -14,7 +14,7 @@ from decimal import Decimal
 
 import asyncpg
 
-from etl.bulk import indexes_built_after
+from etl.bulk import indexes_built_after, nested_loops
 
 _TEMP_TABLES = """
 CREATE TEMP TABLE tree_roots (user_id bigint PRIMARY KEY) ON COMMIT DROP;
@@ -255,16 +255,16 @@ async def merge(conn: asyncpg.Connection, max_amount: Decimal, *, full: bool = F
 
     await conn.execute(_MERGE_CADASTRO)
     await conn.execute(_MERGE_TRACKED)
-    for table in ("depositos", "saque"):
-        if full:
+    if full:
+        for table in ("depositos", "saque"):
             async with indexes_built_after(conn, f"etl.src_{table}"):
                 await conn.execute(_LOAD_MONEY.format(table=table), max_amount)
-        else:
-            await conn.execute(_MERGE_MONEY.format(table=table), max_amount)
-    if full:
         await _bulk_load_bets(conn, max_amount)
     else:
-        await conn.execute(_MERGE_BETS, max_amount)
+        async with nested_loops(conn):
+            for table in ("depositos", "saque"):
+                await conn.execute(_MERGE_MONEY.format(table=table), max_amount)
+            await conn.execute(_MERGE_BETS, max_amount)
 
     # Orphans are checked after cadastro is merged: a user arriving in the same cycle is fine.
     for table in ("depositos", "saque", "casino_bets_v"):

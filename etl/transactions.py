@@ -12,7 +12,7 @@ from datetime import date
 
 import asyncpg
 
-from etl.bulk import indexes_built_after
+from etl.bulk import indexes_built_after, nested_loops
 
 _PARENT = "affiliate_financial_transactions"
 
@@ -42,10 +42,6 @@ _DELETES = {
           AND f.transaction_type = 'rev' AND f.transaction_date = d.period_start::timestamptz""",
 }
 
-# The change tables are tiny next to the partitions, but a join's row estimate cannot see
-# that: probe the partitions' indexes once per changed key instead of scanning them.
-_NESTED_LOOPS = "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"
-_ANY_JOIN = "SET LOCAL enable_hashjoin = on; SET LOCAL enable_mergejoin = on"
 
 # Source rows of moved users (by user) and changed source rows (by id), through indexes.
 _MONEY_ROWS = """
@@ -166,11 +162,10 @@ async def write(conn: asyncpg.Connection, *, full: bool) -> int:
         # Millions of rows into empty partitions: build the indexes once, after the load.
         async with indexes_built_after(conn, _PARENT):
             return await _insert(conn, _MONEY_ROWS_ALL, changed)
-    await conn.execute(_NESTED_LOOPS)
-    for name, sql in _DELETES.items():
-        if name in changed:
-            await conn.execute(sql)
-    await conn.execute(_ANY_JOIN)
+    async with nested_loops(conn):
+        for name, sql in _DELETES.items():
+            if name in changed:
+                await conn.execute(sql)
     return await _insert(conn, _MONEY_ROWS, changed)
 
 
