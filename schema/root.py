@@ -12,15 +12,26 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from resolvers import affiliate as affiliate_resolvers
+from resolvers import commission as commission_resolvers
+from resolvers import statement as statement_resolvers
 from resolvers import sync as sync_resolvers
 from resolvers import validation as validation_resolvers
 from schema.affiliate import Affiliate
+from schema.commission import (
+    AuditEntry,
+    CommissionPlan,
+    CommissionPlanAssignment,
+    CommissionPlanVersion,
+    CommissionSimulation,
+    QualificationCriteria,
+)
 from schema.errors import ErrorPolicy, log_unexpected
 from schema.limits import RequestLimits
 from schema.pagination import Connection
 from schema.scalars import SCALAR_OVERRIDES
+from schema.statement import CloseMonthResult, Statement
 from schema.sync import SyncStatus
-from schema.validation import ValidateCpaResult
+from schema.validation import CpaValidation, ValidateCpaResult
 
 SDL_PATH = Path(__file__).resolve().parents[1] / "schema.graphql"
 
@@ -38,6 +49,15 @@ class Query:
     affiliates: Connection[Affiliate] = strawberry.field(resolver=affiliate_resolvers.affiliates_list)
     ranking: Connection[Affiliate] = strawberry.field(resolver=affiliate_resolvers.ranking)
     sync_status: SyncStatus = strawberry.field(resolver=sync_resolvers.sync_status)
+    commission_plans: list[CommissionPlan] = strawberry.field(resolver=commission_resolvers.commission_plans)
+    commission_plan: CommissionPlan | None = strawberry.field(resolver=commission_resolvers.commission_plan)
+    qualification_criteria: list[QualificationCriteria] = strawberry.field(
+        resolver=commission_resolvers.qualification_criteria)
+    commission_audit_log: list[AuditEntry] = strawberry.field(resolver=commission_resolvers.audit_log)
+    simulate_commission_plan: CommissionSimulation = strawberry.field(
+        resolver=commission_resolvers.simulate_commission_plan)
+    statement: Statement | None = strawberry.field(resolver=statement_resolvers.statement)
+    statements: list[Statement] = strawberry.field(resolver=statement_resolvers.statements)
 
 
 @strawberry.type
@@ -47,6 +67,19 @@ class Mutation:
         description="Run the CPA validation step now for this affiliate's network "
                     "(same code, ledger rules and lock as the ETL); returns the new validations.",
     )
+    create_commission_plan: CommissionPlan = strawberry.field(
+        resolver=commission_resolvers.create_commission_plan)
+    schedule_commission_plan_version: CommissionPlanVersion = strawberry.field(
+        resolver=commission_resolvers.schedule_commission_plan_version)
+    assign_commission_plan: CommissionPlanAssignment = strawberry.field(
+        resolver=commission_resolvers.assign_commission_plan)
+    schedule_qualification_criteria: QualificationCriteria = strawberry.field(
+        resolver=commission_resolvers.schedule_qualification_criteria)
+    close_month: CloseMonthResult = strawberry.field(resolver=statement_resolvers.close_month)
+    approve_statement: Statement = strawberry.field(resolver=statement_resolvers.approve_statement)
+    mark_statement_paid: Statement = strawberry.field(resolver=statement_resolvers.mark_statement_paid)
+    reject_cpa_validation: CpaValidation = strawberry.field(
+        resolver=statement_resolvers.reject_cpa_validation)
 
 
 class FatureSchema(strawberry.Schema):

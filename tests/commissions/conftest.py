@@ -1,0 +1,82 @@
+"""A small program built by the real ETL, in its own databases (these tests write).
+
+Affiliate 1 has users 11..17 (each qualifies in March 2025: CPA 50.00 each = 350.00) and
+user 18 (a big win in April 2025: negative REV). Affiliate 2 has user 21 (qualifies in
+March: CPA 50.00, below the minimum payout).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from db.settings import Settings
+from etl.sync import run_cycle
+from tests.factories import Operation
+from tests.resolvers.world import JWT_SECRET, PLAIN, Api, World, serve, token
+
+
+@dataclass
+class Program:
+    world: World
+    api: Api
+
+    async def etl(self, full: bool = False) -> None:
+        result = await run_cycle(self.world.settings, self.world.robust_url, self.world.operation_url,
+                                 full=full)
+        assert result.status == "success"
+
+    def headers(self, role: str, affiliate_id: int | None = None) -> dict[str, str]:
+        return {"authorization": f"Bearer {token(self.world.settings, role, affiliate_id)}"}
+
+    async def gql(self, query: str, variables: dict[str, Any] | None = None, *, role: str = "admin",
+                  affiliate_id: int | None = None) -> dict[str, Any]:
+        response = await self.api.client.post(
+            "/graphql", json={"query": query, "variables": variables or {}},
+            headers=self.headers(role, affiliate_id))
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    async def data(self, query: str, variables: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
+        body = await self.gql(query, variables, **kw)
+        assert "errors" not in body, body["errors"]
+        return body["data"]
+
+    async def error(self, query: str, variables: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
+        body = await self.gql(query, variables, **kw)
+        assert body.get("errors"), body
+        return body["errors"][0]
+
+
+async def write_program(op: Operation) -> None:
+    await op.user(1, "Ana Afiliada", afiliado=True)
+    await op.user(2, "Beto Afiliado", afiliado=True)
+    for user, parent in [*((u, 1) for u in range(11, 19)), (21, 2)]:
+        await op.user(user, at="2025-03-01 12:00Z")
+        await op.track(user, parent, "2025-03-01 12:00Z")
+    for user in [*range(11, 18), 21]:
+        await op.deposit(user, "50.00", "2025-03-02 12:00Z")
+        await op.bet(user, "60.00", "20.00", "2025-03-02 13:00Z")
+        await op.bet(user, "60.00", "40.00", "2025-03-03 13:00Z")
+    await op.deposit(18, "100.00", "2025-04-02 12:00Z")
+    await op.bet(18, "100.00", "900.00", "2025-04-02 13:00Z")  # GGR -800: REV -200.00
+
+
+@pytest.fixture
+async def program(robust_url: str, operation_url: str) -> AsyncIterator[Program]:
+    op = await Operation.open(operation_url)
+    try:
+        await write_program(op)
+    finally:
+        await op.close()
+    settings = Settings(database_url=robust_url, operation_database_url=operation_url,
+                        etl_scheduler_enabled=False, jwt_secret=JWT_SECRET, _env_file=None, **PLAIN)
+    world = World(robust_url, operation_url, settings)
+    program_ = Program(world, None)  # type: ignore[arg-type]
+    await program_.etl()
+    async with serve(world, role="admin") as api:
+        program_.api = api
+        yield program_
