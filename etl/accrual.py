@@ -79,12 +79,7 @@ GROUP BY affiliate_id, level, day
 # the affiliate's plan version in force that day.
 _DAILY = """
 CREATE TEMP TABLE daily_after ON COMMIT DROP AS
-WITH plan_of AS (
-    SELECT a.affiliate_id,
-           coalesce(ap.plan_id, (SELECT id FROM commission_plans WHERE is_default)) AS plan_id
-    FROM (SELECT DISTINCT affiliate_id FROM delta_daily) a
-    LEFT JOIN affiliate_plan ap ON ap.affiliate_id = a.affiliate_id
-), merged AS (
+WITH merged AS (
     SELECT d.affiliate_id, d.level, d.day,
            {after},
            coalesce(o.rev, 0) AS old_rev
@@ -98,8 +93,13 @@ SELECT m.*,
             THEN round(p.rev_share_by_level[m.level] * (m.stake - m.win), 2)
             ELSE 0 END::numeric(18,2) AS rev
 FROM merged m
-JOIN plan_of po ON po.affiliate_id = m.affiliate_id
-JOIN plan_ranges p ON p.plan_id = po.plan_id
+-- The plan the affiliate was on that day (its own from its assignment date, else the default)
+-- and that plan's version in force that day.
+LEFT JOIN affiliate_plan ap
+  ON ap.affiliate_id = m.affiliate_id AND m.day >= ap.effective_from AND m.day < ap.effective_until
+-- LEFT: a day no plan version covers leaves REV NULL and the cycle fails loudly (NOT NULL).
+LEFT JOIN plan_ranges p
+  ON p.plan_id = coalesce(ap.plan_id, (SELECT id FROM commission_plans WHERE is_default))
  AND m.day >= p.effective_from AND m.day < p.effective_until;
 ANALYZE daily_after;
 

@@ -89,6 +89,19 @@ def build_scheduler(settings: Settings, robust_url: str, operation_url: str) -> 
         id="etl-monthly",
         **common,
     )
+    close_hour, close_minute = _hour_minute(settings.commission_close_at)
+
+    async def close_month() -> None:
+        from etl.statements import close_previous_month
+
+        try:
+            await close_previous_month(robust_url, tz)
+        except Exception:  # a failed close is retried next month-day run; never kill the loop
+            log.exception("closing the previous month failed")
+
+    scheduler.add_job(close_month, CronTrigger(day=settings.commission_close_day, hour=close_hour,
+                                               minute=close_minute, timezone=tz),
+                      id="commission-close", **common)
     full_hour, full_minute = _hour_minute(settings.etl_full_at)
     scheduler.add_job(
         cycle,

@@ -149,8 +149,13 @@ SELECT v.id AS version_id, v.plan_id, v.effective_from,
              v.rev_share_level_4, v.rev_share_level_5] AS rev_share_by_level
 FROM commission_plan_versions v;
 
+-- An affiliate's own plan from the day it was assigned; before that and elsewhere, the default.
 CREATE TEMP TABLE IF NOT EXISTS affiliate_plan ON COMMIT DROP AS
-SELECT a.affiliate_id, a.plan_id FROM affiliate_plan_assignments a;
+SELECT h.affiliate_id, h.plan_id, h.effective_from,
+       coalesce(lead(h.effective_from) OVER (PARTITION BY h.affiliate_id ORDER BY h.effective_from),
+                'infinity'::date) AS effective_until
+FROM affiliate_plan_history h;
+ANALYZE affiliate_plan;
 """
 
 _WRITE_LEDGER = """
@@ -172,7 +177,9 @@ WITH inserted AS (
            p.cpa_by_level[u.level], p.version_id
     FROM qualified q
     JOIN etl.user_upline u ON u.user_id = q.user_id
-    LEFT JOIN affiliate_plan ap ON ap.affiliate_id = u.ancestor_id
+    LEFT JOIN affiliate_plan ap
+      ON ap.affiliate_id = u.ancestor_id
+     AND q.t_star::date >= ap.effective_from AND q.t_star::date < ap.effective_until
     JOIN plan_ranges p
       ON p.plan_id = coalesce(ap.plan_id, (SELECT id FROM commission_plans WHERE is_default))
      AND q.t_star::date >= p.effective_from AND q.t_star::date < p.effective_until

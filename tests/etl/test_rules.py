@@ -433,3 +433,50 @@ async def test_broken_source_rows_are_skipped_and_recorded(op, settings, robust_
     } <= recorded
     assert ("depositos", good) not in recorded
     assert result.anomalies == len(recorded)
+
+
+async def test_plan_versions_and_assignments_by_day_and_by_t_star(op, settings, robust_url, operation_url):
+    """REV takes the rate in force each local day, CPA the amount in force at t*."""
+    conn = await asyncpg.connect(robust_url)
+    try:
+        # The default plan pays 30% at level 1 from 2 January; affiliate 1 moves to its own
+        # plan (40%, CPA 80.00) from 3 January.
+        await conn.execute(
+            "INSERT INTO commission_plan_versions (plan_id, effective_from, cpa_level_1, cpa_level_2,"
+            " cpa_level_3, cpa_level_4, cpa_level_5, rev_share_level_1, rev_share_level_2,"
+            " rev_share_level_3, rev_share_level_4, rev_share_level_5)"
+            " VALUES (1, '2025-01-02', 50, 20, 10, 5, 5, 0.30, 0.10, 0.05, 0.03, 0.02)"
+        )
+        vip = await conn.fetchval("INSERT INTO commission_plans (name) VALUES ('vip') RETURNING id")
+        await conn.execute(
+            "INSERT INTO commission_plan_versions (plan_id, effective_from, cpa_level_1, cpa_level_2,"
+            " cpa_level_3, cpa_level_4, cpa_level_5, rev_share_level_1, rev_share_level_2,"
+            " rev_share_level_3, rev_share_level_4, rev_share_level_5)"
+            " VALUES ($1, '1900-01-01', 80, 20, 10, 5, 5, 0.40, 0.10, 0.05, 0.03, 0.02)", vip)
+        await conn.execute(
+            "INSERT INTO affiliate_plan_history (affiliate_id, effective_from, plan_id) "
+            "VALUES (1, '2025-01-03', $1)", vip)
+    finally:
+        await conn.close()
+    await op.user(1, afiliado=True)
+    await op.user(2)
+    await op.track(2, 1, "2025-01-01 12:00Z")
+    await op.bet(2, "10.00", "0.00", "2025-01-01 15:00Z")   # 25%: 2.50
+    await op.bet(2, "10.00", "0.00", "2025-01-02 15:00Z")   # 30%: 3.00
+    await op.deposit(2, "30.00", "2025-01-03 14:00Z")
+    await op.bet(2, "100.00", "0.00", "2025-01-03 15:00Z")  # vip 40%: 40.00; t* here
+    await etl(settings, robust_url, operation_url)
+    daily = await fetch(robust_url, "SELECT period_start::text, rev_earned, cpa_earned FROM "
+                        "affiliate_periodic_summaries WHERE affiliate_id = 1 AND period_type = 'daily' "
+                        "ORDER BY 1")
+    assert [tuple(r) for r in daily] == [
+        ("2025-01-01", D("2.50"), D("0.00")),
+        ("2025-01-02", D("3.00"), D("0.00")),
+        ("2025-01-03", D("40.00"), D("80.00")),
+    ]
+    before = await fetch(robust_url, "SELECT * FROM affiliate_mlm_structure")
+    await etl(settings, robust_url, operation_url, full=True)
+    after = await fetch(robust_url, "SELECT * FROM affiliate_mlm_structure")
+    strip = lambda rows: [{k: v for k, v in dict(r).items() if k != "updated_at"} for r in rows]  # noqa: E731
+    assert strip(after) == strip(before)
+    assert after[0]["level_1_rev"] == D("45.50") and after[0]["level_1_cpa"] == D("80.00")

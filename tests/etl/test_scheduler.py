@@ -10,7 +10,8 @@ from tests.factories import Operation, fetch
 def test_jobs_and_their_guards(settings) -> None:
     scheduler = build_scheduler(settings, "postgresql://x@localhost/r", "postgresql://x@localhost/o")
     jobs = {job.id: job for job in scheduler.get_jobs()}
-    assert set(jobs) == {"etl-incremental", "etl-daily", "etl-weekly", "etl-monthly", "etl-full"}
+    assert set(jobs) == {"etl-incremental", "etl-daily", "etl-weekly", "etl-monthly", "etl-full",
+                         "commission-close"}
     for job in jobs.values():
         assert job.max_instances == 1
         assert job.coalesce is True
