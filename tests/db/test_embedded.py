@@ -176,7 +176,16 @@ async def test_moves_to_a_free_port_when_the_remembered_one_is_taken(settings: S
     assert remembered is not None
 
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
-        squatter.bind(("127.0.0.1", remembered))
+        # The stopped server's port can linger a moment (TIME_WAIT, a postmaster still exiting).
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        for _ in range(50):
+            try:
+                squatter.bind(("127.0.0.1", remembered))
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail(f"port {remembered} never became free after the server stopped")
         squatter.listen()
         with database_urls(settings) as moved:
             assert urlsplit(moved.robust).port != remembered
