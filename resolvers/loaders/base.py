@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -31,7 +31,19 @@ class BatchLoader(DataLoader[K, V]):
         raise NotImplementedError
 
 
-__all__ = ["BatchLoader", "CountLoader", "PageLoader", "sql"]
+__all__ = ["BatchLoader", "CountLoader", "PageLoader", "gather_groups", "sql"]
+
+
+async def gather_groups(
+    fetch: Callable[[Any, list[int]], Awaitable[None]], groups: dict[Any, list[int]]
+) -> None:
+    """One ``fetch`` per distinct argument set, concurrently; the usual single set is awaited
+    directly (no task to create and schedule on the hot path)."""
+    if len(groups) == 1:
+        [(args, owners)] = groups.items()
+        await fetch(args, owners)
+    else:
+        await asyncio.gather(*(fetch(args, owners) for args, owners in groups.items()))
 
 
 def group_rows(rows: Sequence[Row], attribute: str) -> dict[int, list[Row]]:
@@ -94,7 +106,7 @@ class PageLoader(BatchLoader[tuple[int, A], Page], Generic[A]):
                 found = by_owner.get(owner, [])
                 pages[(owner, args)] = Page(found[: args.first], len(found) > args.first)
 
-        await asyncio.gather(*(fetch(args, owners) for args, owners in groups.items()))
+        await gather_groups(fetch, groups)
         return [pages[key] for key in keys]
 
 
@@ -122,5 +134,5 @@ class CountLoader(BatchLoader[tuple[int, A], int], Generic[A]):
             for owner in owners:
                 counts[(owner, args)] = found.get(owner, 0)
 
-        await asyncio.gather(*(fetch(args, owners) for args, owners in groups.items()))
+        await gather_groups(fetch, groups)
         return [counts[key] for key in keys]

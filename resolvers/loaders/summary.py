@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import date
@@ -10,15 +9,19 @@ from typing import Any
 
 from sqlalchemy.engine import Row
 
-from resolvers.loaders.base import BatchLoader, group_rows, sql
+from resolvers.loaders.base import BatchLoader, gather_groups, group_rows, sql
 
 # (affiliate id, period type, from, to, last): the key of one ``summaries`` field.
 AffiliatePeriod = tuple[int, str, date | None, date | None, int | None]
 SummaryRange = tuple[str, date | None, date | None, int | None]
 
+# level_breakdown as text: decoding jsonb for every row (the driver's stdlib json) cost more
+# than the rest of a dashboard's summaries; PeriodicSummary.levels parses it with orjson only
+# when a client asks for the levels.
 _COLUMNS = (
     "affiliate_id, period_type, period_start, new_referrals, validated_referrals, "
-    "total_deposits, total_bets, total_ggr, cpa_earned, rev_earned, level_breakdown"
+    "total_deposits, total_bets, total_ggr, cpa_earned, rev_earned, "
+    "level_breakdown::text AS level_breakdown"
 )
 
 
@@ -65,5 +68,5 @@ class SummariesByAffiliateAndPeriodLoader(BatchLoader[AffiliatePeriod, list[Row]
             for affiliate_id in ids:
                 found[(affiliate_id, *group)] = by_affiliate.get(affiliate_id, [])
 
-        await asyncio.gather(*(fetch(group, ids) for group, ids in groups.items()))
+        await gather_groups(fetch, groups)
         return [found[k] for k in keys]
