@@ -26,7 +26,7 @@ from strawberry.types import ExecutionResult
 from db.engine import make_engine
 from db.settings import Settings, get_settings
 from etl import events
-from resolvers import health, rest
+from resolvers import export, health, rest
 from resolvers.access import Database, sql
 from resolvers.context import ApiState, Context, viewer_for
 from resolvers.door import Door, rejection
@@ -237,5 +237,6 @@ def create_app(
         Route("/readyz", health.readyz, methods=["GET"]),
         Route("/metrics", health.metrics, methods=["GET"]),
         *rest.routes,
+        *export.routes,
     ]
     return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(Door)])
