@@ -34,6 +34,9 @@ from etl import (
 
 log = logging.getLogger("fature.etl")
 
+# NOTIFY channel carrying the id of every committed run (for other processes' caches).
+COMMIT_CHANNEL = "fature_etl_committed"
+
 # pg advisory lock key shared by every process that writes the ledger or the aggregates.
 ETL_LOCK_KEY = 0x4641545552450001
 
@@ -323,6 +326,8 @@ async def _cycle(
         result.anomalies,
         result.mode,
     )
+    # Delivered at commit only: API processes move their cache generation at once.
+    await conn.execute("SELECT pg_notify($1, $2)", COMMIT_CHANNEL, str(result.run_id))
     step("commit")
 
 

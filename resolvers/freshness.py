@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import asyncpg
+
 from etl.events import EtlCommitted
 from resolvers.access import Database, sql
 from resolvers.metrics import Metrics
@@ -55,6 +57,7 @@ class Freshness:
         self._last_seen_run = 0
         self._task: asyncio.Task[None] | None = None
         self._refreshing: asyncio.Task[None] | None = None
+        self._listener_task: asyncio.Task[None] | None = None
 
     def _advance(self, run_id: int, as_of: datetime | None) -> None:
         if run_id > self.snapshot.generation:
@@ -101,8 +104,46 @@ class Freshness:
                     self.metrics.etl_duration.observe(float(row.seconds))
 
     def start(self, poll_seconds: float) -> None:
+        loop = asyncio.get_running_loop()
         if poll_seconds > 0:
-            self._task = asyncio.get_running_loop().create_task(self._poll(poll_seconds))
+            self._task = loop.create_task(self._poll(poll_seconds))
+        # Runs committed by other processes arrive by NOTIFY within milliseconds of their
+        # commit; the poll above stays as the fallback while the listener is disconnected.
+        self._listener_task = loop.create_task(self._listen())
+
+    async def _listen(self) -> None:
+        from db.settings import plain_url
+        from etl.sync import COMMIT_CHANNEL
+
+        url = plain_url(self.database.engine.url.render_as_string(hide_password=False))
+
+        def notified(*_: Any) -> None:
+            if self._refreshing is None or self._refreshing.done():
+                self._refreshing = asyncio.get_running_loop().create_task(self.refresh())
+
+        while True:
+            connection = None
+            try:
+                connection = await asyncpg.connect(url, timeout=5)
+                closed = asyncio.Event()
+                connection.add_termination_listener(lambda *_, done=closed: done.set())
+                await connection.add_listener(COMMIT_CHANNEL, notified)
+                await self.refresh()  # whatever committed while we were not listening
+                while not closed.is_set():
+                    # A half-open connection never says it closed: probe it now and then.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(closed.wait(), timeout=30)
+                    if not closed.is_set():
+                        await connection.fetchval("SELECT 1", timeout=5)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - keep listening across outages
+                log.warning("ETL commit listener disconnected; retrying")
+            finally:
+                if connection is not None and not connection.is_closed():
+                    with contextlib.suppress(Exception):
+                        await connection.close()
+            await asyncio.sleep(2)
 
     async def _poll(self, seconds: float) -> None:
         while True:
@@ -113,7 +154,7 @@ class Freshness:
                 log.exception("freshness poll failed")
 
     async def stop(self) -> None:
-        for task in (self._task, self._refreshing):
+        for task in (self._task, self._refreshing, self._listener_task):
             if task is not None and not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
