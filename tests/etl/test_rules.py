@@ -480,3 +480,31 @@ async def test_plan_versions_and_assignments_by_day_and_by_t_star(op, settings, 
     strip = lambda rows: [{k: v for k, v in dict(r).items() if k != "updated_at"} for r in rows]  # noqa: E731
     assert strip(after) == strip(before)
     assert after[0]["level_1_rev"] == D("45.50") and after[0]["level_1_cpa"] == D("80.00")
+
+
+async def test_a_version_in_force_today_re_rates_what_was_already_accrued(
+    op, settings, robust_url, operation_url
+):
+    """A plan version effective today, scheduled after today's activity was loaded, re-rates
+    today's REV on the next cycle: incremental ends where a full recompute does."""
+    await op.user(1, afiliado=True)
+    await op.user(2)
+    await op.track(2, 1, "2025-01-01 12:00Z")
+    await op.bet(2, "100.00", "0.00", "2025-01-05 15:00Z")
+    await etl(settings, robust_url, operation_url)
+    assert (await mlm(robust_url, 1))["level_1_rev"] == D("25.00")
+    conn = await asyncpg.connect(robust_url)
+    try:
+        await conn.execute(
+            "INSERT INTO commission_plan_versions (plan_id, effective_from, cpa_level_1, cpa_level_2,"
+            " cpa_level_3, cpa_level_4, cpa_level_5, rev_share_level_1, rev_share_level_2,"
+            " rev_share_level_3, rev_share_level_4, rev_share_level_5)"
+            " VALUES (1, '2025-01-05', 50, 20, 10, 5, 5, 0.35, 0.10, 0.05, 0.03, 0.02)"
+        )
+    finally:
+        await conn.close()
+    await etl(settings, robust_url, operation_url)
+    incremental = await mlm(robust_url, 1)
+    assert incremental["level_1_rev"] == D("35.00")
+    await etl(settings, robust_url, operation_url, full=True)
+    assert (await mlm(robust_url, 1))["level_1_rev"] == D("35.00")
