@@ -327,7 +327,10 @@ async def _cycle(
         result.mode,
     )
     # Delivered at commit only: API processes move their cache generation at once.
-    await conn.execute("SELECT pg_notify($1, $2)", COMMIT_CHANNEL, str(result.run_id))
+    await conn.execute(
+        "SELECT pg_notify($1, $2 || ' ' || coalesce($3::timestamptz::text, ''))",
+        COMMIT_CHANNEL, str(result.run_id), result.source_as_of,
+    )
     step("commit")
 
 

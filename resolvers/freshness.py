@@ -117,7 +117,11 @@ class Freshness:
 
         url = plain_url(self.database.engine.url.render_as_string(hide_password=False))
 
-        def notified(*_: Any) -> None:
+        def notified(_connection: Any, _pid: int, _channel: str, payload: str) -> None:
+            # "<run id> <source as-of>": the generation moves now, before any round trip.
+            run_id, _, as_of = payload.partition(" ")
+            with contextlib.suppress(ValueError):
+                self._advance(int(run_id), datetime.fromisoformat(as_of) if as_of else None)
             if self._refreshing is None or self._refreshing.done():
                 self._refreshing = asyncio.get_running_loop().create_task(self.refresh())
 
