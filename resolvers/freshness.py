@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -121,7 +121,8 @@ class Freshness:
             # "<run id> <source as-of>": the generation moves now, before any round trip.
             run_id, _, as_of = payload.partition(" ")
             with contextlib.suppress(ValueError):
-                self._advance(int(run_id), datetime.fromisoformat(as_of) if as_of else None)
+                moment = datetime.fromisoformat(as_of).astimezone(UTC) if as_of else None
+                self._advance(int(run_id), moment)
             if self._refreshing is None or self._refreshing.done():
                 self._refreshing = asyncio.get_running_loop().create_task(self.refresh())
 
