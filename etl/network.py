@@ -108,6 +108,17 @@ SELECT n.user_id, n.level, n.ancestor_id FROM new_upline n JOIN moved m USING (u
 ANALYZE old_upline;
 """
 
+# A full recompute starts from nothing: every user with an edge is a root, and moves.
+_MOVED_FULL = """
+CREATE TEMP TABLE old_upline ON COMMIT DROP AS SELECT * FROM etl.user_upline WHERE false;
+CREATE TEMP TABLE moved ON COMMIT DROP AS SELECT user_id FROM etl.edges;
+ALTER TABLE moved ADD PRIMARY KEY (user_id);
+ANALYZE moved;
+CREATE TEMP TABLE old_join (user_id bigint, referred_at timestamptz) ON COMMIT DROP;
+INSERT INTO etl.user_upline (user_id, level, ancestor_id)
+SELECT user_id, level, ancestor_id FROM new_upline;
+"""
+
 # Full recompute: every user with an edge is a root; nothing existed before.
 _FULL_ROOTS = """
 INSERT INTO tree_roots (user_id)
@@ -122,7 +133,12 @@ async def rebuild(conn: asyncpg.Connection, *, full: bool) -> int:
         await conn.execute(_FULL_ROOTS)
     await conn.execute(_REBUILD_EDGES)
     await conn.execute(_HELD_EDGES)
-    await conn.execute(_CANDIDATES)
-    await conn.execute(_WALK.format(start="regroup"))
-    await conn.execute(_MOVED)
+    if full:
+        # The roots are every tracked user already: nothing below them to add, nothing to diff.
+        await conn.execute(_WALK.format(start="tree_roots"))
+        await conn.execute(_MOVED_FULL)
+    else:
+        await conn.execute(_CANDIDATES)
+        await conn.execute(_WALK.format(start="regroup"))
+        await conn.execute(_MOVED)
     return await conn.fetchval("SELECT count(*) FROM moved")
