@@ -273,6 +273,8 @@ async def _cycle(
     step("network")
 
     await activity.refresh(conn, full=full)
+    if full:
+        result.anomalies += await mirror.record_orphan_bets(conn)
     step("activity")
 
     extra = ""

@@ -508,3 +508,15 @@ async def test_a_version_in_force_today_re_rates_what_was_already_accrued(
     assert incremental["level_1_rev"] == D("35.00")
     await etl(settings, robust_url, operation_url, full=True)
     assert (await mlm(robust_url, 1))["level_1_rev"] == D("35.00")
+
+
+async def test_money_and_bets_of_unknown_users_are_recorded_as_held(op, settings, robust_url, operation_url):
+    await op.user(1, afiliado=True)
+    first_bet = await op.bet(99, "5.00", "0.00", "2025-01-02 12:00Z")  # user 99 is not in cadastro
+    first_deposit = await op.deposit(99, "10.00", "2025-01-02 12:00Z")
+    await etl(settings, robust_url, operation_url)  # the first load takes the bulk path
+    later_bet = await op.bet(98, "5.00", "0.00", "2025-01-02 12:05Z")
+    await etl(settings, robust_url, operation_url)  # an incremental cycle
+    held = {(r[0], r[1]) for r in await fetch(
+        robust_url, "SELECT source_table, source_id FROM etl.anomalies WHERE reason LIKE 'user not in cadastro%'")}
+    assert held == {("casino_bets_v", first_bet), ("depositos", first_deposit), ("casino_bets_v", later_bet)}
