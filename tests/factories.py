@@ -141,3 +141,18 @@ async def fetch(url: str, sql: str, *args: object) -> list[asyncpg.Record]:
         return await conn.fetch(sql, *args)
     finally:
         await conn.close()
+
+
+async def write_worked_example(op: Operation) -> None:
+    """EXAMPLE.md's operation database: Ana (101) refers Bruno (102), who refers Carla (103)."""
+    await op.user(101, "Ana", afiliado=True)
+    await op.user(102, "Bruno")
+    await op.user(103, "Carla")
+    await op.track(102, 101, "2025-03-02 10:00Z")
+    await op.track(103, 102, "2025-03-03 12:00Z")
+    await op.deposit(102, "50.00", "2025-03-02 11:00Z")
+    await op.deposit(103, "20.00", "2025-03-05 13:00Z")
+    await op.deposit(103, "15.00", "2025-03-05 13:05Z", "pendente")
+    await op.bet(102, "80.00", "0.00", "2025-03-02 12:00Z")
+    await op.bet(102, "30.00", "45.00", "2025-03-04 02:30Z")
+    await op.bet(103, "200.00", "150.00", "2025-03-05 14:00Z")

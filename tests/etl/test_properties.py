@@ -579,20 +579,10 @@ def test_injected_failure_changes_nothing(
 
 async def test_oracle_reproduces_worked_example(operation_url: str, settings, robust_url: str) -> None:
     """The oracle agrees with EXAMPLE.md (and so does the ETL on it)."""
-    from tests.factories import Operation
+    from tests.factories import Operation, write_worked_example
 
     op = await Operation.open(operation_url)
-    await op.user(101, "Ana", afiliado=True)
-    await op.user(102, "Bruno")
-    await op.user(103, "Carla")
-    await op.track(102, 101, "2025-03-02 10:00Z")
-    await op.track(103, 102, "2025-03-03 12:00Z")
-    await op.deposit(102, "50.00", "2025-03-02 11:00Z")
-    await op.deposit(103, "20.00", "2025-03-05 13:00Z")
-    await op.deposit(103, "15.00", "2025-03-05 13:05Z", "pendente")
-    await op.bet(102, "80.00", "0.00", "2025-03-02 12:00Z")
-    await op.bet(102, "30.00", "45.00", "2025-03-04 02:30Z")
-    await op.bet(103, "200.00", "150.00", "2025-03-05 14:00Z")
+    await write_worked_example(op)
     await op.close()
 
     exp = oracle.expected(await oracle.read_source(operation_url))

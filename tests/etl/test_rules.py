@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import date
 from decimal import Decimal as D
 
 import asyncpg
@@ -17,6 +18,19 @@ async def op(operation_url: str):
     operation = await Operation.open(operation_url)
     yield operation
     await operation.close()
+
+
+async def add_plan_version(
+    conn: asyncpg.Connection, plan_id: int, effective_from: str, *, cpa_level_1: str, rev_share_level_1: str
+) -> None:
+    """A plan version with the default amounts except level 1's CPA and REV share."""
+    await conn.execute(
+        "INSERT INTO commission_plan_versions (plan_id, effective_from, cpa_level_1, cpa_level_2,"
+        " cpa_level_3, cpa_level_4, cpa_level_5, rev_share_level_1, rev_share_level_2,"
+        " rev_share_level_3, rev_share_level_4, rev_share_level_5)"
+        " VALUES ($1, $2::date, $3, 20, 10, 5, 5, $4, 0.10, 0.05, 0.03, 0.02)",
+        plan_id, date.fromisoformat(effective_from), D(cpa_level_1), D(rev_share_level_1),
+    )
 
 
 async def etl(settings, robust_url, operation_url, **kw):
@@ -441,18 +455,9 @@ async def test_plan_versions_and_assignments_by_day_and_by_t_star(op, settings, 
     try:
         # The default plan pays 30% at level 1 from 2 January; affiliate 1 moves to its own
         # plan (40%, CPA 80.00) from 3 January.
-        await conn.execute(
-            "INSERT INTO commission_plan_versions (plan_id, effective_from, cpa_level_1, cpa_level_2,"
-            " cpa_level_3, cpa_level_4, cpa_level_5, rev_share_level_1, rev_share_level_2,"
-            " rev_share_level_3, rev_share_level_4, rev_share_level_5)"
-            " VALUES (1, '2025-01-02', 50, 20, 10, 5, 5, 0.30, 0.10, 0.05, 0.03, 0.02)"
-        )
+        await add_plan_version(conn, 1, "2025-01-02", cpa_level_1="50", rev_share_level_1="0.30")
         vip = await conn.fetchval("INSERT INTO commission_plans (name) VALUES ('vip') RETURNING id")
-        await conn.execute(
-            "INSERT INTO commission_plan_versions (plan_id, effective_from, cpa_level_1, cpa_level_2,"
-            " cpa_level_3, cpa_level_4, cpa_level_5, rev_share_level_1, rev_share_level_2,"
-            " rev_share_level_3, rev_share_level_4, rev_share_level_5)"
-            " VALUES ($1, '1900-01-01', 80, 20, 10, 5, 5, 0.40, 0.10, 0.05, 0.03, 0.02)", vip)
+        await add_plan_version(conn, vip, "1900-01-01", cpa_level_1="80", rev_share_level_1="0.40")
         await conn.execute(
             "INSERT INTO affiliate_plan_history (affiliate_id, effective_from, plan_id) "
             "VALUES (1, '2025-01-03', $1)", vip)
@@ -495,12 +500,7 @@ async def test_a_version_in_force_today_re_rates_what_was_already_accrued(
     assert (await mlm(robust_url, 1))["level_1_rev"] == D("25.00")
     conn = await asyncpg.connect(robust_url)
     try:
-        await conn.execute(
-            "INSERT INTO commission_plan_versions (plan_id, effective_from, cpa_level_1, cpa_level_2,"
-            " cpa_level_3, cpa_level_4, cpa_level_5, rev_share_level_1, rev_share_level_2,"
-            " rev_share_level_3, rev_share_level_4, rev_share_level_5)"
-            " VALUES (1, '2025-01-05', 50, 20, 10, 5, 5, 0.35, 0.10, 0.05, 0.03, 0.02)"
-        )
+        await add_plan_version(conn, 1, "2025-01-05", cpa_level_1="50", rev_share_level_1="0.35")
     finally:
         await conn.close()
     await etl(settings, robust_url, operation_url)
