@@ -170,21 +170,23 @@ def _sql(template: str) -> str:
 
 # A plan version or assignment made since the last successful cycle may already be in force
 # (effective today): the daily rows it covers are re-rated, as a full recompute would.
-_RERATE = """
+_RERATE_FROM = """
 WITH since AS (
     SELECT coalesce(max(started_at), '-infinity') AS at FROM etl.runs WHERE status = 'success'
-), first_day AS (
-    SELECT min(d) AS day FROM (
-        SELECT v.effective_from AS d FROM commission_plan_versions v, since
-        WHERE v.created_at >= since.at
-        UNION ALL
-        SELECT h.effective_from FROM affiliate_plan_history h, since WHERE h.assigned_at >= since.at
-    ) AS changes
 )
+SELECT min(d) FROM (
+    SELECT v.effective_from AS d FROM commission_plan_versions v, since
+    WHERE v.created_at >= since.at
+    UNION ALL
+    SELECT h.effective_from FROM affiliate_plan_history h, since WHERE h.assigned_at >= since.at
+) AS changes
+"""
+
+_RERATE = """
 INSERT INTO delta_daily
 SELECT l.affiliate_id, l.level, l.period_start, {zeros}
-FROM etl.affiliate_level_periods l, first_day
-WHERE l.period_type = 'daily' AND l.period_start >= first_day.day AND l.bet_count > 0
+FROM etl.affiliate_level_periods l
+WHERE l.period_type = 'daily' AND l.period_start >= $1 AND l.bet_count > 0
   AND NOT EXISTS (SELECT 1 FROM delta_daily d WHERE d.affiliate_id = l.affiliate_id
                   AND d.level = l.level AND d.day = l.period_start)
 """
@@ -193,8 +195,8 @@ WHERE l.period_type = 'daily' AND l.period_start >= first_day.day AND l.bet_coun
 async def accrue(conn: asyncpg.Connection, *, full: bool = False) -> None:
     """Apply this cycle's contribution changes to every period row they touch."""
     await conn.execute(_DELTA)
-    if not full:
-        await conn.execute(_RERATE.replace("{zeros}", ", ".join("0" for _ in _FIGURES)))
+    if not full and (first_day := await conn.fetchval(_RERATE_FROM)) is not None:
+        await conn.execute(_RERATE.replace("{zeros}", ", ".join("0" for _ in _FIGURES)), first_day)
     await conn.execute("ANALYZE delta_daily")
     await conn.execute(_sql(_DAILY))
     await conn.execute(_sql(_ROLLUP_DELTA))
