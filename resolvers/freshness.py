@@ -126,6 +126,7 @@ class Freshness:
             if self._refreshing is None or self._refreshing.done():
                 self._refreshing = asyncio.get_running_loop().create_task(self.refresh())
 
+        reconnecting = False  # the first time, load() has just read the latest run
         while True:
             connection = None
             try:
@@ -133,7 +134,8 @@ class Freshness:
                 closed = asyncio.Event()
                 connection.add_termination_listener(lambda *_, done=closed: done.set())
                 await connection.add_listener(COMMIT_CHANNEL, notified)
-                await self.refresh()  # whatever committed while we were not listening
+                if reconnecting:
+                    await self.refresh()  # whatever committed while we were not listening
                 while not closed.is_set():
                     # A half-open connection never says it closed: probe it now and then.
                     with contextlib.suppress(TimeoutError):
@@ -145,6 +147,7 @@ class Freshness:
             except Exception:  # noqa: BLE001 - keep listening across outages
                 log.warning("ETL commit listener disconnected; retrying")
             finally:
+                reconnecting = True
                 if connection is not None and not connection.is_closed():
                     with contextlib.suppress(Exception):
                         await connection.close()
