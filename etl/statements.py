@@ -590,6 +590,35 @@ def _workflow(row: asyncpg.Record) -> dict[str, object]:
     }
 
 
+async def _advance_paid_validations(
+    conn: asyncpg.Connection,
+    before: asyncpg.Record,
+    after: asyncpg.Record,
+    status: str,
+    from_statuses: tuple[str, ...],
+    actor: str,
+    action: str,
+) -> None:
+    """The workflow step's other half: the validations the statement pays follow it to
+    ``status``, and the step is audited (who, when, before and after)."""
+    await conn.execute(
+        "UPDATE affiliate_cpa_validations SET cpa_status = $2 "
+        "WHERE id = ANY($1::bigint[]) AND cpa_status = ANY($3::text[])",
+        await _validations_paid_by(conn, before),
+        status,
+        list(from_statuses),
+    )
+    await audit.record(
+        conn,
+        actor=actor,
+        action=action,
+        entity="commission_statement",
+        entity_id=f"{before['affiliate_id']}:{before['month']:%Y-%m}",
+        before=_workflow(before),
+        after=_workflow(after),
+    )
+
+
 async def approve_statement(
     conn: asyncpg.Connection, affiliate_id: int, month: date, actor: str
 ) -> asyncpg.Record:
@@ -603,20 +632,7 @@ async def approve_statement(
             row["id"],
             actor,
         )
-        await conn.execute(
-            "UPDATE affiliate_cpa_validations SET cpa_status = 'approved' "
-            "WHERE id = ANY($1::bigint[]) AND cpa_status = 'pending'",
-            await _validations_paid_by(conn, row),
-        )
-        await audit.record(
-            conn,
-            actor=actor,
-            action="approveStatement",
-            entity="commission_statement",
-            entity_id=f"{affiliate_id}:{month:%Y-%m}",
-            before=_workflow(row),
-            after=_workflow(after),
-        )
+        await _advance_paid_validations(conn, row, after, "approved", ("pending",), actor, "approveStatement")
         return after
 
 
@@ -634,19 +650,8 @@ async def mark_statement_paid(
             actor,
             reference,
         )
-        await conn.execute(
-            "UPDATE affiliate_cpa_validations SET cpa_status = 'paid' "
-            "WHERE id = ANY($1::bigint[]) AND cpa_status IN ('pending', 'approved')",
-            await _validations_paid_by(conn, row),
-        )
-        await audit.record(
-            conn,
-            actor=actor,
-            action="markStatementPaid",
-            entity="commission_statement",
-            entity_id=f"{affiliate_id}:{month:%Y-%m}",
-            before=_workflow(row),
-            after=_workflow(after),
+        await _advance_paid_validations(
+            conn, row, after, "paid", ("pending", "approved"), actor, "markStatementPaid"
         )
         return after
 
