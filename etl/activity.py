@@ -16,22 +16,23 @@ from etl.bulk import indexes_built_after
 
 # Per changed (user, day) pair: LATERAL aggregates make every source read an index range
 # scan on (user_id, criado_em), whatever the planner thinks of the pair count.
-_ACTIVITY_BY_PAIR = """
+# An approved-money total of one (user, day) pair, for depositos and saque alike.
+_MONEY_OF_PAIR = """
+CROSS JOIN LATERAL (
+    SELECT coalesce(sum(x.valor), 0) AS {amount}, count(*) AS {count}
+    FROM etl.src_{table} x
+    WHERE x.user_id = a.user_id AND x.ok AND x.status = 'aprovado'
+      AND x.criado_em >= a.day::timestamptz AND x.criado_em < (a.day + 1)::timestamptz
+) AS {alias}"""
+
+_ACTIVITY_BY_PAIR = (
+    """
 SELECT a.user_id, a.day, d.deposits, d.deposit_count::int, w.withdrawals,
        w.withdrawal_count::int, b.stake, b.win, b.bet_count::int, b.first_bet_at
-FROM {pairs} a
-CROSS JOIN LATERAL (
-    SELECT coalesce(sum(x.valor), 0) AS deposits, count(*) AS deposit_count
-    FROM etl.src_depositos x
-    WHERE x.user_id = a.user_id AND x.ok AND x.status = 'aprovado'
-      AND x.criado_em >= a.day::timestamptz AND x.criado_em < (a.day + 1)::timestamptz
-) AS d
-CROSS JOIN LATERAL (
-    SELECT coalesce(sum(x.valor), 0) AS withdrawals, count(*) AS withdrawal_count
-    FROM etl.src_saque x
-    WHERE x.user_id = a.user_id AND x.ok AND x.status = 'aprovado'
-      AND x.criado_em >= a.day::timestamptz AND x.criado_em < (a.day + 1)::timestamptz
-) AS w
+FROM {pairs} a"""
+    + _MONEY_OF_PAIR.format(table="depositos", amount="deposits", count="deposit_count", alias="d")
+    + _MONEY_OF_PAIR.format(table="saque", amount="withdrawals", count="withdrawal_count", alias="w")
+    + """
 CROSS JOIN LATERAL (
     SELECT coalesce(sum(x.valor_aposta), 0) AS stake, coalesce(sum(x.valor_premio), 0) AS win,
            count(*) AS bet_count, min(x.criado_em) AS first_bet_at
@@ -41,6 +42,7 @@ CROSS JOIN LATERAL (
 ) AS b
 WHERE d.deposit_count + w.withdrawal_count + b.bet_count > 0
 """
+)
 
 _ACTIVITY_ALL = """
 SELECT user_id, day,
