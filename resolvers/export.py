@@ -229,6 +229,18 @@ async def _chunks(conn: AsyncConnection, statement: Any, params: dict[str, Any],
         yield [convert(r) for r in part]
 
 
+def _streamed(
+    statement: Any, convert: Callable[[Any], Sequence[Any]]
+) -> Callable[[AsyncConnection], AsyncIterator[Sequence[Sequence[Any]]]]:
+    """An export's row source: ``statement`` in chunks, each row through ``convert``."""
+
+    async def rows(conn: AsyncConnection) -> AsyncIterator[Sequence[Sequence[Any]]]:
+        async for chunk in _chunks(conn, statement, {}, convert):
+            yield chunk
+
+    return rows
+
+
 _STATEMENT_COLUMNS = [
     "affiliate_id", "month", "status", "plan_id", "plan_version_id", "negative_carryover",
     "min_payout", "cpa_validated", "cpa_rejected", "cpa", "rev", "cpa_adjustments",
@@ -307,9 +319,7 @@ async def ranking_export(ctx: Context, q: Any) -> Export:
         values[4] = r.status.upper()
         return values
 
-    async def rows(conn: AsyncConnection) -> AsyncIterator[Sequence[Sequence[Any]]]:
-        async for chunk in _chunks(conn, statement, {}, convert):
-            yield chunk
+    rows = _streamed(statement, convert)
 
     label = "cpa_earned" if metric is RankingMetric.CPA_EARNED else "validated_referrals"
     return Export(f"ranking-{label}.csv", list(_AFFILIATE_COLUMNS), rows)
@@ -344,9 +354,7 @@ async def referrals_export(ctx: Context, q: Any) -> Export:
         values[4] = r.status.upper()
         return values
 
-    async def rows(conn: AsyncConnection) -> AsyncIterator[Sequence[Sequence[Any]]]:
-        async for chunk in _chunks(conn, statement, {}, convert):
-            yield chunk
+    rows = _streamed(statement, convert)
 
     return Export(f"referrals-{owner}.csv", list(_REFERRAL_COLUMNS), rows)
 
@@ -385,9 +393,7 @@ async def summaries_export(ctx: Context, q: Any) -> Export:
             values.extend(getattr(level, f) for f in _LEVEL_FIELDS)
         return values
 
-    async def rows(conn: AsyncConnection) -> AsyncIterator[Sequence[Sequence[Any]]]:
-        async for chunk in _chunks(conn, statement, {}, convert):
-            yield chunk
+    rows = _streamed(statement, convert)
 
     header = [*_SUMMARY_COLUMNS, *(f"level_{n}_{f}" for n in LEVELS for f in _LEVEL_FIELDS)]
     return Export(f"summaries-{owner}-{period.value}.csv", header, rows)
@@ -438,9 +444,7 @@ async def validations_export(ctx: Context, q: Any) -> Export:
         values[6] = r.cpa_status.upper()
         return values
 
-    async def rows(conn: AsyncConnection) -> AsyncIterator[Sequence[Sequence[Any]]]:
-        async for chunk in _chunks(conn, statement, {}, convert):
-            yield chunk
+    rows = _streamed(statement, convert)
 
     return Export(f"validations{f'-{owner}' if owner else ''}.csv", list(_VALIDATION_COLUMNS), rows)
 
