@@ -60,8 +60,8 @@ query Dashboard($id: ID!) {
 """
 
 _TOP_AFFILIATE = sql(
-    "SELECT affiliate_id FROM affiliates WHERE rank_cpa IS NOT NULL "
-    "ORDER BY rank_cpa, affiliate_id LIMIT 1"
+    "SELECT affiliate_id FROM affiliates WHERE status = 'active' "
+    "ORDER BY total_cpa_earned DESC, affiliate_id LIMIT 1"
 )
 
 

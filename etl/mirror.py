@@ -5,7 +5,8 @@ After this step the temporary tables describe what changed in the cycle:
   changed, the user or its referrer arrived in cadastro);
 - ``aff_ud(user_id, day)``: (user, local day) pairs whose activity may have changed;
 - ``chg_profile(user_id)``: users whose cadastro row changed (name, flag, status...);
-- ``chg_money(kind, id, user_id, old_user_id)``: deposit and withdrawal rows that changed.
+- ``chg_money(kind, id, user_id, old_user_id, criado_em, old_criado_em)``: deposit and
+  withdrawal rows that changed (with the values they had, to find what was written for them).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ _TEMP_TABLES = """
 CREATE TEMP TABLE tree_roots (user_id bigint PRIMARY KEY) ON COMMIT DROP;
 CREATE TEMP TABLE aff_ud (user_id bigint, day date, PRIMARY KEY (user_id, day)) ON COMMIT DROP;
 CREATE TEMP TABLE chg_profile (user_id bigint PRIMARY KEY) ON COMMIT DROP;
-CREATE TEMP TABLE chg_money (kind text, id bigint, user_id bigint, old_user_id bigint)
+CREATE TEMP TABLE chg_money (kind text, id bigint, user_id bigint, old_user_id bigint,
+                             criado_em timestamptz, old_criado_em timestamptz)
     ON COMMIT DROP;
 """
 
@@ -185,8 +187,8 @@ WITH latest AS (
         user_id = EXCLUDED.user_id, valor = EXCLUDED.valor, status = EXCLUDED.status,
         criado_em = EXCLUDED.criado_em, atualizado_em = EXCLUDED.atualizado_em, ok = EXCLUDED.ok
 ), money AS (
-    INSERT INTO chg_money (kind, id, user_id, old_user_id)
-    SELECT '{table}', id, user_id, old_user_id FROM changed
+    INSERT INTO chg_money (kind, id, user_id, old_user_id, criado_em, old_criado_em)
+    SELECT '{table}', id, user_id, old_user_id, criado_em, old_criado_em FROM changed
 )
 INSERT INTO aff_ud (user_id, day)
 SELECT user_id, criado_em::date FROM changed WHERE user_id IS NOT NULL AND criado_em IS NOT NULL

@@ -11,7 +11,7 @@ import json
 
 import asyncpg
 
-from etl.bulk import indexes_built_after
+from etl.bulk import indexes_built_after, nested_loops
 
 # Every level key is present: levels without activity show zeros.
 _ZERO_LEVELS = json.dumps(
@@ -75,13 +75,13 @@ JOIN etl.src_cadastro c ON c.id = t.affiliate_id
 WHERE coalesce(c.afiliado, false)
    OR EXISTS (SELECT 1 FROM etl.edges e WHERE e.referrer_id = t.affiliate_id)
    OR EXISTS (SELECT 1 FROM affiliate_cpa_validations v WHERE v.affiliate_id = t.affiliate_id);
+ANALYZE affiliate_set;
 
-DELETE FROM affiliates a USING touched_affiliates t
-WHERE a.affiliate_id = t.affiliate_id
-  AND NOT EXISTS (SELECT 1 FROM affiliate_set s WHERE s.affiliate_id = a.affiliate_id);
-DELETE FROM affiliate_mlm_structure m USING touched_affiliates t
-WHERE m.affiliate_id = t.affiliate_id
-  AND NOT EXISTS (SELECT 1 FROM affiliate_set s WHERE s.affiliate_id = m.affiliate_id);
+-- Touched affiliates that left the set (a few at most): their rows go.
+CREATE TEMP TABLE left_set ON COMMIT DROP AS
+SELECT affiliate_id FROM touched_affiliates EXCEPT SELECT affiliate_id FROM affiliate_set;
+DELETE FROM affiliates WHERE affiliate_id = ANY (ARRAY(SELECT affiliate_id FROM left_set));
+DELETE FROM affiliate_mlm_structure WHERE affiliate_id = ANY (ARRAY(SELECT affiliate_id FROM left_set));
 """
 
 _LEVEL = "coalesce(sum({col}) FILTER (WHERE l.level = {n}), 0)"
@@ -140,22 +140,25 @@ WHERE ROW(a.name, a.email, a.phone, a.status, a.is_flagged, a.total_referrals,
           EXCLUDED.registered_at)
 """
 
-# Ranks among active affiliates, highest first, ties sharing a rank; others have none.
+# Ranks among active affiliates, highest first, ties sharing a rank: the rank of each distinct
+# total is 1 + the number of active affiliates above it (affiliates_ranked reads them).
 _RANKS = """
-UPDATE affiliates a
-SET rank_cpa = r.rank_cpa, rank_referrals = r.rank_referrals
-FROM (
-    SELECT affiliate_id,
-           CASE WHEN status = 'active' THEN
-               rank() OVER (PARTITION BY status = 'active' ORDER BY total_cpa_earned DESC) END
-               AS rank_cpa,
-           CASE WHEN status = 'active' THEN
-               rank() OVER (PARTITION BY status = 'active'
-                            ORDER BY total_validated_referrals DESC) END AS rank_referrals
-    FROM affiliates
-) AS r
-WHERE r.affiliate_id = a.affiliate_id
-  AND ROW(a.rank_cpa, a.rank_referrals) IS DISTINCT FROM ROW(r.rank_cpa, r.rank_referrals)
+CREATE TEMP TABLE rank_now ON COMMIT DROP AS
+SELECT metric, value,
+       (1 + coalesce(sum(n) OVER (PARTITION BY metric ORDER BY value DESC
+                                  ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0))::int AS rank
+FROM (SELECT 'cpa'::text AS metric, total_cpa_earned AS value, count(*) AS n
+      FROM affiliates WHERE status = 'active' GROUP BY total_cpa_earned
+      UNION ALL
+      SELECT 'referrals', total_validated_referrals, count(*)
+      FROM affiliates WHERE status = 'active' GROUP BY total_validated_referrals) AS v;
+
+DELETE FROM affiliate_rank_values r
+WHERE NOT EXISTS (SELECT 1 FROM rank_now n WHERE n.metric = r.metric AND n.value = r.value);
+
+INSERT INTO affiliate_rank_values AS r (metric, value, rank)
+SELECT metric, value, rank FROM rank_now
+ON CONFLICT (metric, value) DO UPDATE SET rank = EXCLUDED.rank WHERE r.rank <> EXCLUDED.rank;
 """
 
 # Moved and newly validated users get their rows rebuilt; users whose activity changed
@@ -246,12 +249,16 @@ async def publish(conn: asyncpg.Connection, *, full: bool = False) -> dict[str, 
         status = await conn.execute(_summaries(_TOUCHED_LEVEL_ROWS))
     written["affiliate_periodic_summaries"] = int(status.split()[-1])
     await conn.execute(_TOUCHED_AFFILIATES)
-    await conn.execute(_MEMBERSHIP)
+    if full:
+        await conn.execute(_MEMBERSHIP)
+    else:
+        async with nested_loops(conn):  # a few thousand ids against 300k users
+            await conn.execute(_MEMBERSHIP)
     status = await conn.execute(_MLM_SQL)
     written["affiliate_mlm_structure"] = int(status.split()[-1])
     status = await conn.execute(_AFFILIATES)
     written["affiliates"] = int(status.split()[-1])
-    if written["affiliates"] or await conn.fetchval("SELECT count(*) FROM touched_affiliates"):
+    if written["affiliates"] or await conn.fetchval("SELECT count(*) FROM left_set"):
         await conn.execute(_RANKS)
     if full:
         async with indexes_built_after(conn, "affiliate_referrals"):

@@ -59,6 +59,7 @@ _DERIVED = (
     "affiliate_referrals",
     "affiliate_mlm_structure",
     "affiliates",
+    "affiliate_rank_values",
     "etl.affiliate_level_periods",
     "etl.user_daily",
     "etl.user_upline",

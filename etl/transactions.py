@@ -23,12 +23,15 @@ _DELETES = {
         DELETE FROM affiliate_financial_transactions f USING moved m
         WHERE f.user_id = m.user_id
           AND f.transaction_type IN ('deposit', 'withdrawal', 'bet', 'win')""",
-    # Changed deposit and withdrawal rows (under the user they had and the one they have).
+    # Changed deposit and withdrawal rows (as written before, and under their new values); the
+    # date pins each probe to one monthly partition.
     "chg_money": """
         DELETE FROM affiliate_financial_transactions f
-        USING (SELECT kind, id, user_id FROM chg_money WHERE user_id IS NOT NULL
-               UNION SELECT kind, id, old_user_id FROM chg_money WHERE old_user_id IS NOT NULL) c
-        WHERE f.user_id = c.user_id AND f.source_id = c.id
+        USING (SELECT kind, id, user_id, criado_em FROM chg_money
+               WHERE user_id IS NOT NULL AND criado_em IS NOT NULL
+               UNION SELECT kind, id, old_user_id, old_criado_em FROM chg_money
+               WHERE old_user_id IS NOT NULL AND old_criado_em IS NOT NULL) c
+        WHERE f.user_id = c.user_id AND f.source_id = c.id AND f.transaction_date = c.criado_em
           AND f.transaction_type = CASE c.kind WHEN 'depositos' THEN 'deposit' ELSE 'withdrawal' END""",
     # Bet and win rows of the changed (user, day) pairs.
     "aff_ud": """

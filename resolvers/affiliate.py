@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import strawberry
-from sqlalchemy import func, or_, select, tuple_
+from sqlalchemy import and_, func, or_, select, tuple_
 from strawberry.types import Info
 
 from resolvers.access import Viewer
@@ -59,19 +59,27 @@ def _filters(filter: AffiliateFilter | None, viewer: Viewer) -> list[Any]:
 
 async def _page(
     ctx: Context, *, sort: Any, descending: bool, tag: str, value_type: Any, first: int | None,
-    after: str | None, conditions: list[Any],
+    after: str | None, conditions: list[Any], ties_ascending: bool = False,
 ) -> Connection[Affiliate]:
+    """One keyset page ordered by ``sort`` then id (id in the same direction, or ascending
+    with ``ties_ascending``: the ranking's order, highest total first and ties by id)."""
     size = check_first(first, ctx.max_page_size)
     ident = affiliates.c.affiliate_id
     single_key = sort is ident
     key = decode_cursor(after, tag, (as_int,) if single_key else (value_type, as_int))
     where = [*ctx.access.scoped(ident), *conditions]
     keyset = list(where)
-    if key is not None:
+    if key is not None and ties_ascending and descending:
+        value, last_id = key
+        # sort <= value bounds the index range; the OR picks up after the last row.
+        keyset += [sort <= value, or_(sort < value, and_(sort == value, ident > last_id))]
+    elif key is not None:
         position = ident if single_key else tuple_(sort, ident)
         bound = key[0] if single_key else tuple_(*key)
         keyset.append(position < bound if descending else position > bound)
     order = [sort.desc(), ident.desc()] if descending else [sort.asc(), ident.asc()]
+    if ties_ascending:
+        order[1] = ident.asc()
     if single_key:
         order = order[:1]
     statement = select(*affiliates.c).where(*keyset).order_by(*order).limit(size + 1)
@@ -113,9 +121,14 @@ async def ranking(
     info: Info, metric: RankingMetric = RankingMetric.CPA_EARNED, first: int | None = 20,
     after: str | None = None,
 ) -> Connection[Affiliate]:
-    """Active affiliates by their precomputed rank (1 first), ties by id."""
-    rank = affiliates.c[metric.value]
+    """Active affiliates by their precomputed rank (1 first), ties by id.
+
+    A rank is a function of the total alone (1 + the active affiliates above it), so the page
+    walks the ranking index by total, highest first; each row's rank is looked up."""
+    cpa = metric is RankingMetric.CPA_EARNED
+    total = affiliates.c["total_cpa_earned" if cpa else "total_validated_referrals"]
     return await _page(
-        info.context, sort=rank, descending=False, tag=f"ranking:{metric.value}",
-        value_type=as_int, first=first, after=after, conditions=[rank.is_not(None)],
+        info.context, sort=total, descending=True, ties_ascending=True,
+        tag=f"ranking:{metric.value}", value_type=as_decimal if cpa else as_int,
+        first=first, after=after, conditions=[affiliates.c.status == "active"],
     )

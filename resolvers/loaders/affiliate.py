@@ -15,9 +15,11 @@ AFFILIATE_COLUMNS = (
     "total_rev_earned, total_network_size, rank_cpa, rank_referrals, registered_at"
 )
 
-# The same table for the list queries built with SQLAlchemy Core (filters and orders vary).
+# The same rows for the list queries built with SQLAlchemy Core (filters and orders vary).
+# affiliates_ranked is the affiliates table with each active affiliate's ranks looked up by
+# its totals (migration 0004).
 affiliates = table(
-    "affiliates",
+    "affiliates_ranked",
     column("affiliate_id", BigInteger),
     column("name", Text),
     column("email", Text),
@@ -37,7 +39,7 @@ affiliates = table(
     column("registered_at"),
 )
 
-_BY_ID = sql(f"SELECT {AFFILIATE_COLUMNS} FROM affiliates WHERE affiliate_id = ANY(:ids)")
+_BY_ID = sql(f"SELECT {AFFILIATE_COLUMNS} FROM affiliates_ranked WHERE affiliate_id = ANY(:ids)")
 
 # affiliate_referrals holds one row per (ancestor, user, level): the user's upline, indexed.
 _UPLINE = sql(

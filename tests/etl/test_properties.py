@@ -137,8 +137,7 @@ def make_settings(robust_url: str, operation_url: str) -> Settings:
 
 
 # Columns that may legitimately differ between equal states.
-_VOLATILE = {"updated_at", "created_at", "first_seen_at", "last_seen_at", "assigned_at",
-             "rank_cpa", "rank_referrals"}
+_VOLATILE = {"updated_at", "created_at", "first_seen_at", "last_seen_at", "assigned_at"}
 _SURROGATE_ID_TABLES = {"public.affiliate_cpa_validations", "public.affiliate_financial_transactions",
                         "etl.anomalies", "public.commission_plans", "public.commission_plan_versions",
                         "public.qualification_criteria_versions"}
@@ -149,7 +148,7 @@ async def snapshot(url: str, *, strict: bool = False,
     """Every table of schemas public and etl (but etl.runs) as a multiset of rows.
 
     strict: every column (a rolled-back run must leave even timestamps and ids alone);
-    otherwise timestamps of bookkeeping, surrogate ids and ranks are left out."""
+    otherwise timestamps of bookkeeping and surrogate ids are left out."""
     conn = await asyncpg.connect(url)
     try:
         tables = await conn.fetch(

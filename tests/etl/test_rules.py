@@ -520,3 +520,60 @@ async def test_money_and_bets_of_unknown_users_are_recorded_as_held(op, settings
     held = {(r[0], r[1]) for r in await fetch(
         robust_url, "SELECT source_table, source_id FROM etl.anomalies WHERE reason LIKE 'user not in cadastro%'")}
     assert held == {("casino_bets_v", first_bet), ("depositos", first_deposit), ("casino_bets_v", later_bet)}
+
+
+async def ranks(robust_url: str) -> tuple[list[tuple], list[tuple]]:
+    """(what affiliates_ranked says, what rank() among the active affiliates says)."""
+    stored = await fetch(
+        robust_url, "SELECT affiliate_id, rank_cpa, rank_referrals FROM affiliates_ranked ORDER BY 1"
+    )
+    oracle = await fetch(
+        robust_url,
+        "SELECT a.affiliate_id, r.rank_cpa, r.rank_referrals FROM affiliates a LEFT JOIN ("
+        "  SELECT affiliate_id,"
+        "         rank() OVER (ORDER BY total_cpa_earned DESC) AS rank_cpa,"
+        "         rank() OVER (ORDER BY total_validated_referrals DESC) AS rank_referrals"
+        "  FROM affiliates WHERE status = 'active') r USING (affiliate_id) ORDER BY 1",
+    )
+    return [tuple(r) for r in stored], [tuple(r) for r in oracle]
+
+
+async def test_ranks_follow_rank_among_active_affiliates_through_changes(
+    op, settings, robust_url, operation_url
+):
+    # Affiliates 1-4; 1 and 2 tie on CPA, 3 has none, 4 will turn inactive.
+    for aff in range(1, 5):
+        await op.user(aff, afiliado=True)
+    player = 100
+    for aff, players in ((1, 2), (2, 2), (4, 3)):
+        for _ in range(players):
+            player += 1
+            await op.user(player)
+            await op.track(player, aff, "2025-01-01 12:00Z")
+            await op.deposit(player, "30.00", "2025-01-02 12:00Z")
+            await op.bet(player, "60.00", "0.00", "2025-01-02 12:00Z")
+            await op.bet(player, "60.00", "0.00", "2025-01-03 12:00Z")
+    await etl(settings, robust_url, operation_url)
+    stored, oracle = await ranks(robust_url)
+    assert stored == oracle
+    assert stored == [(1, 2, 2), (2, 2, 2), (3, 4, 4), (4, 1, 1)]
+
+    # 4 leaves the active set, 3 gains one validated player: every rank below moves.
+    await op.conn.execute(
+        "UPDATE cadastro SET status = 'suspenso', atualizado_em = '2025-01-05 12:00Z' WHERE id = 4"
+    )
+    await op.user(200)
+    await op.track(200, 3, "2025-01-04 12:00Z")
+    await op.deposit(200, "30.00", "2025-01-04 12:00Z")
+    await op.bet(200, "60.00", "0.00", "2025-01-04 12:00Z")
+    await op.bet(200, "60.00", "0.00", "2025-01-05 12:00Z")
+    await etl(settings, robust_url, operation_url)
+    stored, oracle = await ranks(robust_url)
+    assert stored == oracle
+    assert stored == [(1, 1, 1), (2, 1, 1), (3, 3, 3), (4, None, None)]
+    # Only totals some active affiliate holds have a rank row.
+    values = await fetch(robust_url, "SELECT metric, value, rank FROM affiliate_rank_values ORDER BY 1, 2 DESC")
+    assert [tuple(r) for r in values] == [
+        ("cpa", D("100.00"), 1), ("cpa", D("50.00"), 3),
+        ("referrals", D("2.00"), 1), ("referrals", D("1.00"), 3),
+    ]

@@ -47,7 +47,7 @@ async def test_the_worked_example_to_the_cent(api: Api) -> None:
 
 
 async def test_every_affiliate_equals_its_row(api: Api, world: World) -> None:
-    table = {r["affiliate_id"]: r for r in await rows(world.robust_url, "SELECT * FROM affiliates")}
+    table = {r["affiliate_id"]: r for r in await rows(world.robust_url, "SELECT * FROM affiliates_ranked")}
     nodes = await all_pages(api)
     assert [int(n["id"]) for n in nodes] == sorted(table)  # default order: id ascending
     assert len(nodes) > 60
@@ -96,7 +96,7 @@ async def test_filter_by_status_and_search(api: Api, world: World) -> None:
 
 
 async def test_ranking_is_the_precomputed_rank(api: Api, world: World) -> None:
-    table = await rows(world.robust_url, "SELECT affiliate_id, rank_cpa, rank_referrals FROM affiliates "
+    table = await rows(world.robust_url, "SELECT affiliate_id, rank_cpa, rank_referrals FROM affiliates_ranked "
                                           "WHERE rank_cpa IS NOT NULL")
     for metric, column in (("CPA_EARNED", "rank_cpa"), ("VALIDATED_REFERRALS", "rank_referrals")):
         nodes, after = [], None
