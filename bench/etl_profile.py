@@ -69,6 +69,11 @@ async def main() -> None:
         elapsed = time.perf_counter() - started
         times.append(elapsed)
         print(f"cycle {n + 1}: {elapsed:.3f} s (rolled back)")
+        small = [ms for ms, _ in slow if ms < args.min_ms]
+        print(
+            f"  {len(slow)} statements, {sum(ms for ms, _ in slow) / 1000:.3f} s in SQL; "
+            f"{len(small)} under {args.min_ms:g} ms took {sum(small) / 1000:.3f} s"
+        )
         for ms, sql in sorted(slow, reverse=True):
             if ms >= args.min_ms:
                 print(f"  {ms:8.1f} ms  {sql}")

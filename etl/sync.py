@@ -69,6 +69,7 @@ _DERIVED = (
     "etl.src_depositos",
     "etl.src_tracked",
     "etl.src_cadastro",
+    "etl.mirror_loaded",
 )
 
 
@@ -258,6 +259,12 @@ async def _cycle(
         # Nothing was ever loaded: the first load is a full load (set-based, not per pair).
         full = True
         result.mode = "full"
+    elif not full and not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM etl.mirror_loaded)"):
+        # The unlogged mirrors were emptied by crash recovery (or this is a promoted replica
+        # or a restored backup): only a full load can rebuild them (migration 0005).
+        log.warning("the ETL's mirrors of the source are empty (crash recovery?): running a full load")
+        full = True
+        result.mode = "full"
     if full:
         await conn.execute(f"TRUNCATE {', '.join(_DERIVED)}")
         await conn.execute("UPDATE etl.sync_cursors SET cursor_ts = NULL")
@@ -310,6 +317,8 @@ async def _cycle(
     result.rows_written = written
     step("transactions")
 
+    if full:
+        await conn.execute("INSERT INTO etl.mirror_loaded VALUES (now())")
     for table, cursor in extracted.cursors.items():
         await conn.execute(
             "UPDATE etl.sync_cursors SET cursor_ts = $2, updated_at = now() "

@@ -137,7 +137,7 @@ def make_settings(robust_url: str, operation_url: str) -> Settings:
 
 
 # Columns that may legitimately differ between equal states.
-_VOLATILE = {"updated_at", "created_at", "first_seen_at", "last_seen_at", "assigned_at"}
+_VOLATILE = {"updated_at", "created_at", "first_seen_at", "last_seen_at", "assigned_at", "loaded_at"}
 _SURROGATE_ID_TABLES = {"public.affiliate_cpa_validations", "public.affiliate_financial_transactions",
                         "etl.anomalies", "public.commission_plans", "public.commission_plan_versions",
                         "public.qualification_criteria_versions"}

@@ -577,3 +577,35 @@ async def test_ranks_follow_rank_among_active_affiliates_through_changes(
         ("cpa", D("100.00"), 1), ("cpa", D("50.00"), 3),
         ("referrals", D("2.00"), 1), ("referrals", D("1.00"), 3),
     ]
+
+
+async def test_mirrors_emptied_by_crash_recovery_make_the_next_cycle_a_full_load(
+    op, settings, robust_url, operation_url
+):
+    from tests.etl.test_properties import snapshot, snapshot_diff
+    from tests.factories import write_worked_example
+
+    await write_worked_example(op)
+    assert (await etl(settings, robust_url, operation_url)).mode == "full"
+    await op.deposit(103, "40.00", "2025-01-20 12:00Z")
+    assert (await etl(settings, robust_url, operation_url)).mode == "incremental"
+
+    # What PostgreSQL's crash recovery does to unlogged tables: empties them.
+    conn = await asyncpg.connect(robust_url)
+    try:
+        unlogged = [r[0] for r in await conn.fetch(
+            "SELECT c.oid::regclass::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relpersistence = 'u' AND c.relkind = 'r' ORDER BY 1")]
+        assert {"etl.src_bets", "etl.src_depositos", "etl.user_daily", "etl.mirror_loaded"} <= set(unlogged)
+        assert "etl.affiliate_level_periods" not in unlogged  # statements read it: logged
+        await conn.execute(f"TRUNCATE {', '.join(unlogged)}")
+    finally:
+        await conn.close()
+
+    await op.deposit(103, "25.00", "2025-01-21 12:00Z")
+    result = await etl(settings, robust_url, operation_url)
+    assert result.mode == "full"
+    after_recovery = await snapshot(robust_url)
+    assert (await etl(settings, robust_url, operation_url)).mode == "incremental"
+    await etl(settings, robust_url, operation_url, full=True)
+    assert snapshot_diff(after_recovery, await snapshot(robust_url)) == ""
