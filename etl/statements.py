@@ -28,7 +28,6 @@ from etl import audit
 
 ZERO = Decimal("0.00")
 EPOCH = date(1900, 1, 1)
-_LOCK = 0x46617475  # advisory lock of the payout workflow ("Fatu")
 
 
 class StatementError(ValueError):
@@ -181,8 +180,10 @@ class PlanBook:
 
 
 # ------------------------------------------------------------------ the lines
-def _ids(alias: str, param: int | None) -> str:
-    return "" if param is None else f" AND {alias}.affiliate_id = ANY(${param}::bigint[])"
+def _ids(alias: str, param: int | None, after: int | None = None) -> str:
+    """The affiliates a source reads: those in the array $param, those above the keyset $after."""
+    ids = "" if param is None else f" AND {alias}.affiliate_id = ANY(${param}::bigint[])"
+    return ids + ("" if after is None else f" AND {alias}.affiliate_id > ${after}::bigint")
 
 
 # Lines dated in months [$2, $3] (local): CPA per validation, REV per level and day.
@@ -266,9 +267,9 @@ _LINE_COLUMNS = (
 )
 
 
-def _fmt(with_ids: bool) -> dict[str, str]:
+def _fmt(with_ids: bool, after: int | None = None) -> dict[str, str]:
     p = 4 if with_ids else None
-    return {"ids_v": _ids("v", p), "ids_p": _ids("p", p), "ids_l": _ids("l", p)}
+    return {"ids_v": _ids("v", p, after), "ids_p": _ids("p", p, after), "ids_l": _ids("l", p, after)}
 
 
 def month_lines_sql(with_ids: bool) -> str:
@@ -276,18 +277,26 @@ def month_lines_sql(with_ids: bool) -> str:
     return _MONTH_LINES.format(**_fmt(with_ids))
 
 
-def lines_sql(with_ids: bool) -> str:
-    """All lines of months [$2, $3] with the adjustments in $2 (the first open month)."""
-    fmt = _fmt(with_ids)
+def lines_sql(with_ids: bool, after: int | None = None) -> str:
+    """All lines of months [$2, $3] with the adjustments in $2 (the first open month);
+    ``after``: the parameter number of a keyset bound (affiliates above it only)."""
+    fmt = _fmt(with_ids, after)
     return f"{_MONTH_LINES.format(**fmt)} UNION ALL {_ADJUSTMENT_LINES.format(**fmt)}"
 
 
-def figures_sql(with_ids: bool) -> str:
+def figures_sql(with_ids: bool, keyset: bool = False, limited: bool = False) -> str:
     """Per affiliate and month of [$2, $3]: the figures from the lines, with what the last
-    closed month ($2 - 1 month) carried, ordered by affiliate and month."""
+    closed month ($2 - 1 month) carried, ordered by affiliate and month.
+
+    A page, pushed into every source so a late page reads only the affiliates after it:
+    ``keyset`` adds ``affiliate_id > $after``, ``limited`` at most ``$limit`` rows; their
+    parameters follow the ids (or $3 without ids), in that order. A full scan has neither
+    (no predicate for a generic plan to misjudge)."""
     p = 4 if with_ids else None
+    after = (p or 3) + 1 if keyset else None
+    page = f" LIMIT ${(after or p or 3) + 1}" if limited else ""
     return f"""
-    WITH lines AS ({lines_sql(with_ids)}),
+    WITH lines AS ({lines_sql(with_ids, after)}),
     figures AS (
         SELECT affiliate_id, month,
                coalesce(sum(listed_amount) FILTER (WHERE kind IN ('cpa', 'cpa_rejected')), 0)
@@ -301,7 +310,7 @@ def figures_sql(with_ids: bool) -> str:
         SELECT s.affiliate_id, $2::date AS month, s.carryover_out, s.held_out
         FROM commission_statements s
         WHERE s.month = ($2::date - interval '1 month')::date
-          AND (s.carryover_out <> 0 OR s.held_out <> 0){_ids("s", p)}
+          AND (s.carryover_out <> 0 OR s.held_out <> 0){_ids("s", p, after)}
     )
     SELECT coalesce(f.affiliate_id, prev.affiliate_id) AS affiliate_id,
            coalesce(f.month, prev.month) AS month,
@@ -313,7 +322,7 @@ def figures_sql(with_ids: bool) -> str:
            coalesce(prev.carryover_out, 0)::numeric(18,2) AS carryover_in,
            coalesce(prev.held_out, 0)::numeric(18,2) AS held_in
     FROM figures f FULL JOIN prev ON prev.affiliate_id = f.affiliate_id AND prev.month = f.month
-    ORDER BY 1, 2
+    ORDER BY 1, 2{page}
     """
 
 
@@ -358,33 +367,68 @@ async def stream_open_statements(
     book: PlanBook | None = None,
     first_open: date | None = None,
     every_month: bool = False,
+    after: int = 0,
+    limit: int | None = None,
 ) -> AsyncIterator[OpenStatement]:
     """The settled open statements of ``month`` (and, with ``every_month``, of each open month
     before it), one affiliate at a time, ordered by affiliate. Needs a transaction (cursor).
-    Months before the first open one are closed: read them from commission_statements."""
+    Months before the first open one are closed: read them from commission_statements.
+
+    A keyset page: affiliates above ``after`` only, at most ``limit`` of them (None: all).
+    Both go into the SQL, so a late page never reads the affiliates before it.
+    """
+    if limit is not None and limit <= 0:
+        return
     first = first_open or await first_open_month(conn, tz, affiliate_ids)
     if first is None or month < first:
         return
     book = book or await PlanBook.load(conn, affiliate_ids)
-    with_ids = affiliate_ids is not None
-    args: list[object] = [tz, first, month] + ([list(affiliate_ids)] if with_ids else [])
-    current: int | None = None
-    rows: list[asyncpg.Record] = []
-    async for row in conn.cursor(figures_sql(with_ids), *args, prefetch=2000):
-        if row["affiliate_id"] != current and rows:
-            for statement in _settle_chain(rows, first, month, book, every_month):
+    ids: list[object] = [list(affiliate_ids)] if affiliate_ids is not None else []
+    months = _months(first, month)  # the most rows an affiliate has
+    produced = 0
+    while True:
+        # An affiliate has at most ``months`` rows, so this many rows hold every row of the
+        # affiliates still wanted, twice over (room for affiliates with nothing in ``month``);
+        # if that is not enough, the next query starts after the last affiliate read whole.
+        row_limit = None if limit is None else 2 * (limit - produced) * months
+        sql = figures_sql(affiliate_ids is not None, keyset=after > 0, limited=row_limit is not None)
+        page = ([after] if after > 0 else []) + ([row_limit] if row_limit is not None else [])
+        read = 0
+        rows: list[asyncpg.Record] = []
+        prefetch = min(row_limit or 2000, 2000)
+        async for row in conn.cursor(sql, tz, first, month, *ids, *page, prefetch=prefetch):
+            read += 1
+            if rows and row["affiliate_id"] != rows[0]["affiliate_id"]:
+                found = list(_settle_chain(rows, first, month, book, every_month))
+                for statement in found:
+                    yield statement
+                produced += bool(found)
+                after = rows[0]["affiliate_id"]
+                rows = []
+                if limit is not None and produced >= limit:
+                    return
+            rows.append(row)
+        cut = row_limit is not None and read >= row_limit
+        # The last affiliate may have been cut short by the row limit unless it has every month.
+        if rows and (not cut or len(rows) == months):
+            found = list(_settle_chain(rows, first, month, book, every_month))
+            for statement in found:
                 yield statement
-            rows = []
-        current = row["affiliate_id"]
-        rows.append(row)
-    if rows:
-        for statement in _settle_chain(rows, first, month, book, every_month):
-            yield statement
+            produced += bool(found)
+            after = rows[0]["affiliate_id"]
+        if not cut or (limit is not None and produced >= limit):
+            return
+
+
+def _months(first: date, last: date) -> int:
+    return (last.year - first.year) * 12 + last.month - first.month + 1
 
 
 def _settle_chain(
     rows: list[asyncpg.Record], first: date, month: date, book: PlanBook, every_month: bool
 ) -> Iterable[OpenStatement]:
+    """One affiliate's open months from ``first`` to ``month``. A month has a statement when
+    it has a line or something is carried into it, exactly what closing it would store."""
     affiliate_id = rows[0]["affiliate_id"]
     by_month = {r["month"]: r for r in rows}
     head = by_month.get(first)
@@ -399,8 +443,9 @@ def _settle_chain(
             if r is not None
             else MonthFigures()
         )
+        exists = r is not None or carry != Carry()
         settlement = settle(figures, carry, book.terms(affiliate_id, current))
-        if every_month or current == month:
+        if exists and (every_month or current == month):
             yield OpenStatement(affiliate_id, current, settlement)
         carry = settlement.carry
         current = add_months(current, 1)
@@ -448,7 +493,9 @@ async def close_month(conn: asyncpg.Connection, tz: str, month: date, actor: str
     if month >= month_start(local_today(tz)):
         raise StatementError(f"month: {month:%Y-%m} is not over yet; only past months can close")
     async with conn.transaction(isolation="repeatable_read"):
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
+        # Closes queue here. LOCK takes no snapshot, so the one that waited reads what the
+        # other committed (a lock taken by a SELECT would come after its snapshot).
+        await conn.execute("LOCK TABLE commission_months IN EXCLUSIVE MODE")
         closed = await last_closed_month(conn)
         if closed is not None and month <= closed:
             raise StatementError(f"month: {month:%Y-%m} is already closed")

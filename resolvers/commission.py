@@ -325,7 +325,8 @@ async def schedule_qualification_criteria(
 # ------------------------------------------------------------------ what-if
 # Per affiliate, for the month: what was earned (CPA not rejected, daily REV) and what the
 # proposed plan would pay (its CPA amount per validation level, its share of each daily
-# level GGR, rounded per day like the ETL).
+# level GGR, rounded per day like the ETL). One row of totals over everyone, joined to the
+# page (affiliates above $5, at most $6; none when the page is empty).
 _SIMULATE = """
 WITH cpa AS (
     SELECT affiliate_id,
@@ -346,20 +347,37 @@ WITH cpa AS (
     GROUP BY affiliate_id
 ), joined AS (
     SELECT coalesce(c.affiliate_id, r.affiliate_id) AS affiliate_id,
-           coalesce(c.actual, 0) AS actual_cpa, coalesce(r.actual, 0) AS actual_rev,
-           coalesce(c.simulated, 0) AS simulated_cpa, coalesce(r.simulated, 0) AS simulated_rev
+           coalesce(c.actual, 0)::numeric(18,2) AS actual_cpa,
+           coalesce(r.actual, 0)::numeric(18,2) AS actual_rev,
+           coalesce(c.simulated, 0)::numeric(18,2) AS simulated_cpa,
+           coalesce(r.simulated, 0)::numeric(18,2) AS simulated_rev
     FROM cpa c FULL JOIN rev r ON r.affiliate_id = c.affiliate_id
+), totals AS (
+    SELECT count(*) AS affiliate_count,
+           coalesce(sum(actual_cpa), 0)::numeric(18,2) AS total_actual_cpa,
+           coalesce(sum(actual_rev), 0)::numeric(18,2) AS total_actual_rev,
+           coalesce(sum(simulated_cpa), 0)::numeric(18,2) AS total_simulated_cpa,
+           coalesce(sum(simulated_rev), 0)::numeric(18,2) AS total_simulated_rev
+    FROM joined
 )
-SELECT j.*, count(*) OVER () AS affiliate_count,
-       sum(actual_cpa) OVER () AS total_actual_cpa, sum(actual_rev) OVER () AS total_actual_rev,
-       sum(simulated_cpa) OVER () AS total_simulated_cpa, sum(simulated_rev) OVER () AS total_simulated_rev
-FROM joined j
-ORDER BY affiliate_id
+SELECT t.*, page.*
+FROM totals t
+LEFT JOIN LATERAL (
+    SELECT * FROM joined WHERE affiliate_id > $5 ORDER BY affiliate_id LIMIT $6
+) AS page ON true
+ORDER BY page.affiliate_id
 """
 
 
 def _amounts(cpa: Decimal, rev: Decimal) -> CommissionAmounts:
     return CommissionAmounts(cpa=cpa, rev=rev, total=cpa + rev)
+
+
+def _simulated_affiliate(r: asyncpg.Record) -> SimulatedAffiliate:
+    actual = _amounts(r["actual_cpa"], r["actual_rev"])
+    simulated = _amounts(r["simulated_cpa"], r["simulated_rev"])
+    return SimulatedAffiliate(affiliate_id=strawberry.ID(str(r["affiliate_id"])), actual=actual,
+                              simulated=simulated, difference=simulated.total - actual.total)
 
 
 async def simulate_commission_plan(
@@ -378,26 +396,12 @@ async def simulate_commission_plan(
     after_id = parse_id(after, "after") if after is not None else 0
     shares = [columns[f"rev_share_level_{i}"] for i in range(1, 6)]
     amounts = [columns[f"cpa_level_{i}"] for i in range(1, 6)]
-    zero = Decimal("0.00")
-    totals = (zero, zero, zero, zero)
-    count = 0
-    page: list[SimulatedAffiliate] = []
-    async with robust_connection(ctx) as conn, conn.transaction(readonly=True):
-        async for r in conn.cursor(_SIMULATE, ctx.settings.timezone, month, shares, amounts, prefetch=1000):
-            count = r["affiliate_count"]
-            totals = (r["total_actual_cpa"], r["total_actual_rev"], r["total_simulated_cpa"],
-                      r["total_simulated_rev"])
-            if r["affiliate_id"] <= after_id:
-                continue
-            if len(page) >= first:
-                break
-            actual = _amounts(r["actual_cpa"], r["actual_rev"])
-            simulated = _amounts(r["simulated_cpa"], r["simulated_rev"])
-            page.append(SimulatedAffiliate(
-                affiliate_id=strawberry.ID(str(r["affiliate_id"])), actual=actual, simulated=simulated,
-                difference=simulated.total - actual.total))
-    actual_total = _amounts(totals[0], totals[1])
-    simulated_total = _amounts(totals[2], totals[3])
+    async with robust_connection(ctx) as conn:
+        found = await conn.fetch(_SIMULATE, ctx.settings.timezone, month, shares, amounts, after_id, first)
+    page = [_simulated_affiliate(r) for r in found if r["affiliate_id"] is not None]
+    totals = found[0]
+    actual_total = _amounts(totals["total_actual_cpa"], totals["total_actual_rev"])
+    simulated_total = _amounts(totals["total_simulated_cpa"], totals["total_simulated_rev"])
     return CommissionSimulation(
-        month=month, affiliates=page, affiliate_count=count, actual=actual_total, simulated=simulated_total,
-        difference=simulated_total.total - actual_total.total)
+        month=month, affiliates=page, affiliate_count=totals["affiliate_count"], actual=actual_total,
+        simulated=simulated_total, difference=simulated_total.total - actual_total.total)

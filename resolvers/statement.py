@@ -176,12 +176,8 @@ async def statements(
             return []
         async with conn.transaction(readonly=True, isolation="repeatable_read"):
             ids = [owner] if owner is not None else None
-            async for found in st.stream_open_statements(conn, tz, month, ids):
-                if found.affiliate_id <= after_id:
-                    continue
+            async for found in st.stream_open_statements(conn, tz, month, ids, after=after_id, limit=size):
                 result.append(from_open(found))
-                if len(result) >= size:
-                    break
     return result
 
 

@@ -80,3 +80,33 @@ async def program(robust_url: str, operation_url: str) -> AsyncIterator[Program]
     async with serve(world, role="admin") as api:
         program_.api = api
         yield program_
+
+
+async def past_plan(url: str, affiliate_id: int, versions: list[dict[str, Any]]) -> list[int]:
+    """Put ``affiliate_id`` on a new plan since always, with versions dated in the past (the
+    API refuses that: this is the past as if they had been scheduled in time). A version is
+    ``effective_from`` plus any of cpa_level_1, rev_share_level_1, negative_carryover,
+    min_payout; the rest are the default plan's. Returns the version ids."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        plan = await conn.fetchval("INSERT INTO commission_plans (name) VALUES ($1) RETURNING id",
+                                   f"past-{affiliate_id}")
+        ids = []
+        for v in versions:
+            ids.append(await conn.fetchval(
+                "INSERT INTO commission_plan_versions (plan_id, effective_from, cpa_level_1, cpa_level_2,"
+                " cpa_level_3, cpa_level_4, cpa_level_5, rev_share_level_1, rev_share_level_2,"
+                " rev_share_level_3, rev_share_level_4, rev_share_level_5, negative_carryover, min_payout)"
+                " VALUES ($1, $2::text::date, $3::text::numeric, 20, 10, 5, 5, $4::text::numeric, 0.10,"
+                " 0.05, 0.03, 0.02, $5, $6::text::numeric) RETURNING id",
+                plan, v["effective_from"], v.get("cpa_level_1", "50.00"), v.get("rev_share_level_1", "0.25"),
+                v.get("negative_carryover", True), v.get("min_payout", "300.00")))
+        await conn.execute("INSERT INTO affiliate_plan_history (affiliate_id, effective_from, plan_id) "
+                           "VALUES ($1, DATE '1900-01-01', $2)", affiliate_id, plan)
+        await conn.execute("INSERT INTO affiliate_plan_assignments (affiliate_id, plan_id) VALUES ($1, $2)",
+                           affiliate_id, plan)
+        return ids
+    finally:
+        await conn.close()

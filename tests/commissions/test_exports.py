@@ -9,7 +9,7 @@ import io
 import os
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -303,6 +303,11 @@ async def test_separator_and_decimal_comma(exports: Exports) -> None:
     ("statements", {"month": "2025-03", "status": "late"}, "status must be one of"),
     ("validations", {"from": "yesterday"}, "from must be a date"),
     ("validations", {"from": "2025-03-10", "to": "2025-03-09"}, "must be before to"),
+    ("summaries", {"affiliate_id": ROOT, "format": "pdf"}, "format must be csv or xlsx, got 'pdf'"),
+    ("summaries", {"affiliate_id": ROOT, "format": "xlsx", "sep": ";"}, "sep applies to format=csv only"),
+    ("summaries", {"affiliate_id": ROOT, "format": "xlsx", "decimal": "comma"},
+     "decimal applies to format=csv only"),
+    ("statements", {"month": "2025-13", "format": "xlsx"}, "month must look like YYYY-MM"),
 ])
 async def test_bad_parameters_are_400(exports: Exports, report: str, params: dict[str, Any],
                                       fragment: str) -> None:
@@ -352,8 +357,8 @@ def _rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-async def test_million_rows_in_constant_memory(program: Program) -> None:
-    n = 1_000_000
+async def _many_referrals(program: Program, n: int) -> Decimal:
+    """``n`` more level-1..5 referrals of affiliate 1; returns the sum of their deposits."""
     conn = await asyncpg.connect(program.world.robust_url)
     try:
         await conn.execute(
@@ -365,19 +370,22 @@ async def test_million_rows_in_constant_memory(program: Program) -> None:
                       (g % 100000) / 100.0, (g % 700000) / 100.0, CASE WHEN g % 3 = 0 THEN 50 ELSE 0 END
                FROM generate_series(1, $1) AS g""", n)
         await conn.execute("ANALYZE affiliate_referrals")
-        expected_deposits = await conn.fetchval(
-            "SELECT sum(total_deposits) FROM affiliate_referrals WHERE referrer_id = 1")
+        return await conn.fetchval("SELECT sum(total_deposits) FROM affiliate_referrals WHERE referrer_id = 1")
     finally:
         await conn.close()
 
+
+async def _get_streamed(program: Program, path: str, query: bytes,
+                        on_body: Callable[[bytes], None]) -> dict[str, Any]:
+    """GET through the ASGI app itself, each body chunk to ``on_body`` as it is sent; returns
+    the status, the bytes and chunks sent, the process's peak growth in memory, the time."""
     app = program.api.app
     headers = [(b"host", b"test"),
                (b"authorization", f"Bearer {token(program.world.settings, 'admin')}".encode())]
     scope = {
         "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
-        "method": "GET", "scheme": "http", "path": "/api/v1/exports/referrals",
-        "raw_path": b"/api/v1/exports/referrals", "root_path": "",
-        "query_string": b"affiliate_id=1&sep=%3B&decimal=comma", "headers": headers,
+        "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
+        "query_string": query, "headers": headers,
         "client": ("127.0.0.1", 50000), "server": ("test", 80),
     }
     requested = asyncio.Event()
@@ -390,36 +398,233 @@ async def test_million_rows_in_constant_memory(program: Program) -> None:
         await never.wait()
         return {"type": "http.disconnect"}
 
-    state: dict[str, Any] = {"status": None, "bytes": 0, "chunks": 0, "lines": 0, "peak": 0,
-                             "deposits": Decimal(0), "tail": b""}
+    state: dict[str, Any] = {"status": None, "bytes": 0, "chunks": 0, "peak": 0}
     baseline = _rss()
 
     async def send(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
             state["status"] = message["status"]
             return
-        body = state["tail"] + message.get("body", b"")
-        lines = body.split(b"\r\n")
-        state["tail"] = lines.pop()
-        state["bytes"] += len(message.get("body", b""))
+        body = message.get("body", b"")
+        state["bytes"] += len(body)
         state["chunks"] += 1
-        state["lines"] += len(lines)
-        for line in lines:
-            cells = line.split(b";")
-            if cells[0] != b"referrer_id":
-                state["deposits"] += Decimal(cells[6].replace(b",", b".").decode())
+        on_body(body)
         state["peak"] = max(state["peak"], _rss() - baseline)
 
     started = time.perf_counter()
     await app(scope, receive, send)
-    elapsed = time.perf_counter() - started
+    state["elapsed"] = time.perf_counter() - started
+    return state
+
+
+async def test_million_rows_in_constant_memory(program: Program) -> None:
+    n = 1_000_000
+    expected_deposits = await _many_referrals(program, n)
+    lines: dict[str, Any] = {"lines": 0, "deposits": Decimal(0), "tail": b""}
+
+    def on_body(chunk: bytes) -> None:
+        body = lines["tail"] + chunk
+        parts = body.split(b"\r\n")
+        lines["tail"] = parts.pop()
+        lines["lines"] += len(parts)
+        for line in parts:
+            cells = line.split(b";")
+            if cells[0] != b"referrer_id":
+                lines["deposits"] += Decimal(cells[6].replace(b",", b".").decode())
+
+    state = await _get_streamed(program, "/api/v1/exports/referrals", b"affiliate_id=1&sep=%3B&decimal=comma",
+                                on_body)
 
     assert state["status"] == 200
-    assert state["tail"] == b""
-    assert state["lines"] == 1 + n + 8  # the header, the generated rows, the program's 8 referrals
-    assert state["deposits"] == expected_deposits  # exact decimals end to end
+    assert lines["tail"] == b""
+    assert lines["lines"] == 1 + n + 8  # the header, the generated rows, the program's 8 referrals
+    assert lines["deposits"] == expected_deposits  # exact decimals end to end
     assert state["chunks"] > 100  # streamed, not one body
     assert state["bytes"] > 60_000_000
     # Constant memory: the process grew by a small fraction of what it sent.
     assert state["peak"] < min(state["bytes"] // 4, 32_000_000), (state["peak"], state["bytes"])
-    assert elapsed < 60, elapsed
+    assert state["elapsed"] < 60, state["elapsed"]
+
+
+async def test_xlsx_of_many_rows_in_constant_memory(program: Program, tmp_path: Any) -> None:
+    """The workbook is written to disk row by row and streamed back in chunks: the process
+    grows by a small fraction of the sheet, and every amount arrives exact."""
+    import zipfile
+
+    n = 60_000
+    expected_deposits = await _many_referrals(program, n)
+    # a first, smaller workbook: the writer's thread and its working set of one chunk exist
+    warm_up = await _get_streamed(program, "/api/v1/exports/referrals", b"affiliate_id=1&level=1&format=xlsx",
+                                  lambda chunk: None)
+    assert warm_up["status"] == 200
+    received = tmp_path / "referrals.xlsx"
+    with received.open("wb") as sink:
+        state = await _get_streamed(program, "/api/v1/exports/referrals", b"affiliate_id=1&format=xlsx",
+                                    sink.write)
+    assert state["status"] == 200 and state["bytes"] == received.stat().st_size
+    assert state["chunks"] >= 8  # streamed in chunks, not one body
+
+    with zipfile.ZipFile(received) as book:
+        xml = book.read("xl/worksheets/sheet1.xml")
+    amounts = re.findall(rb'<c r="G\d+"[^>]*><v>([^<]*)</v></c>', xml)  # total_deposits, G1 the header
+    rows, deposits = len(amounts), sum((Decimal(v.decode()) for v in amounts), Decimal(0))
+    sheet_size = len(xml)
+    assert rows == n + 8 and deposits == expected_deposits  # every amount as its exact decimal text
+    # Constant memory: beyond what one chunk needs (the first workbook), the process grew by a
+    # small fraction of the sheet it wrote.
+    assert sheet_size > 20_000_000
+    assert state["peak"] < sheet_size // 4, (state["peak"], sheet_size)
+
+
+# ------------------------------------------------------------------ xlsx
+def xlsx_rows(content: bytes) -> list[list[Any]]:
+    """Every row of every worksheet (the header of each after the first dropped)."""
+    import openpyxl
+
+    book = openpyxl.load_workbook(io.BytesIO(content), read_only=True)
+    rows: list[list[Any]] = []
+    for n, sheet in enumerate(book.worksheets):
+        for i, row in enumerate(sheet.iter_rows()):
+            if n and not i:
+                continue
+            rows.append([(c.value, c.number_format) for c in row])
+    return rows
+
+
+def same_cell(csv_value: str, xlsx: tuple[Any, str]) -> bool:
+    from datetime import datetime
+
+    value, number_format = xlsx
+    if value is None:
+        return csv_value == ""
+    if isinstance(value, bool):
+        return csv_value == str(value).lower()
+    if isinstance(value, datetime):  # a date cell
+        return number_format == "yyyy-mm-dd" and value.time() == datetime.min.time() \
+            and value.date().isoformat() == csv_value
+    if isinstance(value, int | float):
+        if "." in csv_value:  # money: a number with two decimals on display
+            return number_format == "#,##0.00" and Decimal(repr(value)) == Decimal(csv_value)
+        return Decimal(repr(value)) == Decimal(csv_value)
+    return value == csv_value
+
+
+async def assert_xlsx_equals_csv(exports: Exports, report: str, role: str, me: int | None,
+                                 **params: Any) -> int:
+    expected = await exports.get(report, role, me, **params)
+    response = await exports.get(report, role, me, format="xlsx", **params)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == (
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+    assert re.fullmatch(r'attachment; filename="fature-[\w-]+\.xlsx"', response.headers["content-disposition"])
+    assert int(response.headers["content-length"]) == len(response.content)
+    csv_rows = list(csv.reader(io.StringIO(expected.text)))
+    rows = xlsx_rows(response.content)
+    assert [v for v, _ in rows[0]] == csv_rows[0]  # the header
+    assert len(rows) == len(csv_rows)
+    for line, (row, csv_row) in enumerate(zip(rows[1:], csv_rows[1:], strict=True)):
+        assert len(row) == len(csv_row)
+        for column, csv_value, cell in zip(csv_rows[0], csv_row, row, strict=True):
+            assert same_cell(csv_value, cell), (line, column, csv_value, cell)
+    return len(rows) - 1
+
+
+@pytest.mark.parametrize("report,params", [
+    ("statements", {"month": "2025-03"}),
+    ("statements", {"month": "2025-04"}),
+    ("ranking", {"metric": "cpa_earned"}),
+    ("referrals", {"affiliate_id": AFFILIATE}),
+    ("summaries", {"affiliate_id": AFFILIATE, "period": "daily"}),
+    ("validations", {}),
+])
+@pytest.mark.parametrize("role,me", [("admin", None), ("analyst", None), ("affiliate", AFFILIATE)])
+async def test_xlsx_equals_csv_per_role(exports: Exports, report: str, params: dict[str, Any], role: str,
+                                        me: int | None) -> None:
+    assert await assert_xlsx_equals_csv(exports, report, role, me, **params) > 0
+
+
+async def test_xlsx_is_scoped_like_csv(exports: Exports) -> None:
+    mine = xlsx_rows((await exports.get("statements", "affiliate", AFFILIATE, month="2025-03",
+                                        format="xlsx")).content)
+    assert [row[0][0] for row in mine[1:]] == [AFFILIATE]
+    for other in (CHILD, ROOT):
+        response = await exports.get("statements", "affiliate", AFFILIATE, month="2025-03",
+                                     affiliate_id=other, format="xlsx")
+        assert response.status_code == 404 and response.json()["error"]["code"] == "NOT_FOUND"
+    hidden = await exports.get("referrals", "affiliate", AFFILIATE, affiliate_id=ROOT, format="xlsx")
+    assert hidden.status_code == 404
+    analyst = xlsx_rows((await exports.get("ranking", "analyst", format="xlsx")).content)
+    email = [v for v, _ in analyst[0]].index("email")
+    assert any("***" in (row[email][0] or "") for row in analyst[1:])
+    anonymous = await exports.api.client.get("/api/v1/exports/ranking", params={"format": "xlsx"})
+    assert anonymous.status_code == 401
+
+
+async def test_xlsx_money_is_the_exact_decimal_text(exports: Exports) -> None:
+    """The sheet XML holds each amount's own decimal text: no float ever touched it."""
+    import zipfile
+
+    text = (await exports.get("summaries", affiliate_id=ROOT, period="daily")).text
+    csv_rows = list(csv.reader(io.StringIO(text)))
+    content = (await exports.get("summaries", affiliate_id=ROOT, period="daily", format="xlsx")).content
+    xml = zipfile.ZipFile(io.BytesIO(content)).read("xl/worksheets/sheet1.xml").decode()
+    numbers = {(int(r), col): v for col, r, v in re.findall(r'<c r="([A-Z]+)(\d+)"[^>]*><v>([^<]*)</v></c>', xml)}
+
+    def letters(i: int) -> str:
+        return chr(65 + i) if i < 26 else chr(64 + i // 26) + chr(65 + i % 26)
+
+    money = 0
+    for r, row in enumerate(csv_rows[1:], start=2):
+        for i, value in enumerate(row):
+            if re.fullmatch(r"-?\d+\.\d{2}", value):
+                assert numbers[(r, letters(i))] == value
+                money += 1
+    assert money > 100
+
+
+async def test_xlsx_of_an_empty_report_is_the_header(exports: Exports) -> None:
+    rows = xlsx_rows((await exports.get("statements", month="2999-01", format="xlsx")).content)
+    assert [v for v, _ in rows[0]][:3] == ["affiliate_id", "month", "status"] and len(rows) == 1
+
+
+async def test_xlsx_rolls_over_to_a_new_worksheet(exports: Exports, monkeypatch: pytest.MonkeyPatch) -> None:
+    import openpyxl
+
+    from resolvers import export
+
+    monkeypatch.setattr(export, "XLSX_MAX_ROWS", 21)  # a header and 20 rows a sheet
+    rows = await assert_xlsx_equals_csv(exports, "referrals", "admin", None, affiliate_id=ROOT)
+    assert rows > 40
+    content = (await exports.get("referrals", affiliate_id=ROOT, format="xlsx")).content
+    names = openpyxl.load_workbook(io.BytesIO(content), read_only=True).sheetnames
+    assert names[:3] == ["referrals", "referrals 2", "referrals 3"] and len(names) == -(-rows // 20)
+
+
+def test_xlsx_cells(tmp_path: Any) -> None:
+    """Each kind of value as its cell; amounts a double cannot hold exactly stay exact text."""
+    from datetime import UTC, date, datetime
+
+    import openpyxl
+
+    from resolvers.export import XlsxReport
+    from schema.enums import PeriodType
+
+    path = str(tmp_path / "cells.xlsx")
+    report = XlsxReport(path, "cells", ["a", "b", "c", "d", "e", "f", "g", "h", "i"])
+    big = Decimal("12345678901234567.89")
+    report.write_rows([[Decimal("-0.10"), big, 7, 2**62, True, date(2025, 3, 1),
+                        datetime(2025, 3, 2, 13, 0, tzinfo=UTC), PeriodType.MONTHLY, "=1+1"],
+                       [None, Decimal("999999999999.99"), 0, None, False, None, None, None, "'=x"]])
+    with pytest.raises(TypeError, match="floats are not exported"):
+        report.write_rows([[0.1]])
+    report.close()
+    sheet = openpyxl.load_workbook(path).active
+    first = [c.value for c in sheet[2]]
+    assert first[0] == -0.1 and sheet["A2"].number_format == "#,##0.00"
+    assert first[1] == "12345678901234567.89"  # 19 digits: exact as text
+    assert first[2:5] == [7, str(2**62), True]
+    assert first[5] == datetime(2025, 3, 1) and sheet["F2"].number_format == "yyyy-mm-dd"
+    assert first[6:] == ["2025-03-02T13:00:00+00:00", "MONTHLY", "=1+1"]
+    assert sheet["I2"].data_type == "s"  # text, never a formula
+    second = [c.value for c in sheet[3]]
+    assert second == [None, 999999999999.99, 0, None, False, None, None, None, "'=x"]

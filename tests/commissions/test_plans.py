@@ -127,3 +127,30 @@ async def test_simulation_against_what_was_earned(program: Program) -> None:
     assert by_id["2"]["actual"]["total"] == "65.00"
     err = await program.error(SIMULATE, {"t": TERMS}, role="affiliate", affiliate_id=1)
     assert err["extensions"]["code"] == "FORBIDDEN"
+
+
+PAGE = """query W($t: CommissionPlanTermsInput!, $m: Date!, $first: Int!, $after: ID) {
+  simulateCommissionPlan(terms: $t, month: $m, first: $first, after: $after) {
+    affiliateCount difference actual { cpa rev total } simulated { cpa rev total }
+    affiliates { affiliateId difference actual { cpa rev total } simulated { cpa rev total } } } }"""
+
+
+async def test_simulation_pages_keep_the_totals_and_money_has_cents(program: Program) -> None:
+    async def page(month: str, first: int, after: str | None = None) -> dict:
+        return (await program.data(PAGE, {"t": TERMS, "m": month, "first": first, "after": after}))[
+            "simulateCommissionPlan"]
+
+    full = await page("2025-03-01", 100)
+    pages = [await page("2025-03-01", 1), await page("2025-03-01", 1, "1"), await page("2025-03-01", 1, "2")]
+    assert [p["affiliates"] for p in pages] == [full["affiliates"][:1], full["affiliates"][1:], []]
+    totals = {k: v for k, v in full.items() if k != "affiliates"}
+    assert all({k: v for k, v in p.items() if k != "affiliates"} == totals for p in pages)
+    assert (await page("2025-03-01", 0))["affiliates"] == []
+    # April: affiliate 1 has REV only (-200.00): its CPA is 0.00 (money has cents), not 0
+    april = await page("2025-04-01", 100)
+    assert april["affiliates"][0]["actual"] == {"cpa": "0.00", "rev": "-200.00", "total": "-200.00"}
+    assert april["affiliates"][0]["simulated"] == {"cpa": "0.00", "rev": "-240.00", "total": "-240.00"}
+    empty = await page("2024-01-01", 100)
+    assert empty["affiliateCount"] == 0 and empty["actual"] == {"cpa": "0.00", "rev": "0.00", "total": "0.00"}
+    err = await program.error(PAGE, {"t": TERMS, "m": "2025-03-01", "first": 1, "after": "x"})
+    assert err["extensions"]["code"] == "BAD_USER_INPUT" and err["message"].startswith("after")

@@ -3,11 +3,12 @@ become adjustments in the next open month, minimum payout hold, the workflow, sc
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal as D
 
 import pytest
 
-from tests.commissions.conftest import Program
+from tests.commissions.conftest import Program, past_plan
 from tests.factories import Operation
 from tests.resolvers.world import rows
 
@@ -157,3 +158,124 @@ async def test_scheduled_close_of_the_previous_month(program: Program) -> None:
     # affiliate 1's April carryover (-200) travels through the empty months
     last = (await statement(program, f"1:{result.months[-1]:%Y-%m}"))
     assert D(last["carryoverIn"]) == D("-200.00") and last["status"] == "ON_HOLD"
+
+
+async def test_concurrent_closes_of_one_month_give_one_clear_refusal(program: Program) -> None:
+    """Two closes racing (the scheduled job and an admin): the one that waited for the lock
+    sees the month closed and refuses it clearly, it does not trip over the other's rows."""
+    import asyncio
+
+    import asyncpg
+
+    from etl.statements import StatementError, close_month
+
+    tz = program.world.settings.timezone
+    conns = [await asyncpg.connect(program.world.robust_url) for _ in range(2)]
+    try:
+        results = await asyncio.gather(
+            *(close_month(conn, tz, date(2025, 3, 1), f"admin:{i}") for i, conn in enumerate(conns)),
+            return_exceptions=True)
+    finally:
+        for conn in conns:
+            await conn.close()
+    refused = [r for r in results if isinstance(r, Exception)]
+    assert len(refused) == 1, results
+    assert isinstance(refused[0], StatementError) and "already closed" in str(refused[0]), refused
+    stored = await rows(program.world.robust_url, "SELECT count(*) AS n FROM commission_statements")
+    assert stored[0]["n"] == 2
+
+
+LIST = """query L($m: Date!) { statements(month: $m, first: 100) {
+  id status planVersionId cpaValidated cpaRejected cpa rev cpaAdjustments revAdjustments carryoverIn revPayable
+  carryoverOut heldIn payable heldOut belowMinPayout lines { kind amount day validationId } } }"""
+
+
+async def test_open_statements_are_what_closing_stores(program: Program) -> None:
+    """With March and April open, April lists what closing April will store: affiliate 2 was
+    paid in full in March (its plan has no minimum), so it has no April statement at all
+    (not one made of zeros that would vanish when March closes)."""
+    await past_plan(program.world.robust_url, 2, [{"effective_from": "1900-01-01", "min_payout": "0.00"}])
+    assert D((await statement(program, "2:2025-03"))["payable"]) == D("65.00")  # paid, not held
+    open_april = (await program.data(LIST, {"m": "2025-04-01"}))["statements"]
+    assert [s["id"] for s in open_april] == ["1:2025-04"]
+    assert await statement(program, "2:2025-04") is None
+
+    await program.data(CLOSE, {"m": "2025-04-01"})  # closes March, then April
+    closed_april = (await program.data(LIST, {"m": "2025-04-01"}))["statements"]
+    assert [{**s, "status": "OPEN"} for s in closed_april] == open_april
+    assert closed_april[0]["status"] == "ON_HOLD"
+
+
+async def test_terms_of_the_last_day_rev_by_day_cpa_by_t_star_and_the_held_chain(program: Program) -> None:
+    """Affiliate 2's own plan changes on 15 April: REV share 50% and CPA 80.00 at level 1,
+    negative carryover off, minimum payout 10.00. March (terms of 31 March: minimum 300) holds
+    its 65.00; April settles under the terms of 30 April; approving April approves what it
+    pays, the held March included; a rejection after that is recovered in May."""
+    march_terms, april_terms = await past_plan(program.world.robust_url, 2, [
+        {"effective_from": "1900-01-01"},
+        {"effective_from": "2025-04-15", "cpa_level_1": "80.00", "rev_share_level_1": "0.50",
+         "negative_carryover": False, "min_payout": "10.00"}])
+    op = await Operation.open(program.world.operation_url)
+    try:
+        await op.user(22, at="2025-04-01 12:00Z")
+        await op.track(22, 2, "2025-04-01 12:00Z")
+        await op.deposit(22, "50.00", "2025-04-02 12:00Z")
+        await op.bet(22, "100.00", "500.00", "2025-04-10 13:00Z")  # GGR -400 at 25%: REV -100.00
+        await op.bet(22, "100.00", "0.00", "2025-04-20 13:00Z")  # GGR 100 at 50%: REV 50.00; qualifies
+    finally:
+        await op.close()
+    await program.etl(full=True)
+
+    march = await statement(program, "2:2025-03")
+    assert march["status"] == "OPEN" and D(march["heldOut"]) == D("65.00") and march["belowMinPayout"]
+    assert D(march["minPayout"]) == D("300.00")
+    april = (await program.data(LIST, {"m": "2025-04-01"}))["statements"][1]
+    assert april["id"] == "2:2025-04" and april["planVersionId"] == str(april_terms)
+    rev_lines = sorted((line["day"], line["amount"]) for line in april["lines"] if line["kind"] == "REV")
+    assert rev_lines == [("2025-04-10", "-100.00"), ("2025-04-20", "50.00")]  # each day at its rate
+    assert D(april["cpa"]) == D("80.00")  # the CPA of the version in force at t* (20 April)
+    # carryover off on 30 April: the negative REV counts as zero and nothing is carried
+    assert (D(april["rev"]), D(april["revPayable"]), D(april["carryoverOut"])) == (D("-50.00"), 0, 0)
+    assert D(april["heldIn"]) == D("65.00") and D(april["payable"]) == D("145.00")
+    assert not april["belowMinPayout"]
+
+    await program.data(CLOSE, {"m": "2025-04-01"})
+    stored_march = (await program.data(LIST, {"m": "2025-03-01"}))["statements"][1]
+    assert stored_march["status"] == "ON_HOLD" and stored_march["planVersionId"] == str(march_terms)
+    approved = await program.data('mutation { approveStatement(id: "2:2025-04") { status payable } }')
+    assert approved["approveStatement"] == {"status": "APPROVED", "payable": "145.00"}
+    ledger = await rows(program.world.robust_url,
+                        "SELECT id, referred_user_id, cpa_status FROM affiliate_cpa_validations "
+                        "WHERE affiliate_id = 2 ORDER BY referred_user_id")
+    assert [(r["referred_user_id"], r["cpa_status"]) for r in ledger] == [(21, "approved"), (22, "approved")]
+
+    # rejected after its statement was approved: May recovers it, the paid April stays as it was
+    reject = 'mutation R($id: ID!) { rejectCpaValidation(id: $id, reason: "chargeback") { cpaStatus } }'
+    await program.data(reject, {"id": str(ledger[0]["id"])})
+    await program.data('mutation { markStatementPaid(id: "2:2025-04", reference: "PIX-2") { status } }')
+    statuses = await rows(program.world.robust_url, "SELECT referred_user_id, cpa_status FROM "
+                          "affiliate_cpa_validations WHERE affiliate_id = 2 ORDER BY referred_user_id")
+    assert [r["cpa_status"] for r in statuses] == ["rejected", "paid"]
+    may = await statement(program, "2:2025-05")
+    assert D(may["cpaAdjustments"]) == D("-50.00") and D(may["payable"]) == D("-50.00")
+    assert may["belowMinPayout"] and D(may["heldOut"]) == D("-50.00")  # recovered from later months
+    assert "rejected after the month closed" in may["lines"][0]["description"]
+
+
+async def test_a_page_reads_on_past_affiliates_with_nothing_in_the_month(program: Program) -> None:
+    """Affiliates 901-904 earned (and were paid) REV in March only, 905 earns in April: the
+    April page after affiliate 2 skips them, however many rows that takes, and finds 905."""
+    await rows(program.world.robust_url, """
+        INSERT INTO etl.affiliate_level_periods (affiliate_id, period_type, period_start, level, new_referrals,
+            deposits, deposit_count, withdrawals, withdrawal_count, stake, win, bet_count, cpa, validations, rev)
+        SELECT a, 'daily', CASE WHEN a = 905 THEN DATE '2025-04-10' ELSE DATE '2025-03-10' END, 1, 0, 0, 0, 0,
+               0, 1600, 0, 1, 0, 0, 400.00
+        FROM generate_series(901, 905) AS a""")
+    full = (await program.data('{ statements(month: "2025-04-01", first: 100) { id } }'))["statements"]
+    assert [s["id"] for s in full] == ["1:2025-04", "2:2025-04", "905:2025-04"]
+    for first in (1, 2):
+        page = await program.data('query P($n: Int) { statements(month: "2025-04-01", first: $n, after: "2") '
+                                  '{ id payable } }', {"n": first})
+        assert page["statements"] == [{"id": "905:2025-04", "payable": "400.00"}]
+    march = (await program.data('{ statements(month: "2025-03-01", first: 3, after: "2") { id } }'))["statements"]
+    assert [s["id"] for s in march] == ["901:2025-03", "902:2025-03", "903:2025-03"]
