@@ -73,6 +73,7 @@ async def _pipe(
     query: str,
     args: list,
     table: SourceTable,
+    into: str,
 ) -> None:
     """Stream one COPY out of the source into the staging table, chunk by chunk."""
     queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=64)
@@ -89,8 +90,13 @@ async def _pipe(
 
     producer = asyncio.create_task(produce())
     try:
+        schema, _, name = into.rpartition(".")
         await target.copy_to_table(
-            table.staging, source=chunks(), columns=list(table.columns), format="binary"
+            name, schema_name=schema or None, source=chunks(), columns=list(table.columns),
+            format="binary",
+            # A table emptied in this transaction takes its rows already frozen: nothing
+            # rewrites 11 million rows' hint bits on their first read.
+            freeze=bool(schema) or None,
         )
     finally:
         if not producer.done():
@@ -104,12 +110,16 @@ async def extract(
     target: asyncpg.Connection,
     cursors: dict[str, datetime | None],
     overlap: timedelta,
+    direct: dict[str, str] | None = None,
 ) -> Extracted:
     """Copy every source row changed since ``cursor - overlap`` into staging tables.
 
     ``target`` is inside the cycle's transaction: the staging tables are dropped at commit.
+    ``direct`` maps a source table to the table its rows are copied into instead of its
+    staging table (a full load copies the bets straight into their emptied mirror).
     Returns rows read per table and each table's new cursor (the source's own timestamps).
     """
+    direct = direct or {}
     for table in SOURCES:
         cols = ", ".join(f"{c} {t}" for c, t in zip(table.columns, table.types, strict=True))
         await target.execute(f"CREATE TEMP TABLE {table.staging} ({cols}) ON COMMIT DROP")
@@ -125,12 +135,13 @@ async def extract(
                 query, args = select, []
             else:
                 query, args = f"{select} WHERE {table.cursor_column} > $1", [cursor - overlap]
-            await _pipe(source, target, query, args, table)
+            into = direct.get(table.name, table.staging)
+            await _pipe(source, target, query, args, table, into)
             count, high = await target.fetchrow(
-                f"SELECT count(*), max({table.cursor_column}) FROM {table.staging}"
+                f"SELECT count(*), max({table.cursor_column}) FROM {into}"
             )
             rows[table.name] = count
             candidates = [c for c in (cursor, high) if c is not None]
             new_cursors[table.name] = max(candidates) if candidates else None
-            await target.execute(f"ANALYZE {table.staging}")
+            await target.execute(f"ANALYZE {into}")
     return Extracted(rows=rows, cursors=new_cursors, source_as_of=source_as_of)

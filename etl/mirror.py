@@ -77,7 +77,7 @@ ON CONFLICT DO NOTHING
 _BET_ANOMALIES = """
 INSERT INTO etl.anomalies (source_table, source_id, reason)
 SELECT 'casino_bets_v', s.id, r.reason
-FROM (SELECT * FROM stg_casino_bets_v
+FROM (SELECT * FROM {bets}
       WHERE NOT coalesce(user_id IS NOT NULL AND valor_aposta IS NOT NULL
                          AND valor_premio IS NOT NULL AND criado_em IS NOT NULL
                          AND valor_aposta BETWEEN 0 AND $1 AND valor_premio BETWEEN 0 AND $1,
@@ -231,15 +231,6 @@ SELECT DISTINCT user_id, criado_em::date FROM inserted
 ON CONFLICT DO NOTHING
 """
 
-# A full load: every (user, day) is recomputed anyway, so no change capture is needed.
-_LOAD_BETS = f"""
-INSERT INTO etl.src_bets (id, user_id, valor_aposta, valor_premio, criado_em)
-SELECT id, user_id, valor_aposta, valor_premio, criado_em
-FROM stg_casino_bets_v
-WHERE {_BETS_OK}
-ON CONFLICT (id) DO NOTHING
-"""
-
 _COUNT_STAGED_ANOMALIES = """
 SELECT (SELECT count(*) FROM etl.anomalies) - $1
 """
@@ -253,7 +244,8 @@ async def merge(conn: asyncpg.Connection, max_amount: Decimal, *, full: bool = F
     await conn.execute(_TRACKED_ANOMALIES)
     for table in ("depositos", "saque"):
         await conn.execute(_MONEY_ANOMALIES.format(table=table), max_amount)
-    await conn.execute(_BET_ANOMALIES, max_amount)
+    # A full load copied the bets straight into their mirror (extract, ``direct``).
+    await conn.execute(_BET_ANOMALIES.format(bets="etl.src_bets" if full else "stg_casino_bets_v"), max_amount)
 
     await conn.execute(_MERGE_CADASTRO)
     await conn.execute(_MERGE_TRACKED)
@@ -278,12 +270,19 @@ async def merge(conn: asyncpg.Connection, max_amount: Decimal, *, full: bool = F
     return await conn.fetchval(_COUNT_STAGED_ANOMALIES, before)
 
 
-async def _bulk_load_bets(conn: asyncpg.Connection, max_amount: Decimal) -> None:
-    """Load millions of bets into the empty mirror: indexes are built once, after the load."""
-    await conn.execute("SET LOCAL maintenance_work_mem = '1GB'")
+async def prepare_bulk_bets(conn: asyncpg.Connection) -> None:
+    """Full load, before extract: the emptied bets mirror takes the raw COPY (no indexes, no
+    NOT NULL on id: a broken source row must not fail the COPY; _bulk_load_bets drops it)."""
     await conn.execute("ALTER TABLE etl.src_bets DROP CONSTRAINT src_bets_pkey")
     await conn.execute("DROP INDEX etl.src_bets_user")
-    await conn.execute(_LOAD_BETS.replace("ON CONFLICT (id) DO NOTHING", ""), max_amount)
+    await conn.execute("ALTER TABLE etl.src_bets ALTER COLUMN id DROP NOT NULL")
+
+
+async def _bulk_load_bets(conn: asyncpg.Connection, max_amount: Decimal) -> None:
+    """Full load: drop the broken bets the COPY brought in (their anomalies are recorded),
+    then build the mirror's indexes once, after the load."""
+    await conn.execute("SET LOCAL maintenance_work_mem = '1GB'")
+    await conn.execute(f"DELETE FROM etl.src_bets WHERE NOT coalesce({_BETS_OK}, false)", max_amount)
     try:
         async with conn.transaction():  # a savepoint: duplicate source ids are possible
             await conn.execute("ALTER TABLE etl.src_bets ADD CONSTRAINT src_bets_pkey PRIMARY KEY (id)")

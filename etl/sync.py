@@ -269,7 +269,14 @@ async def _cycle(
         await conn.execute(f"TRUNCATE {', '.join(_DERIVED)}")
         await conn.execute("UPDATE etl.sync_cursors SET cursor_ts = NULL")
         cursors = dict.fromkeys(cursors)
-    extracted = await extract.extract(source, conn, cursors, timedelta(minutes=settings.etl_overlap_minutes))
+    direct = {}
+    if full:
+        # Millions of bets go straight into their emptied mirror, not through staging.
+        await mirror.prepare_bulk_bets(conn)
+        direct = {"casino_bets_v": "etl.src_bets"}
+    extracted = await extract.extract(
+        source, conn, cursors, timedelta(minutes=settings.etl_overlap_minutes), direct
+    )
     result.rows_read = extracted.rows
     result.source_as_of = extracted.source_as_of
     step("extract")
