@@ -170,7 +170,7 @@ def _sql(template: str) -> str:
 
 # A plan version or assignment made since the last successful cycle may already be in force
 # (effective today): the daily rows it covers are re-rated, as a full recompute would.
-_RERATE_FROM = """
+RERATE_FROM = """
 WITH since AS (
     SELECT coalesce(max(started_at), '-infinity') AS at FROM etl.runs WHERE status = 'success'
 )
@@ -195,7 +195,7 @@ WHERE l.period_type = 'daily' AND l.period_start >= $1 AND l.bet_count > 0
 async def accrue(conn: asyncpg.Connection, *, full: bool = False) -> None:
     """Apply this cycle's contribution changes to every period row they touch."""
     await conn.execute(_DELTA)
-    if not full and (first_day := await conn.fetchval(_RERATE_FROM)) is not None:
+    if not full and (first_day := await conn.fetchval(RERATE_FROM)) is not None:
         await conn.execute(_RERATE.replace("{zeros}", ", ".join("0" for _ in _FIGURES)), first_day)
     await conn.execute("ANALYZE delta_daily")
     await conn.execute(_sql(_DAILY))

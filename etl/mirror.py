@@ -263,8 +263,13 @@ async def merge(conn: asyncpg.Connection, max_amount: Decimal, *, full: bool = F
     # Orphans are checked after cadastro is merged: a user arriving in the same cycle is fine.
     # (On a full load the bets' orphans are found from the per-day activity instead:
     # record_orphan_bets, far cheaper than a distinct over millions of staged bets.)
-    for table in ("depositos", "saque") if full else ("depositos", "saque", "casino_bets_v"):
-        await conn.execute(_ORPHAN_ANOMALIES.format(table=table))
+    if full:
+        for table in ("depositos", "saque"):
+            await conn.execute(_ORPHAN_ANOMALIES.format(table=table))
+    else:
+        async with nested_loops(conn):  # the staged users probe cadastro by id
+            for table in ("depositos", "saque", "casino_bets_v"):
+                await conn.execute(_ORPHAN_ANOMALIES.format(table=table))
     for table in ("tree_roots", "aff_ud", "chg_profile", "chg_money"):
         await conn.execute(f"ANALYZE {table}")
     return await conn.fetchval(_COUNT_STAGED_ANOMALIES, before)

@@ -213,6 +213,19 @@ async def _locked_cycle(
     return result
 
 
+# Anything a cycle has to derive: a change set of the mirror step, or a plan version or
+# assignment made since the last successful cycle that may already be in force (re-rating).
+_ANYTHING_TO_DERIVE = f"""
+SELECT EXISTS (SELECT 1 FROM tree_roots) OR EXISTS (SELECT 1 FROM aff_ud)
+    OR EXISTS (SELECT 1 FROM chg_profile) OR EXISTS (SELECT 1 FROM chg_money)
+    OR ({accrual.RERATE_FROM}) IS NOT NULL
+"""
+
+
+async def _nothing_to_derive(conn: asyncpg.Connection) -> bool:
+    return not await conn.fetchval(_ANYTHING_TO_DERIVE)
+
+
 async def _record_failure(conn: asyncpg.Connection, run_id: int, message: str) -> None:
     try:
         await conn.execute(
@@ -284,45 +297,51 @@ async def _cycle(
     result.anomalies = await mirror.merge(conn, Decimal(settings.etl_max_amount), full=full)
     step("mirror")
 
-    result.users_moved = await network.rebuild(conn, full=full)
-    step("network")
+    if not full and validate_network_of is None and await _nothing_to_derive(conn):
+        # Nothing new or changed since the last cycle (the overlap re-read only rows already
+        # mirrored): every derived table is already right. The steps are still reported.
+        for name in ("network", "activity", "validation", "accrual", "publish", "transactions"):
+            step(name)
+    else:
+        result.users_moved = await network.rebuild(conn, full=full)
+        step("network")
 
-    await activity.refresh(conn, full=full)
-    if full:
-        result.anomalies += await mirror.record_orphan_bets(conn)
-    step("activity")
+        await activity.refresh(conn, full=full)
+        if full:
+            result.anomalies += await mirror.record_orphan_bets(conn)
+        step("activity")
 
-    extra = ""
-    if validate_network_of is not None:
-        extra = f" UNION SELECT user_id FROM etl.user_upline WHERE ancestor_id = {int(validate_network_of)}"
-    result.validations = await validation.validate(conn, full=full, extra_candidates=extra)
-    result.new_validation_ids = [r[0] for r in await conn.fetch("SELECT id FROM new_ledger")]
-    if full:
-        # Derived tables were emptied: every ledger row contributes again.
-        await conn.execute(
-            "INSERT INTO new_ledger SELECT id, affiliate_id, referred_user_id, cpa_level, "
-            "cpa_amount, validation_date FROM affiliate_cpa_validations v "
-            "WHERE NOT EXISTS (SELECT 1 FROM new_ledger n WHERE n.id = v.id)"
-        )
-    step("validation")
+        extra = ""
+        if validate_network_of is not None:
+            extra = f" UNION SELECT user_id FROM etl.user_upline WHERE ancestor_id = {int(validate_network_of)}"
+        result.validations = await validation.validate(conn, full=full, extra_candidates=extra)
+        result.new_validation_ids = [r[0] for r in await conn.fetch("SELECT id FROM new_ledger")]
+        if full:
+            # Derived tables were emptied: every ledger row contributes again.
+            await conn.execute(
+                "INSERT INTO new_ledger SELECT id, affiliate_id, referred_user_id, cpa_level, "
+                "cpa_amount, validation_date FROM affiliate_cpa_validations v "
+                "WHERE NOT EXISTS (SELECT 1 FROM new_ledger n WHERE n.id = v.id)"
+            )
+        step("validation")
 
-    await accrual.accrue(conn, full=full)
-    step("accrual")
+        await accrual.accrue(conn, full=full)
+        step("accrual")
 
-    written = await publish.publish(conn, full=full)
-    result.affiliates_touched = written.pop("affiliates_touched")
-    result.touched_affiliate_ids = [
-        r[0] for r in await conn.fetch("SELECT affiliate_id FROM touched_affiliates LIMIT 10000")
-    ]
-    step("publish")
+        written = await publish.publish(conn, full=full)
+        result.affiliates_touched = written.pop("affiliates_touched")
+        result.touched_affiliate_ids = [
+            r[0] for r in await conn.fetch("SELECT affiliate_id FROM touched_affiliates LIMIT 10000")
+        ]
+        step("publish")
 
-    written["affiliate_financial_transactions"] = await transactions.write(conn, full=full)
-    if full:
-        # Fresh statistics, or the next cycle's planner sees the empty tables of before.
-        await conn.execute(f"ANALYZE {', '.join(_DERIVED)}")
-    written["affiliate_cpa_validations"] = result.validations
-    result.rows_written = written
-    step("transactions")
+        written["affiliate_financial_transactions"] = await transactions.write(conn, full=full)
+        if full:
+            # Fresh statistics, or the next cycle's planner sees the empty tables of before.
+            await conn.execute(f"ANALYZE {', '.join(_DERIVED)}")
+        written["affiliate_cpa_validations"] = result.validations
+        result.rows_written = written
+        step("transactions")
 
     if full:
         await conn.execute("INSERT INTO etl.mirror_loaded VALUES (now())")

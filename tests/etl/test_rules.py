@@ -300,6 +300,8 @@ async def test_second_run_changes_nothing(op, settings, robust_url, operation_ur
     second = await etl(settings, robust_url, operation_url)
     assert second.rows_written.get("affiliates", 0) == 0
     assert second.affiliates_touched == 0
+    # The overlap re-read only rows already mirrored: nothing was derived at all.
+    assert second.rows_written == {} and set(second.step_seconds) == set(STEPS)
     assert (
         await fetch(robust_url, "SELECT * FROM affiliate_periodic_summaries ORDER BY 1, 2, 3")
         == snapshot
