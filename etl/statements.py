@@ -9,6 +9,11 @@ adjustments), by key (the validation, or the level and day); live minus accounte
 not zero, is the adjustment. So open statements always equal the robust tables, closed ones
 never change, and every cent of late data lands exactly once in the next open month.
 
+A correction belongs to the month it corrects: the adjustment's amount is the raw change, and
+a REV correction of a month settled with negative carryover off pays what it changes in that
+month's max(0, REV) (``with_rev_paid``), so a forgiven negative month is neither paid twice
+nor clawed back.
+
 The arithmetic of a month (``settle``) is the same for open and closing statements; see
 docs/payouts.md for the rules in plain words.
 """
@@ -64,7 +69,11 @@ class MonthFigures:
     cpa_rejected: Decimal = ZERO  # of which rejected: not paid
     rev: Decimal = ZERO  # the month's daily REV accruals (= the summaries' rev)
     cpa_adjustments: Decimal = ZERO
-    rev_adjustments: Decimal = ZERO
+    rev_adjustments: Decimal = ZERO  # REV corrections of closed months as they changed them
+    # Of which, corrections of months settled with negative carryover off: their change, and
+    # what they pay (per month, max(0, its REV now) - max(0, its REV as settled before)).
+    rev_adjustments_off: Decimal = ZERO
+    rev_adjustments_off_paid: Decimal = ZERO
 
 
 @dataclass(frozen=True)
@@ -97,15 +106,18 @@ def settle(figures: MonthFigures, carry_in: Carry, terms: PayoutTerms) -> Settle
     """One month of one affiliate.
 
     REV balance = carried negative balance (only with negative carryover on) + the month's
-    REV + REV adjustments. A negative balance pays nothing and is carried (on) or forgotten
-    (off: a negative month counts as zero). Payable = CPA (rejected excluded) + CPA
+    REV + the corrections of closed months settled with carryover on. A negative balance pays
+    nothing and is carried (on) or forgotten (off: a negative month counts as zero). A
+    correction belongs to the month it corrects: for a month settled with carryover off it
+    pays what it changes in that month's max(0, REV), added as is (never floored by this
+    month's REV). REV paid = max(balance, 0) + those. Payable = CPA (rejected excluded) + CPA
     adjustments + the REV paid + what the previous month held. Below the minimum payout (or
     not positive) the statement is on hold and the whole payable rolls into the next month.
     """
     cpa = figures.cpa_validated - figures.cpa_rejected
     carryover_in = carry_in.carryover if terms.negative_carryover else ZERO
-    balance = carryover_in + figures.rev + figures.rev_adjustments
-    rev_payable = max(balance, ZERO)
+    balance = carryover_in + figures.rev + figures.rev_adjustments - figures.rev_adjustments_off
+    rev_payable = max(balance, ZERO) + figures.rev_adjustments_off_paid
     carryover_out = min(balance, ZERO) if terms.negative_carryover else ZERO
     payable = cpa + figures.cpa_adjustments + rev_payable + carry_in.held
     on_hold = payable < terms.min_payout or payable <= ZERO
@@ -196,7 +208,7 @@ SELECT v.affiliate_id,
        v.id AS validation_id, v.referred_user_id, v.cpa_level AS level,
        (v.validation_date AT TIME ZONE $1)::date AS day,
        CASE WHEN v.cpa_status = 'rejected' THEN 0 ELSE v.cpa_amount END::numeric(18,2) AS amount,
-       v.cpa_amount::numeric(18,2) AS listed_amount,
+       v.cpa_amount::numeric(18,2) AS listed_amount, NULL::numeric(18,2) AS amount_paid,
        CASE WHEN v.cpa_status = 'rejected'
             THEN format('CPA level %s for user %s validated %s: rejected (%s), %s not paid',
                         v.cpa_level, v.referred_user_id, (v.validation_date AT TIME ZONE $1)::date,
@@ -210,7 +222,7 @@ WHERE v.validation_date >= ($2::date::timestamp AT TIME ZONE $1)
   AND v.validation_date < (($3::date + interval '1 month') AT TIME ZONE $1){ids_v}
 UNION ALL
 SELECT p.affiliate_id, date_trunc('month', p.period_start)::date, date_trunc('month', p.period_start)::date,
-       'rev', 'rev', NULL, NULL, p.level, p.period_start, p.rev, p.rev,
+       'rev', 'rev', NULL, NULL, p.level, p.period_start, p.rev, p.rev, NULL,
        format('REV level %s on %s: GGR %s (stake %s - win %s)',
               p.level, p.period_start, p.stake - p.win, p.stake, p.win)
 FROM etl.affiliate_level_periods p
@@ -218,27 +230,60 @@ WHERE p.period_type = 'daily' AND p.rev <> 0
   AND p.period_start >= $2::date AND p.period_start < ($3::date + interval '1 month'){ids_p}
 """
 
+# Negative carryover of the terms in force on the last day of line c's month for its affiliate
+# (PlanBook.terms in SQL): the terms of a closed month whose statement was not stored, since
+# the affiliate had nothing in it; for the others, the stored statement says how it was settled.
+_CARRYOVER_IN_FORCE = """
+(SELECT v.negative_carryover FROM commission_plan_versions v
+ WHERE v.plan_id = coalesce(
+         (SELECT h.plan_id FROM affiliate_plan_history h
+          WHERE h.affiliate_id = c.affiliate_id AND h.effective_from <= c.last_day
+          ORDER BY h.effective_from DESC LIMIT 1),
+         (SELECT p.id FROM commission_plans p WHERE p.is_default))
+ ORDER BY v.effective_from > c.last_day,
+          CASE WHEN v.effective_from <= c.last_day THEN v.effective_from END DESC NULLS LAST,
+          v.effective_from
+ LIMIT 1)"""
+
+
+def with_rev_paid(lines: str) -> str:
+    """``lines`` (affiliate_id, month, for_month, kind, level, day, amount, ...) with what each
+    REV adjustment of a month settled with negative carryover off pays: the month's REV
+    before it (its stored lines of earlier statements, then this statement's corrections of
+    it in (day, level) order) and after it, and max(0, after) - max(0, before), which over a
+    month's lines adds up to max(0, its REV now) - max(0, its REV as settled). Null on every
+    other line. Only stored lines and the plan tables are read, so a stored statement shows
+    what it was settled with, whatever came after."""
+    return f"""
+    SELECT c.*, t.rev_before, (t.rev_before + c.amount)::numeric(18,2) AS rev_after,
+           CASE WHEN t.rev_before IS NOT NULL  -- greatest() skips nulls
+                THEN (greatest(t.rev_before + c.amount, 0) - greatest(t.rev_before, 0))::numeric(18,2)
+           END AS amount_paid
+    FROM (
+        SELECT c.*, (c.for_month + interval '1 month' - interval '1 day')::date AS last_day,
+               sum(c.amount) OVER (PARTITION BY c.affiliate_id, c.month, c.for_month, c.kind
+                                   ORDER BY c.day, c.level ROWS UNBOUNDED PRECEDING) - c.amount AS earlier
+        FROM ({lines}) AS c
+    ) AS c
+    LEFT JOIN LATERAL (
+        SELECT (coalesce((SELECT sum(l.amount) FROM commission_statement_lines l
+                          WHERE l.affiliate_id = c.affiliate_id AND l.for_month = c.for_month
+                            AND l.family = 'rev' AND l.month < c.month), 0) + c.earlier)::numeric(18,2)
+                   AS rev_before
+        WHERE c.kind = 'rev_adjustment'
+          AND NOT coalesce((SELECT s.negative_carryover FROM commission_statements s
+                            WHERE s.affiliate_id = c.affiliate_id AND s.month = c.for_month),
+                           {_CARRYOVER_IN_FORCE})
+    ) AS t ON true
+    """
+
+
 # Everything dated before $2 (the first open month) that differs from what stored lines
 # account for, by key: the adjustments, all in month $2.
-_ADJUSTMENT_LINES = """
-SELECT affiliate_id, $2::date AS month, for_month, family,
-       family || '_adjustment' AS kind, validation_id, max(referred_user_id) AS referred_user_id,
-       level, day, sum(amount)::numeric(18,2) AS amount, sum(amount)::numeric(18,2) AS listed_amount,
-       CASE
-         WHEN family = 'cpa' AND sum(accounted) = 0
-           THEN format('corrects %s: validation %s (CPA level %s for user %s, dated %s) '
-                       'arrived after the month closed',
-                       to_char(for_month, 'YYYY-MM'), validation_id, level, max(referred_user_id), day)
-         WHEN family = 'cpa' AND sum(live) = 0
-           THEN format('corrects %s: validation %s (CPA level %s for user %s, dated %s) '
-                       'was rejected after the month closed',
-                       to_char(for_month, 'YYYY-MM'), validation_id, level, max(referred_user_id), day)
-         WHEN family = 'cpa'
-           THEN format('corrects %s: validation %s changed from %s to %s',
-                       to_char(for_month, 'YYYY-MM'), validation_id, sum(accounted), sum(live))
-         ELSE format('corrects %s: REV level %s on %s was %s when accounted, is %s now (late data)',
-                     to_char(for_month, 'YYYY-MM'), level, day, sum(accounted), sum(live))
-       END AS description
+_ADJUSTMENT_KEYS = """
+SELECT affiliate_id, $2::date AS month, for_month, family, family || '_adjustment' AS kind, validation_id,
+       max(referred_user_id) AS referred_user_id, level, day, sum(amount)::numeric(18,2) AS amount,
+       sum(live) AS live, sum(accounted) AS accounted
 FROM (
     SELECT v.affiliate_id, date_trunc('month', v.validation_date AT TIME ZONE $1)::date AS for_month,
            'cpa'::text AS family, v.id AS validation_id, v.referred_user_id, v.cpa_level AS level,
@@ -261,9 +306,37 @@ GROUP BY affiliate_id, for_month, family, validation_id, level, day
 HAVING sum(amount) <> 0
 """
 
+_ADJUSTMENT_LINES = """
+SELECT affiliate_id, month, for_month, family, kind, validation_id, referred_user_id, level, day, amount,
+       amount AS listed_amount, amount_paid,
+       CASE
+         WHEN family = 'cpa' AND accounted = 0
+           THEN format('corrects %s: validation %s (CPA level %s for user %s, dated %s) '
+                       'arrived after the month closed',
+                       to_char(for_month, 'YYYY-MM'), validation_id, level, referred_user_id, day)
+         WHEN family = 'cpa' AND live = 0
+           THEN format('corrects %s: validation %s (CPA level %s for user %s, dated %s) '
+                       'was rejected after the month closed',
+                       to_char(for_month, 'YYYY-MM'), validation_id, level, referred_user_id, day)
+         WHEN family = 'cpa'
+           THEN format('corrects %s: validation %s changed from %s to %s',
+                       to_char(for_month, 'YYYY-MM'), validation_id, accounted::numeric(18,2),
+                       live::numeric(18,2))
+         ELSE format('corrects %s: REV level %s on %s was %s when accounted, is %s now (late data)',
+                     to_char(for_month, 'YYYY-MM'), level, day, accounted::numeric(18,2), live::numeric(18,2))
+       END || CASE
+         WHEN amount_paid IS NOT NULL
+           THEN format('; %s REV %s -> %s, negative carryover off: pays max(0, %s) - max(0, %s) = %s',
+                       to_char(for_month, 'YYYY-MM'), rev_before, rev_after, rev_after, rev_before,
+                       amount_paid)
+         ELSE ''
+       END AS description
+FROM (""" + with_rev_paid(_ADJUSTMENT_KEYS) + """) AS a
+"""
+
 _LINE_COLUMNS = (
     "affiliate_id, month, for_month, family, kind, validation_id, referred_user_id, level, "
-    "day, amount, listed_amount, description"
+    "day, amount, listed_amount, amount_paid, description"
 )
 
 
@@ -304,7 +377,9 @@ def figures_sql(with_ids: bool, keyset: bool = False, limited: bool = False) -> 
                coalesce(sum(listed_amount) FILTER (WHERE kind = 'cpa_rejected'), 0) AS cpa_rejected,
                coalesce(sum(amount) FILTER (WHERE kind = 'rev'), 0) AS rev,
                coalesce(sum(amount) FILTER (WHERE kind = 'cpa_adjustment'), 0) AS cpa_adjustments,
-               coalesce(sum(amount) FILTER (WHERE kind = 'rev_adjustment'), 0) AS rev_adjustments
+               coalesce(sum(amount) FILTER (WHERE kind = 'rev_adjustment'), 0) AS rev_adjustments,
+               coalesce(sum(amount) FILTER (WHERE amount_paid IS NOT NULL), 0) AS rev_adjustments_off,
+               coalesce(sum(amount_paid), 0) AS rev_adjustments_off_paid
         FROM lines GROUP BY affiliate_id, month
     ), prev AS (
         SELECT s.affiliate_id, $2::date AS month, s.carryover_out, s.held_out
@@ -319,6 +394,8 @@ def figures_sql(with_ids: bool, keyset: bool = False, limited: bool = False) -> 
            coalesce(f.rev, 0)::numeric(18,2) AS rev,
            coalesce(f.cpa_adjustments, 0)::numeric(18,2) AS cpa_adjustments,
            coalesce(f.rev_adjustments, 0)::numeric(18,2) AS rev_adjustments,
+           coalesce(f.rev_adjustments_off, 0)::numeric(18,2) AS rev_adjustments_off,
+           coalesce(f.rev_adjustments_off_paid, 0)::numeric(18,2) AS rev_adjustments_off_paid,
            coalesce(prev.carryover_out, 0)::numeric(18,2) AS carryover_in,
            coalesce(prev.held_out, 0)::numeric(18,2) AS held_in
     FROM figures f FULL JOIN prev ON prev.affiliate_id = f.affiliate_id AND prev.month = f.month
@@ -438,7 +515,13 @@ def _settle_chain(
         r = by_month.get(current)
         figures = (
             MonthFigures(
-                r["cpa_validated"], r["cpa_rejected"], r["rev"], r["cpa_adjustments"], r["rev_adjustments"]
+                r["cpa_validated"],
+                r["cpa_rejected"],
+                r["rev"],
+                r["cpa_adjustments"],
+                r["rev_adjustments"],
+                r["rev_adjustments_off"],
+                r["rev_adjustments_off_paid"],
             )
             if r is not None
             else MonthFigures()
@@ -473,6 +556,14 @@ async def open_lines(
         "ORDER BY family, kind, day, level, validation_id",
         tz, month, month, [affiliate_id])
     return list(lines)
+
+
+async def stored_lines(conn: asyncpg.Connection, affiliate_id: int, month: date) -> list[asyncpg.Record]:
+    """The lines of a closed statement, with what its REV adjustments paid (``with_rev_paid``)."""
+    source = "SELECT * FROM commission_statement_lines WHERE affiliate_id = $1 AND month = $2"
+    return list(await conn.fetch(
+        f"SELECT * FROM ({with_rev_paid(source)}) AS x ORDER BY family, kind, day, level, validation_id",
+        affiliate_id, month))
 
 
 # ------------------------------------------------------------------ closing

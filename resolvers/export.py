@@ -22,35 +22,27 @@ Constant memory: rows come from a server-side cursor in chunks of ``CHUNK`` and 
 is written and sent before the next is read. The first chunk is read before the answer
 starts, so bad input and an unreachable database still get a JSON error with its status.
 
-``format=xlsx`` (``csv`` the default): the same rows and cells in one worksheet (another
-every 1,048,575 rows, Excel's limit), written by xlsxwriter in constant-memory mode to a
-temporary file that is streamed back once complete (a zip is only whole at its end), so
-any error is still a JSON error. Money cells are numbers written from the exact decimal
-text (never through a float) with a 2-decimal format; a spreadsheet holds them as doubles,
-exact to the cent up to 15 significant digits (larger amounts are written as text). Dates
-are date cells, instants ISO 8601 text with offset, as in the CSV. ``sep``/``decimal`` are
-CSV options and refused with ``format=xlsx``.
+``format=xlsx`` (``csv`` the default): the same rows and cells in a workbook written to a
+temporary file and streamed back once complete (``resolvers.xlsx``), so any error is still
+a JSON error. ``sep``/``decimal`` are CSV options and refused with ``format=xlsx``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import logging
 import os
 import re
-import tempfile
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from enum import Enum
-from typing import Any, BinaryIO
+from typing import Any
 
 import orjson
-import xlsxwriter
 from sqlalchemy import (
     BigInteger,
     Integer,
@@ -74,6 +66,7 @@ from resolvers.arguments import LEVELS, MAX_ID, aware, check_range
 from resolvers.context import ApiState, Context, viewer_for
 from resolvers.loaders.affiliate import AFFILIATE_COLUMNS, affiliates
 from resolvers.statement import from_open, from_stored, may_read_money_of
+from resolvers.xlsx import XLSX_MEDIA_TYPE, file_chunks, write_workbook
 from schema.enums import CpaStatus, PeriodType, RankingMetric, ReferralStatus
 from schema.errors import BadUserInput, PublicError, ServiceUnavailable
 from schema.summary import PeriodicSummary
@@ -537,99 +530,6 @@ async def _rest(first: bytes, body: AsyncIterator[bytes]) -> AsyncIterator[bytes
         await body.aclose()  # type: ignore[attr-defined]
 
 
-# ------------------------------------------------------------------ xlsx
-XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-XLSX_MAX_ROWS = 1_048_576  # per worksheet, the header included
-_EXACT_DIGITS = 15  # a double holds any decimal of up to 15 significant digits exactly
-_FILE_CHUNK = 256 * 1024
-
-
-class XlsxReport:
-    """One report as a workbook on disk, written row by row in constant memory."""
-
-    def __init__(self, path: str, name: str, header: list[str]) -> None:
-        self.book = xlsxwriter.Workbook(path, {
-            "constant_memory": True,  # each row goes to disk when the next one starts
-            "strings_to_numbers": False, "strings_to_formulas": False, "strings_to_urls": False,
-        })
-        self.money = self.book.add_format({"num_format": "#,##0.00"})
-        self.day = self.book.add_format({"num_format": "yyyy-mm-dd"})
-        self.bold = self.book.add_format({"bold": True})
-        self.name, self.header = name, header
-        self._next_sheet()
-
-    def _next_sheet(self) -> None:
-        n = len(self.book.worksheets()) + 1
-        self.sheet = self.book.add_worksheet(self.name if n == 1 else f"{self.name} {n}")
-        self.sheet.freeze_panes(1, 0)
-        for col, title in enumerate(self.header):
-            self.sheet.write_string(0, col, title, self.bold)
-        self.row = 1
-
-    def write_rows(self, rows: Iterable[Sequence[Any]]) -> None:
-        for values in rows:
-            if self.row >= XLSX_MAX_ROWS:
-                self._next_sheet()
-            for col, value in enumerate(values):
-                self._cell(col, value)
-            self.row += 1
-
-    def _cell(self, col: int, value: Any) -> None:
-        sheet, row = self.sheet, self.row
-        if value is None:
-            return
-        if isinstance(value, bool):
-            sheet.write_boolean(row, col, value)
-        elif isinstance(value, Decimal):
-            if len(value.as_tuple().digits) <= _EXACT_DIGITS:
-                # xlsxwriter writes the number's own text ("{:.16G}"): the exact decimal, no float
-                sheet.write_number(row, col, value, self.money)  # type: ignore[arg-type]
-            else:
-                sheet.write_string(row, col, format(value, "f"))
-        elif isinstance(value, int):
-            if abs(value) < 10**_EXACT_DIGITS:
-                sheet.write_number(row, col, value)
-            else:
-                sheet.write_string(row, col, str(value))
-        elif isinstance(value, float):  # never expected: money is Decimal end to end
-            raise TypeError("floats are not exported")
-        elif isinstance(value, datetime):
-            sheet.write_string(row, col, value.isoformat())  # an instant: its offset matters
-        elif isinstance(value, date):
-            sheet.write_datetime(row, col, value, self.day)
-        elif isinstance(value, Enum):
-            sheet.write_string(row, col, value.name)
-        else:
-            sheet.write_string(row, col, str(value))
-
-    def close(self) -> None:
-        self.book.close()
-
-
-async def _write_xlsx(export: Export, api: ApiState, sheet_name: str) -> BinaryIO:
-    """The whole workbook in a temporary file, open for reading and already unlinked (gone
-    from the disk when the answer ends, however it ends). The writing runs in a thread."""
-    fd, path = tempfile.mkstemp(prefix="fature-export-", suffix=".xlsx")
-    os.close(fd)
-    try:
-        report = XlsxReport(path, sheet_name, export.header)
-        async with aclosing(_row_chunks(export, api)) as chunks:
-            async for chunk in chunks:
-                await asyncio.to_thread(report.write_rows, chunk)
-        await asyncio.to_thread(report.close)
-        return await asyncio.to_thread(open, path, "rb")
-    finally:
-        os.unlink(path)
-
-
-async def _file_chunks(file: BinaryIO) -> AsyncIterator[bytes]:
-    try:
-        while part := await asyncio.to_thread(file.read, _FILE_CHUNK):
-            yield part
-    finally:
-        file.close()
-
-
 async def export_csv(request: Request) -> Response:
     api: ApiState = request.app.state.api
     report = request.path_params["report"]
@@ -643,7 +543,7 @@ async def export_csv(request: Request) -> Response:
         fmt = parse_format(request.query_params)
         export = await _BUILDERS[report](context, request.query_params)
         if output == "xlsx":
-            workbook = await _write_xlsx(export, api, report)
+            workbook = await write_workbook(_row_chunks(export, api), report, export.header)
         else:
             body = _encode(export, fmt, api)
             # The first chunk (header and first rows) before the status line: errors stay JSON.
@@ -660,7 +560,7 @@ async def export_csv(request: Request) -> Response:
         headers["content-disposition"] = (
             f'attachment; filename="fature-{export.filename.removesuffix(".csv")}.xlsx"')
         headers["content-length"] = str(os.fstat(workbook.fileno()).st_size)
-        return StreamingResponse(_file_chunks(workbook), media_type=XLSX_MEDIA_TYPE, headers=headers)
+        return StreamingResponse(file_chunks(workbook), media_type=XLSX_MEDIA_TYPE, headers=headers)
     headers["content-disposition"] = f'attachment; filename="fature-{export.filename}"'
     assert body is not None
     return StreamingResponse(_rest(first, body), media_type="text/csv; charset=utf-8", headers=headers)

@@ -115,7 +115,8 @@ def from_open(open_statement: st.OpenStatement) -> Statement:
 def line_from(row: asyncpg.Record) -> StatementLine:
     adjustment = row["kind"].endswith("_adjustment")
     return StatementLine(
-        kind=StatementLineKind(row["kind"]), amount=row["amount"], level=row["level"], day=row["day"],
+        kind=StatementLineKind(row["kind"]), amount=row["amount"], amount_paid=row["amount_paid"],
+        level=row["level"], day=row["day"],
         validation_id=strawberry.ID(str(row["validation_id"])) if row["validation_id"] else None,
         referred_user_id=strawberry.ID(str(row["referred_user_id"])) if row["referred_user_id"] else None,
         corrects_month=row["for_month"] if adjustment else None, description=row["description"],
@@ -189,9 +190,7 @@ async def statement_lines(info: Info, parent: Statement) -> list[StatementLine]:
         if parent.status is StatementStatus.OPEN:
             rows = await st.open_lines(conn, ctx.settings.timezone, parent.owner, parent.month)
         else:
-            rows = await conn.fetch(
-                "SELECT * FROM commission_statement_lines WHERE affiliate_id = $1 AND month = $2 "
-                "ORDER BY family, kind, day, level, validation_id", parent.owner, parent.month)
+            rows = await st.stored_lines(conn, parent.owner, parent.month)
     return [line_from(r) for r in rows]
 
 

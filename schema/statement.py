@@ -32,7 +32,13 @@ class StatementLineKind(Enum):
                              "adjustment naming the closed month and item it corrects.")
 class StatementLine:
     kind: StatementLineKind
-    amount: Decimal
+    amount: Decimal = strawberry.field(description="The line's money; on an adjustment, the change: the "
+                                                   "item now minus what was accounted for it.")
+    amount_paid: Decimal | None = strawberry.field(
+        description="REV adjustments of a month settled with negative carryover off: what the change "
+                    "pays, max(0, that month's REV after it) - max(0, its REV before it); the payable "
+                    "counts this, not amount. Null on other lines (REV adjustments of months settled "
+                    "with negative carryover on join the month's REV balance).")
     level: int
     day: date = strawberry.field(description="The validation's local date or the REV day.")
     validation_id: strawberry.ID | None
@@ -58,10 +64,14 @@ class Statement:
     cpa: Decimal = strawberry.field(description="cpaValidated - cpaRejected.")
     rev: Decimal = strawberry.field(description="Sum of the month's daily REV (= the summary's revEarned).")
     cpa_adjustments: Decimal
-    rev_adjustments: Decimal
+    rev_adjustments: Decimal = strawberry.field(
+        description="The change in closed months' REV: the sum of the REV adjustment lines' amounts.")
     adjustments: Decimal
     carryover_in: Decimal = strawberry.field(description="Negative REV balance carried in (<= 0).")
-    rev_payable: Decimal = strawberry.field(description="max(carryoverIn + rev + revAdjustments, 0).")
+    rev_payable: Decimal = strawberry.field(
+        description="REV paid: max(carryoverIn + rev + the revAdjustments of months settled with "
+                    "negative carryover on, 0) + the amountPaid of the REV adjustments of months "
+                    "settled with it off (negative when those take back REV paid before).")
     carryover_out: Decimal = strawberry.field(description="Negative REV balance carried to next month.")
     held_in: Decimal = strawberry.field(description="Payable of on-hold months rolled into this one.")
     payable: Decimal

@@ -590,9 +590,9 @@ async def test_xlsx_of_an_empty_report_is_the_header(exports: Exports) -> None:
 async def test_xlsx_rolls_over_to_a_new_worksheet(exports: Exports, monkeypatch: pytest.MonkeyPatch) -> None:
     import openpyxl
 
-    from resolvers import export
+    from resolvers import xlsx
 
-    monkeypatch.setattr(export, "XLSX_MAX_ROWS", 21)  # a header and 20 rows a sheet
+    monkeypatch.setattr(xlsx, "XLSX_MAX_ROWS", 21)  # a header and 20 rows a sheet
     rows = await assert_xlsx_equals_csv(exports, "referrals", "admin", None, affiliate_id=ROOT)
     assert rows > 40
     content = (await exports.get("referrals", affiliate_id=ROOT, format="xlsx")).content
@@ -606,7 +606,7 @@ def test_xlsx_cells(tmp_path: Any) -> None:
 
     import openpyxl
 
-    from resolvers.export import XlsxReport
+    from resolvers.xlsx import XlsxReport
     from schema.enums import PeriodType
 
     path = str(tmp_path / "cells.xlsx")

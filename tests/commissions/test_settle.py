@@ -60,3 +60,28 @@ def test_a_negative_payable_is_held_and_offsets_the_next_month() -> None:
     assert s.on_hold and s.held_out == D("-50.00")
     nxt = settle(MonthFigures(cpa_validated=D("70.00")), s.carry, PayoutTerms(1, 1, True, D("0.00")))
     assert nxt.payable == D("20.00") and not nxt.on_hold
+
+
+def test_corrections_of_months_with_carryover_off_are_paid_as_they_change_those_months() -> None:
+    """A closed month settled with carryover off: its correction pays the change in
+    max(0, its REV), added as is: not floored by this month's own REV, negative or not."""
+    paid = MonthFigures(rev=D("-500.00"), rev_adjustments=D("300.00"), rev_adjustments_off=D("300.00"),
+                        rev_adjustments_off_paid=D("100.00"))
+    for terms in (OFF, ON):
+        s = settle(paid, Carry(), terms)
+        assert s.rev_payable == D("100.00") and s.payable == D("100.00")
+        assert s.carryover_out == (D("-500.00") if terms.negative_carryover else D("0.00"))
+    clawed = settle(MonthFigures(cpa_validated=D("50.00"), rev=D("40.00"), rev_adjustments=D("-300.00"),
+                                 rev_adjustments_off=D("-300.00"), rev_adjustments_off_paid=D("-100.00")),
+                    Carry(), OFF)
+    assert clawed.rev_payable == D("-60.00") and clawed.payable == D("-10.00")
+    assert clawed.on_hold and clawed.held_out == D("-10.00")
+
+
+def test_corrections_of_months_with_carryover_on_join_the_balance() -> None:
+    """Corrections of months settled with carryover on keep joining the running balance; in a
+    month that has both kinds, only those of carryover-off months are paid as they are."""
+    s = settle(MonthFigures(rev=D("50.00"), rev_adjustments=D("-80.00"), rev_adjustments_off=D("20.00"),
+                            rev_adjustments_off_paid=D("20.00")), Carry(D("-10.00")), ON)
+    # balance -10 + 50 + (-80 - 20) = -60: carried; the carryover-off month pays its 20
+    assert s.carryover_out == D("-60.00") and s.rev_payable == D("20.00") and s.payable == D("20.00")

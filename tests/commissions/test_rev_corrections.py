@@ -1,0 +1,190 @@
+"""Late REV corrections of closed months: a correction belongs to the month it corrects.
+
+With negative carryover off a closed month C paid max(0, its REV); a correction of C pays
+max(0, C's REV with every correction so far) - max(0, C's REV as already settled), added to
+the open payable as is. With carryover on, corrections join the running REV balance.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+from typing import Any
+
+from tests.commissions.conftest import Program, past_plan
+from tests.factories import Operation
+from tests.resolvers.world import rows
+
+STATEMENT = """
+query S($id: ID!) { statement(id: $id) {
+  id status rev revAdjustments carryoverIn revPayable carryoverOut heldIn payable heldOut belowMinPayout
+  lines { kind amount amountPaid level day correctsMonth description }
+} }"""
+CLOSE = "mutation C($m: Date!) { closeMonth(month: $m) { months } }"
+OFF = [{"effective_from": "1900-01-01", "negative_carryover": False, "min_payout": "0.00"}]
+ON = [{"effective_from": "1900-01-01", "negative_carryover": True, "min_payout": "0.00"}]
+
+
+async def statement(program: Program, id: str) -> dict[str, Any]:
+    return (await program.data(STATEMENT, {"id": id}))["statement"]
+
+
+async def rev_day(program: Program, affiliate_id: int, day: str, rev: str) -> None:
+    """The daily REV of level 1 as the ETL writes it (GGR at the default 25%): setting it
+    again is late data for that day."""
+    await rows(program.world.robust_url, """
+        INSERT INTO etl.affiliate_level_periods (affiliate_id, period_type, period_start, level, new_referrals,
+            deposits, deposit_count, withdrawals, withdrawal_count, stake, win, bet_count, cpa, validations, rev)
+        VALUES ($1, 'daily', $2::text::date, 1, 0, 0, 0, 0, 0, greatest($3::text::numeric * 4, 0),
+                greatest(-$3::text::numeric * 4, 0), 1, 0, 0, $3::text::numeric)
+        ON CONFLICT (affiliate_id, period_type, period_start, level)
+        DO UPDATE SET stake = EXCLUDED.stake, win = EXCLUDED.win, rev = EXCLUDED.rev""",
+        affiliate_id, day, rev)
+
+
+def rev_adjustments(s: dict[str, Any]) -> list[tuple[str, str, str | None]]:
+    return [(line["day"], line["amount"], line["amountPaid"])
+            for line in s["lines"] if line["kind"] == "REV_ADJUSTMENT"]
+
+
+async def close(program: Program, month: str) -> None:
+    await program.data(CLOSE, {"m": month})
+
+
+async def test_a_correction_of_a_forgiven_negative_month_pays_only_what_the_month_earns(
+        program: Program) -> None:
+    """The example of the rule, through the real ETL: affiliate 1 (carryover off) closed
+    April with REV -200.00, paid 0; a late bet makes April's REV +100.00. May pays 100.00,
+    not the 300.00 of the raw change, whatever May's own REV."""
+    await past_plan(program.world.robust_url, 1, OFF)
+    await close(program, "2025-04-01")
+    april = await statement(program, "1:2025-04")
+    assert (D(april["rev"]), D(april["revPayable"]), D(april["payable"])) == (D("-200.00"), 0, 0)
+
+    op = await Operation.open(program.world.operation_url)
+    try:
+        await op.bet(18, "1200.00", "0.00", "2025-04-02 14:00Z")  # same day: GGR +1200, REV +300.00
+        await op.user(31, at="2025-05-01 12:00Z")
+        await op.track(31, 1, "2025-05-01 12:00Z")
+        await op.bet(31, "100.00", "2100.00", "2025-05-05 13:00Z")  # May's own REV: -500.00
+    finally:
+        await op.close()
+    await program.etl(full=True)
+
+    assert await statement(program, "1:2025-04") == april  # closed: frozen
+    may = await statement(program, "1:2025-05")
+    assert rev_adjustments(may) == [("2025-04-02", "300.00", "100.00")]
+    line = next(x for x in may["lines"] if x["kind"] == "REV_ADJUSTMENT")
+    assert line["correctsMonth"] == "2025-04-01"
+    assert line["description"].startswith("corrects 2025-04: REV level 1 on 2025-04-02 was -200.00")
+    assert "2025-04 REV -200.00 -> 100.00" in line["description"]
+    assert "pays max(0, 100.00) - max(0, -200.00) = 100.00" in line["description"]
+    assert D(may["rev"]) == D("-500.00") and D(may["revAdjustments"]) == D("300.00")  # the raw change
+    assert D(may["revPayable"]) == D("100.00") and D(may["payable"]) == D("100.00")
+    assert not may["belowMinPayout"] and D(may["carryoverOut"]) == 0
+    # the books still add up: April as closed + its later adjustments = the robust tables' April
+    summary = await rows(program.world.robust_url,
+                         "SELECT rev_earned FROM affiliate_periodic_summaries WHERE affiliate_id = 1 "
+                         "AND period_type = 'monthly' AND period_start = DATE '2025-04-01'")
+    assert D(april["rev"]) + D(may["revAdjustments"]) == summary[0]["rev_earned"] == D("100.00")
+
+    # closing May stores what the open May showed, paid amounts included
+    await close(program, "2025-05-01")
+    stored = await statement(program, "1:2025-05")
+    assert stored == {**may, "status": "CLOSED"}
+
+
+async def test_corrections_of_a_month_settled_with_carryover_off(program: Program) -> None:
+    """Affiliates 901-903 on carryover off, each with one March day of REV, closed; then that
+    day changes. 901: -200 -> +100 pays 100; 902: +100 -> -200 claws back 100 (the payable
+    goes negative and rolls over); 903: -200 -> -250 changes nothing paid."""
+    cases = {901: ("-200.00", "100.00"), 902: ("100.00", "-200.00"), 903: ("-200.00", "-250.00")}
+    for affiliate_id, (before, _) in cases.items():
+        await past_plan(program.world.robust_url, affiliate_id, OFF)
+        await rev_day(program, affiliate_id, "2025-03-10", before)
+    await close(program, "2025-03-01")
+    closed = {a: await statement(program, f"{a}:2025-03") for a in cases}
+    assert [D(closed[a]["revPayable"]) for a in cases] == [0, D("100.00"), 0]
+    for affiliate_id, (_, after) in cases.items():
+        await rev_day(program, affiliate_id, "2025-03-10", after)
+
+    for affiliate_id, change, paid in [(901, "300.00", "100.00"), (902, "-300.00", "-100.00"),
+                                       (903, "-50.00", "0.00")]:
+        assert await statement(program, f"{affiliate_id}:2025-03") == closed[affiliate_id]  # frozen
+        april = await statement(program, f"{affiliate_id}:2025-04")
+        assert rev_adjustments(april) == [("2025-03-10", change, paid)], affiliate_id
+        assert D(april["revAdjustments"]) == D(change)
+        assert D(april["revPayable"]) == D(paid) and D(april["payable"]) == D(paid)
+        assert D(april["carryoverOut"]) == 0
+    clawed = await statement(program, "902:2025-04")
+    assert clawed["belowMinPayout"] and D(clawed["heldOut"]) == D("-100.00")  # recovered later
+    assert (await statement(program, "903:2025-04"))["belowMinPayout"]
+
+
+async def test_successive_corrections_of_one_month(program: Program) -> None:
+    """Affiliate 901 (carryover off) closed March at REV -200. April brings +300 (March now
+    +100: pays 100) and is closed; May brings -150 on the same day and +30 on another (March
+    now -20: max(0, -20) - max(0, 100) = -100, line by line in day order), added to May's own
+    REV (+40) as is."""
+    await past_plan(program.world.robust_url, 901, OFF)
+    await rev_day(program, 901, "2025-03-10", "-200.00")
+    await close(program, "2025-03-01")
+    await rev_day(program, 901, "2025-03-10", "100.00")
+    april = await statement(program, "901:2025-04")
+    assert rev_adjustments(april) == [("2025-03-10", "300.00", "100.00")]
+    await close(program, "2025-04-01")
+    assert await statement(program, "901:2025-04") == {**april, "status": "CLOSED"}
+
+    await rev_day(program, 901, "2025-03-10", "-50.00")
+    await rev_day(program, 901, "2025-03-20", "30.00")
+    await rev_day(program, 901, "2025-05-05", "40.00")
+    may = await statement(program, "901:2025-05")
+    assert rev_adjustments(may) == [("2025-03-10", "-150.00", "-100.00"), ("2025-03-20", "30.00", "0.00")]
+    first, second = (x["description"] for x in may["lines"] if x["kind"] == "REV_ADJUSTMENT")
+    assert "2025-03 REV 100.00 -> -50.00" in first and "= -100.00" in first
+    assert "2025-03 REV -50.00 -> -20.00" in second and "= 0.00" in second
+    assert D(may["rev"]) == D("40.00") and D(may["revAdjustments"]) == D("-120.00")
+    assert D(may["revPayable"]) == D("-60.00") and D(may["payable"]) == D("-60.00")
+    assert may["belowMinPayout"] and D(may["heldOut"]) == D("-60.00")
+    # every correction of March, stored or open, adds up to March's REV now
+    assert sum(D(a) for _, a, _ in rev_adjustments(april) + rev_adjustments(may)) == D("180.00")  # -200 -> -20
+    # a closed statement shows the paid amounts it was settled with, whatever came after
+    await close(program, "2025-05-01")
+    assert await statement(program, "901:2025-04") == {**april, "status": "CLOSED"}
+    assert await statement(program, "901:2025-05") == {**may, "status": "ON_HOLD"}
+
+
+async def test_corrections_with_carryover_on_join_the_running_balance(program: Program) -> None:
+    """Unchanged: 901 (carryover on) carried March's -200; +300 to March makes April's balance
+    -200 + 300 = 100. 902 (on) was paid March's +100; -300 to March leaves -300 carried."""
+    for affiliate_id, before in [(901, "-200.00"), (902, "100.00")]:
+        await past_plan(program.world.robust_url, affiliate_id, ON)
+        await rev_day(program, affiliate_id, "2025-03-10", before)
+    await close(program, "2025-03-01")
+    await rev_day(program, 901, "2025-03-10", "100.00")
+    await rev_day(program, 902, "2025-03-10", "-200.00")
+
+    carried = await statement(program, "901:2025-04")
+    assert rev_adjustments(carried) == [("2025-03-10", "300.00", None)]
+    assert D(carried["carryoverIn"]) == D("-200.00") and D(carried["revPayable"]) == D("100.00")
+    assert D(carried["payable"]) == D("100.00") and D(carried["carryoverOut"]) == 0
+    assert "pays" not in carried["lines"][0]["description"]
+    clawed = await statement(program, "902:2025-04")
+    assert rev_adjustments(clawed) == [("2025-03-10", "-300.00", None)]
+    assert D(clawed["revPayable"]) == 0 and D(clawed["carryoverOut"]) == D("-300.00")
+    assert D(clawed["payable"]) == 0
+
+
+async def test_a_correction_of_a_month_that_had_no_statement(program: Program) -> None:
+    """A closed month where the affiliate had nothing (no statement stored) is settled by the
+    terms in force on its last day: 901 (its own plan, carryover off) pays max(0, -50) - 0 = 0;
+    904 (the default plan, carryover on) carries the -50."""
+    await past_plan(program.world.robust_url, 901, OFF)
+    await close(program, "2025-03-01")
+    await rev_day(program, 901, "2025-03-10", "-50.00")
+    await rev_day(program, 904, "2025-03-10", "-50.00")
+    off = await statement(program, "901:2025-04")
+    assert rev_adjustments(off) == [("2025-03-10", "-50.00", "0.00")]
+    assert D(off["payable"]) == 0 and D(off["carryoverOut"]) == 0
+    on = await statement(program, "904:2025-04")
+    assert rev_adjustments(on) == [("2025-03-10", "-50.00", None)]
+    assert D(on["carryoverOut"]) == D("-50.00")
