@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from etl.bulk import indexes_built_after
+from etl.bulk import indexes_built_after, nested_loops
 
 _FIGURES = (
     "new_referrals",
@@ -194,7 +194,11 @@ WHERE l.period_type = 'daily' AND l.period_start >= $1 AND l.bet_count > 0
 
 async def accrue(conn: asyncpg.Connection, *, full: bool = False) -> None:
     """Apply this cycle's contribution changes to every period row they touch."""
-    await conn.execute(_DELTA)
+    if full:
+        await conn.execute(_DELTA)
+    else:
+        async with nested_loops(conn):  # the changed users' uplines, by index
+            await conn.execute(_DELTA)
     if not full and (first_day := await conn.fetchval(RERATE_FROM)) is not None:
         await conn.execute(_RERATE.replace("{zeros}", ", ".join("0" for _ in _FIGURES)), first_day)
     await conn.execute("ANALYZE delta_daily")
