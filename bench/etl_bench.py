@@ -108,15 +108,32 @@ async def main() -> None:
 
     rows = []
 
+    async def wal_position() -> str:
+        conn = await asyncpg.connect(robust_url)
+        try:
+            return await conn.fetchval("SELECT pg_current_wal_lsn()::text")
+        finally:
+            await conn.close()
+
+    async def wal_since(start: str) -> float:
+        conn = await asyncpg.connect(robust_url)
+        try:
+            return float(await conn.fetchval("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1)", start))
+        finally:
+            await conn.close()
+
     async def measure(label: str, **kw: object) -> None:
+        wal_start = await wal_position()
         started = time.perf_counter()
         result = await run_cycle(settings, robust_url, op_url, **kw)  # type: ignore[arg-type]
         elapsed = time.perf_counter() - started
+        wal_mb = await wal_since(wal_start) / 2**20  # the whole server's WAL, this cycle's mostly
         read = sum(result.rows_read.values())
         rows.append((label, elapsed, read, result.rows_read, result.rows_written, rss_mb()))
         print(
             f"{label}: {elapsed:.3f} s, rows read {read:,} {result.rows_read}, "
-            f"written {result.rows_written}, peak RSS {rss_mb():.0f} MB, steps {result.step_seconds}",
+            f"written {result.rows_written}, peak RSS {rss_mb():.0f} MB, WAL {wal_mb:,.0f} MB, "
+            f"steps {result.step_seconds}",
             flush=True,
         )
 
