@@ -1,7 +1,7 @@
 """ETL benchmark at the strategy's scale: first load, --full, a 15-minute cycle, an idle cycle.
 
     .venv/bin/python -m bench.etl_bench [--admin-url postgresql://postgres@127.0.0.1:5432/postgres]
-                                        [--scale seed] [--reuse-operation]
+                                        [--scale seed] [--reuse-operation] [--reuse-robust]
 
 It generates (or reuses) the operation database ``fature_bench_operation`` at the given
 scale, migrates a fresh robust database ``fature_bench_robust``, and measures, in this one
@@ -88,6 +88,10 @@ async def main() -> None:
     parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--scale", default="seed")
     parser.add_argument("--reuse-operation", action="store_true")
+    parser.add_argument(
+        "--reuse-robust", action="store_true",
+        help="keep the loaded robust database: measure only the idle and 15-minute cycles",
+    )
     args = parser.parse_args()
     base = args.admin_url.rsplit("/", 1)[0]
     op_url, robust_url = f"{base}/fature_bench_operation", f"{base}/fature_bench_robust"
@@ -100,8 +104,9 @@ async def main() -> None:
         started = time.perf_counter()
         report = await seed_operation_database(op_url, scale=args.scale, seed=42, force=True)
         print(f"seed {args.scale}: {time.perf_counter() - started:.1f} s, {report.rows}")
-    await admin(args.admin_url, "DROP DATABASE IF EXISTS fature_bench_robust WITH (FORCE)")
-    await admin(args.admin_url, "CREATE DATABASE fature_bench_robust")
+    if not args.reuse_robust:
+        await admin(args.admin_url, "DROP DATABASE IF EXISTS fature_bench_robust WITH (FORCE)")
+        await admin(args.admin_url, "CREATE DATABASE fature_bench_robust")
     await asyncio.to_thread(migrate.upgrade, robust_url)
     settings = Settings(database_url=robust_url, operation_database_url=op_url, _env_file=None)
     sizes = await table_sizes(op_url)
@@ -137,8 +142,9 @@ async def main() -> None:
             flush=True,
         )
 
-    await measure("first load (empty robust database)")
-    await measure("full recompute (--full)", full=True)
+    if not args.reuse_robust:
+        await measure("first load (empty robust database)")
+        await measure("full recompute (--full)", full=True)
     await measure("idle cycle (nothing new)")
     idle = []
     for _ in range(5):
