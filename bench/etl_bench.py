@@ -123,7 +123,7 @@ async def main() -> None:
     async def wal_since(start: str) -> float:
         conn = await asyncpg.connect(robust_url)
         try:
-            return float(await conn.fetchval("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1)", start))
+            return float(await conn.fetchval("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::text::pg_lsn)", start))
         finally:
             await conn.close()
 
