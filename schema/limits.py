@@ -1,4 +1,5 @@
-"""What a document may ask for: depth, aliases, tokens, introspection and an estimated cost.
+"""What a document may ask for: depth, aliases, tokens, introspection and an estimated cost;
+and the shared caches that parse and validate each distinct document once.
 
 Depth and aliases are strawberry's own limiter rules, built once per limit value so the
 validation cache keeps hitting; tokens cap the parser (as ``MaxTokensLimiter`` does);
@@ -14,21 +15,29 @@ from functools import lru_cache
 from typing import Any
 
 from graphql import (
+    ArgumentNode,
     ASTValidationRule,
+    DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
     InlineFragmentNode,
+    ListValueNode,
     NoSchemaIntrospectionCustomRule,
+    ObjectValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
     ValueNode,
     VariableNode,
+    Visitor,
+    parse,
     value_from_ast_untyped,
+    visit,
 )
 from graphql import ExecutionResult as GraphQLExecutionResult
 from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter, SchemaExtension
+from strawberry.schema.schema import validate_document
 
 from schema.errors import QueryTooCostly
 
@@ -51,8 +60,37 @@ def limit_rules(max_depth: int, max_aliases: int, introspection: bool) -> tuple[
     return tuple(rules)
 
 
+# Shared by every request, as strawberry's ParserCache and ValidationCache keep theirs: a
+# repeated document is parsed and validated once (per token limit and rule set). Validations
+# are keyed by the parsed document's identity (the parse cache hands out the same object);
+# strawberry's cache hashed the whole syntax tree on every request (~0.1 ms for a dashboard).
+MAX_CACHED_DOCUMENTS = 1024
+_parse = lru_cache(maxsize=MAX_CACHED_DOCUMENTS)(parse)
+_VALIDATIONS: dict[tuple[int, int, tuple[type[ASTValidationRule], ...]],
+                   tuple[DocumentNode, Any, list[GraphQLError]]] = {}
+
+
+def _validate(
+    schema: Any, document: DocumentNode, rules: tuple[type[ASTValidationRule], ...]
+) -> list[GraphQLError]:
+    key = (id(document), id(schema), rules)
+    cached = _VALIDATIONS.get(key)
+    if cached is not None and cached[0] is document and cached[1] is schema:  # kept alive by the entry
+        return cached[2]
+    errors = validate_document(schema, document, rules)
+    if len(_VALIDATIONS) >= MAX_CACHED_DOCUMENTS:
+        _VALIDATIONS.clear()
+    _VALIDATIONS[key] = (document, schema, errors)
+    return errors
+
+
 class RequestLimits(SchemaExtension):
-    """Applies the settings' limits for the request's viewer (``info.context``)."""
+    """Parses and validates through the shared caches, with the settings' limits for the
+    request's viewer (``info.context``), then checks the operation's estimated cost.
+
+    One extension instead of three (strawberry's ParserCache and ValidationCache did the
+    caching before): strawberry builds the hook wrappers of every extension for every stage
+    of every request, which cost more than the cached parse and validation themselves."""
 
     def on_operation(self) -> Iterator[None]:
         ec = self.execution_context
@@ -65,13 +103,23 @@ class RequestLimits(SchemaExtension):
         )
         yield
 
+    def on_parse(self) -> Iterator[None]:
+        ec = self.execution_context
+        ec.graphql_document = _parse(ec.query, **ec.parse_options)
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        ec = self.execution_context
+        ec.pre_execution_errors = _validate(ec.schema._schema, ec.graphql_document, ec.validation_rules)
+        yield
+
     def on_execute(self) -> Iterator[None]:
         # The cost needs the variables, so it is checked here, after validation: a result set
         # before execution makes strawberry skip it.
         ec = self.execution_context
         if ec.graphql_document is not None and ec.result is None:
             budget = ec.context.settings.max_query_cost
-            cost = document_cost(ec.graphql_document.definitions, ec.operation_name, ec.variables or {})
+            cost = cached_document_cost(ec.graphql_document, ec.operation_name, ec.variables or {})
             if cost > budget:
                 error = QueryTooCostly(
                     f"Query cost {cost} exceeds the budget of {budget}: ask for smaller pages "
@@ -81,6 +129,63 @@ class RequestLimits(SchemaExtension):
                     GraphQLError(error.message, original_error=error, extensions=error.extensions)
                 ])
         yield
+
+
+# The cost of a (cached, hence identical) document depends on the variables only through the
+# page sizes: (id of the document, operation, those variables' values) -> cost. Each entry
+# keeps its document alive, so an id is never reused while the entry exists.
+_COSTS: dict[tuple[int, str | None, tuple[tuple[type, Any], ...]], tuple[DocumentNode, int]] = {}
+_PAGE_VARIABLES: dict[int, tuple[DocumentNode, tuple[str, ...]]] = {}
+
+
+def cached_document_cost(
+    document: DocumentNode, operation_name: str | None, variables: Mapping[str, Any]
+) -> int:
+    """``document_cost``, computed once per document, operation and page-size variables."""
+    names = _page_variables(document)
+    # With each value's type: 1, 1.0 and True are equal keys but not equal page sizes.
+    key = (id(document), operation_name, tuple((type(v), v) for v in map(variables.get, names)))
+    try:
+        cached = _COSTS.get(key)
+    except TypeError:  # a variable value that cannot be a key (a list where an Int belongs)
+        return document_cost(document.definitions, operation_name, variables)
+    if cached is not None and cached[0] is document:
+        return cached[1]
+    cost = document_cost(document.definitions, operation_name, variables)
+    if len(_COSTS) >= MAX_CACHED_DOCUMENTS:
+        _COSTS.clear()
+    _COSTS[key] = (document, cost)
+    return cost
+
+
+def _page_variables(document: DocumentNode) -> tuple[str, ...]:
+    """Names of the variables used in ``first``/``last`` arguments: all the cost reads."""
+    cached = _PAGE_VARIABLES.get(id(document))
+    if cached is not None and cached[0] is document:
+        return cached[1]
+    names: set[str] = set()
+
+    class Collect(Visitor):
+        def enter_argument(self, node: ArgumentNode, *_: Any) -> None:
+            if node.name.value in ("first", "last"):
+                names.update(v.name.value for v in _variables_in(node.value))
+
+    visit(document, Collect())
+    found = tuple(sorted(names))
+    if len(_PAGE_VARIABLES) >= MAX_CACHED_DOCUMENTS:
+        _PAGE_VARIABLES.clear()
+    _PAGE_VARIABLES[id(document)] = (document, found)
+    return found
+
+
+def _variables_in(node: ValueNode) -> list[VariableNode]:
+    if isinstance(node, VariableNode):
+        return [node]
+    if isinstance(node, ListValueNode):
+        return [v for item in node.values for v in _variables_in(item)]
+    if isinstance(node, ObjectValueNode):
+        return [v for item in node.fields for v in _variables_in(item.value)]
+    return []
 
 
 def document_cost(definitions: Any, operation_name: str | None, variables: Mapping[str, Any]) -> int:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.printer import print_schema
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
@@ -26,6 +25,7 @@ from schema.commission import (
     QualificationCriteria,
 )
 from schema.errors import ErrorPolicy, log_unexpected
+from schema.execution import FatureExecutionContext
 from schema.limits import RequestLimits
 from schema.pagination import Connection
 from schema.scalars import SCALAR_OVERRIDES
@@ -93,13 +93,9 @@ class FatureSchema(strawberry.Schema):
 schema = FatureSchema(
     query=Query,
     mutation=Mutation,
-    extensions=[
-        lambda: ParserCache(maxsize=1024),
-        lambda: ValidationCache(maxsize=1024),
-        RequestLimits,
-        ErrorPolicy,
-    ],
+    extensions=[RequestLimits, ErrorPolicy],  # RequestLimits also caches parsing and validation
     scalar_overrides=SCALAR_OVERRIDES,
+    execution_context_class=FatureExecutionContext,
     # The view caps batches at FATURE_MAX_BATCH_OPERATIONS; this is the hard ceiling.
     config=StrawberryConfig(batching_config={"max_operations": 100}),
 )

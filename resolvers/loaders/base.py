@@ -30,6 +30,17 @@ class BatchLoader(DataLoader[K, V]):
     async def load_batch(self, keys: list[K]) -> Sequence[V]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    # DataLoader keeps ``load_fn``; a stored bound method of the loader itself would make a
+    # reference cycle, and a request's loaders (their cached rows and futures) would then wait
+    # for the cyclic garbage collector instead of going when the request does.
+    @property
+    def load_fn(self) -> Callable[[list[K]], Awaitable[Sequence[V]]]:
+        return self.load_batch
+
+    @load_fn.setter
+    def load_fn(self, value: Callable[[list[K]], Awaitable[Sequence[V]]]) -> None:
+        pass  # always load_batch
+
 
 __all__ = ["BatchLoader", "CountLoader", "PageLoader", "gather_groups", "sql"]
 

@@ -130,17 +130,21 @@ class Api:
 
     @contextmanager
     def statements(self) -> Iterator[list[str]]:
-        """Every SQL statement the app sends while the block runs."""
+        """Every SQL statement the app sends while the block runs: the loaders' reads go to
+        asyncpg directly (``Database.statement_listeners``), the rest through the engine."""
         seen: list[str] = []
-        engine = self.app.state.api.database.engine.sync_engine
+        database = self.app.state.api.database
+        engine = database.engine.sync_engine
 
         def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
             seen.append(statement)
 
         event.listen(engine, "before_cursor_execute", record)
+        database.statement_listeners.append(seen.append)
         try:
             yield seen
         finally:
+            database.statement_listeners.remove(seen.append)
             event.remove(engine, "before_cursor_execute", record)
 
 

@@ -1,0 +1,77 @@
+"""The direct read path's connections (resolvers/access.py ReadConnections): never more than
+the cap, waiting reads are served in turn or time out as an outage, a broken or cancelled read
+never hands its connection to the next one, and a server error keeps the connection."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+import resolvers.access as access
+from db.engine import make_engine
+from resolvers.access import Database, sql
+from schema.errors import ServiceUnavailable
+from tests.resolvers.world import World
+
+SLEEP = sql("SELECT true AS slept, pg_backend_pid() AS pid FROM pg_sleep(:seconds)")
+PID = sql("SELECT pg_backend_pid() AS pid")
+
+
+@pytest.fixture
+async def database(world: World) -> AsyncIterator[Database]:
+    engine = make_engine(world.robust_url)
+    database = Database(engine, max_connections=2)
+    yield database
+    await database.close()
+    await engine.dispose()
+
+
+async def test_at_most_the_cap_and_waiting_reads_are_served(database: Database) -> None:
+    rows = await asyncio.gather(*(database.fetch(SLEEP, {"seconds": 0.05}) for _ in range(6)))
+    assert all(r[0].slept for r in rows)
+    assert len({r[0].pid for r in rows}) <= 2
+    assert database._connections is not None and database._connections._open <= 2
+
+
+async def test_idle_connections_are_reused(database: Database) -> None:
+    first = (await database.fetch(PID))[0].pid
+    assert [(await database.fetch(PID))[0].pid for _ in range(3)] == [first] * 3
+
+
+async def test_waiting_too_long_is_an_outage(database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(access, "POOL_TIMEOUT_SECONDS", 0.05)
+    busy = [asyncio.ensure_future(database.fetch(SLEEP, {"seconds": 0.5})) for _ in range(2)]
+    await asyncio.sleep(0.1)
+    with pytest.raises(ServiceUnavailable):
+        await database.fetch(PID)
+    await asyncio.gather(*busy)
+    assert (await database.fetch(PID))[0].pid  # served again once a connection is free
+
+
+async def test_a_cancelled_read_does_not_hand_on_its_connection(database: Database) -> None:
+    before = (await database.fetch(PID))[0].pid
+    read = asyncio.ensure_future(database.fetch(SLEEP, {"seconds": 5}))
+    await asyncio.sleep(0.1)
+    read.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await read
+    after = (await database.fetch(PID))[0].pid
+    assert after != before  # the cancelled connection was closed, a new one answers
+    assert database._connections is not None and database._connections._open == 1
+
+
+async def test_a_server_error_keeps_the_connection(database: Database) -> None:
+    before = (await database.fetch(PID))[0].pid
+    with pytest.raises(asyncpg.DivisionByZeroError):
+        await database.fetch(sql("SELECT 1 / 0 AS x"))
+    assert (await database.fetch(PID))[0].pid == before
+
+
+async def test_a_closed_pool_opens_again_on_the_next_read(database: Database) -> None:
+    await database.fetch(PID)
+    await database.close()
+    assert database._connections is None
+    assert (await database.fetch(PID))[0].pid

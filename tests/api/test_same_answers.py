@@ -1,0 +1,125 @@
+"""The hot path's shortcuts change no answer: on ETL-built data, every query below answers the
+same JSON with them (the execution context's short ways, reads straight on asyncpg) and
+without them (graphql-core's execution, every statement through SQLAlchemy); and the direct
+read path returns the same rows, of the same Python types, as SQLAlchemy does."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+from app import DASHBOARD_QUERY
+from resolvers.access import Database
+from resolvers.loaders.affiliate import _BY_ID, _UPLINE
+from resolvers.loaders.network import _NETWORK
+from resolvers.loaders.referral import ReferralArgs, ReferralPageByAffiliateLoader
+from resolvers.loaders.summary import _statement
+from resolvers.loaders.validation import _BY_ID as _VALIDATIONS_BY_ID
+from resolvers.sync import _RUNS
+from schema import fast_fields
+from schema.execution import FatureExecutionContext
+from tests.resolvers.world import Api, World, serve, token
+
+LEVELS = "level count deposits bets ggr cpa rev"
+QUERIES: list[tuple[str, dict[str, Any]]] = [
+    (DASHBOARD_QUERY, {"id": "300"}),
+    (DASHBOARD_QUERY, {"id": "101"}),
+    (DASHBOARD_QUERY, {"id": "999999"}),
+    ("""{ affiliates(first: 100) { edges { node { id name status totalCpaEarned totalRevEarned
+        network { levels { """ + LEVELS + """ } } } } } }""", {}),
+    ("""query($n: Int) { affiliates(first: $n, orderBy: {field: TOTAL_NETWORK_SIZE}) {
+        totalCount pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+        edges { cursor node { id name email phone status totalReferrals totalValidatedReferrals
+          totalDeposits totalWithdrawals totalBets totalGgr totalCpaEarned totalRevEarned
+          totalNetworkSize rankCpa rankReferrals registeredAt upline { id name }
+          referrals(first: 3) { totalCount nodes { referredUserId level referralDate status
+            validationDate totalDeposits totalBets cpaAmount referredAffiliate { name } } }
+          cpaValidations(first: 2) { totalCount nodes { id cpaAmount cpaStatus validationDate affiliate { id } } }
+          transactions(first: 2) { totalCount nodes { amount transactionType transactionDate level } }
+          summaries(period: WEEKLY, last: 2) { periodType periodStart cpaEarned
+            levels { level newReferrals deposits bets ggr cpa rev } } } } } }""", {"n": 40}),
+    ("""{ ranking(metric: VALIDATED_REFERRALS, first: 5) { edges { node { id rankReferrals } } }
+        syncStatus { dataAsOf lastRun { id mode trigger status startedAt finishedAt sourceAsOf
+          affiliatesTouched error } lastSuccessfulRun { id } runsInProgress { id } } }""", {}),
+    ("""{ affiliate(id: "300") { summaries(period: DAILY) { periodStart newReferrals
+        validatedReferrals totalDeposits levels { level deposits } } } }""", {}),
+    ('{ affiliate(id: "300") { referrals(first: 2, after: "bad") { totalCount } } }', {}),
+]
+
+
+@contextmanager
+def without_shortcuts(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    with monkeypatch.context() as patch:
+        patch.setattr(fast_fields, "basic_field", lambda field_def: None)
+        patch.setattr(fast_fields, "simple_resolver", lambda field_def, schema: None)
+        patch.setattr(FatureExecutionContext, "complete_list_value",
+                      StrawberryGraphQLCoreExecutionContext.complete_list_value)
+        patch.setattr(Database, "_compile", lambda self, statement: None)
+        yield
+
+
+@pytest.mark.parametrize("role", ["admin", "affiliate"])
+async def test_every_query_answers_the_same(api: Api, monkeypatch: pytest.MonkeyPatch, role: str) -> None:
+    headers = {"authorization": f"Bearer {token(api.app.state.api.settings, role, 300 if role == 'affiliate' else None)}"}
+    for query, variables in QUERIES:
+        fast = (await api.client.post("/graphql", json={"query": query, "variables": variables}, headers=headers))
+        with without_shortcuts(monkeypatch):
+            slow = (await api.client.post("/graphql", json={"query": query, "variables": variables}, headers=headers))
+        assert fast.status_code == slow.status_code == 200
+        assert fast.json() == slow.json(), query
+
+
+async def test_direct_reads_equal_sqlalchemy_rows(api: Api) -> None:
+    database: Database = api.app.state.api.database
+    referrals, params = ReferralPageByAffiliateLoader.statement(
+        ReferralPageByAffiliateLoader, ReferralArgs(first=5, after=None, level=2))  # type: ignore[arg-type]
+    ids = [300, 301, 326, 101, 999999]
+    cases = [
+        (_RUNS, {}),
+        (_BY_ID, {"ids": ids}),
+        (_UPLINE, {"ids": ids}),
+        (_NETWORK, {"ids": ids}),
+        (_statement(True, True, False), {"ids": ids, "period": "daily", "start": date(2025, 3, 1),
+                                         "end": date(2025, 3, 31)}),
+        (_statement(False, False, True), {"ids": ids, "period": "weekly", "last": 3}),
+        (referrals, {"ids": ids, "limit": 6, **params}),
+        (_VALIDATIONS_BY_ID, {"ids": list(range(1, 40))}),
+    ]
+    for statement, values in cases:
+        assert database._compile(statement) is not None  # it takes the direct path
+        direct = await database.fetch(statement, values)
+        async with database.engine.connect() as conn:
+            result = await conn.execute(statement, values)
+            through_sqlalchemy = result.all()
+            columns = list(result.keys())
+        assert direct, statement.text
+        assert [tuple(r) for r in direct] == [tuple(r) for r in through_sqlalchemy]
+        for mine, theirs in zip(direct, through_sqlalchemy, strict=True):
+            assert [type(v) for v in mine] == [type(v) for v in theirs]
+            assert [str(v) for v in mine] == [str(v) for v in theirs]  # Decimal scale, offsets
+            assert mine._mapping == dict(theirs._mapping)
+            assert all(getattr(mine, c) == getattr(theirs, c) for c in columns)
+
+
+async def test_a_statement_with_typed_parameters_goes_through_sqlalchemy(api: Api) -> None:
+    from sqlalchemy import Integer, bindparam
+
+    database: Database = api.app.state.api.database
+    typed = text("SELECT :n + 1 AS m").bindparams(bindparam("n", type_=Integer))
+    assert database._compile(typed) is None
+    with api.statements() as seen:
+        rows = await database.fetch(typed, {"n": 41})
+    assert rows[0].m == 42 and rows[0]._mapping == {"m": 42} and len(seen) == 1
+
+
+async def test_reads_recover_after_the_pool_is_closed(world: World) -> None:
+    async with serve(world) as api:
+        assert (await api.data('{ affiliate(id: "300") { id } }'))["affiliate"]["id"] == "300"
+        await api.app.state.api.database.close()  # as at shutdown; a late read opens a new pool
+        assert (await api.data('{ affiliate(id: "300") { id } }'))["affiliate"]["id"] == "300"
