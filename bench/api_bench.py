@@ -61,7 +61,7 @@ _LEVEL_FIELDS = " ".join(
 )
 # The same dashboard for PostGraphile's generated schema (relations from postgraphile.tags.json5).
 PGL_DASHBOARD = f"""query Dashboard($id: BigInt!) {{
-  affiliateByAffiliateId(affiliateId: $id) {{
+  affiliatesRankedByAffiliateId(affiliateId: $id) {{
     affiliateId name status rankCpa totalReferrals totalValidatedReferrals totalNetworkSize
     totalDeposits totalBets totalGgr totalCpaEarned totalRevEarned
     affiliateMlmStructureByAffiliateId {{ totalNetworkSize {_LEVEL_FIELDS} }}
@@ -77,14 +77,18 @@ PGL_DASHBOARD = f"""query Dashboard($id: BigInt!) {{
   }}
 }}"""
 # PostGraphile 4 infers relations from foreign keys; the robust tables have none, so the
-# relations are declared as smart tags in a file (nothing is written to the database).
+# relations are declared as smart tags in a file (nothing is written to the database). The
+# ranks live in the view ``affiliates_ranked`` (affiliates + rank by value), which Fature
+# reads too: it gets a primary key tag and the relations point at it.
+_TO_RANKED = "references affiliates_ranked (affiliate_id)"
 PGL_TAGS = {
     "version": 1,
     "config": {
         "class": {
-            "affiliate_mlm_structure": {"tags": {"foreignKey": "(affiliate_id) references affiliates"}},
-            "affiliate_periodic_summaries": {"tags": {"foreignKey": "(affiliate_id) references affiliates"}},
-            "affiliate_referrals": {"tags": {"foreignKey": "(referrer_id) references affiliates (affiliate_id)"}},
+            "affiliates_ranked": {"tags": {"primaryKey": "affiliate_id"}},
+            "affiliate_mlm_structure": {"tags": {"foreignKey": f"(affiliate_id) {_TO_RANKED}"}},
+            "affiliate_periodic_summaries": {"tags": {"foreignKey": f"(affiliate_id) {_TO_RANKED}"}},
+            "affiliate_referrals": {"tags": {"foreignKey": f"(referrer_id) {_TO_RANKED}"}},
         }
     },
 }

@@ -92,17 +92,28 @@ WHERE s.id IS NOT NULL AND r.reason IS NOT NULL
 ON CONFLICT DO NOTHING
 """
 
+# Staged rows whose user is not in cadastro (yet), among the users in {users}: every staged
+# user on a full load; on an incremental one only the users of rows that were new or changed
+# (a row re-read in the overlap window was checked when it first arrived, and an anomaly is
+# never deleted, so checking it again could not add anything).
 _ORPHAN_ANOMALIES = """
 INSERT INTO etl.anomalies (source_table, source_id, reason)
 SELECT '{table}', s.id, 'user not in cadastro yet (held)'
 FROM stg_{table} s
 JOIN (SELECT u.user_id
-      FROM (SELECT DISTINCT user_id FROM stg_{table} WHERE user_id IS NOT NULL) AS u
+      FROM (SELECT DISTINCT user_id FROM {users} WHERE user_id IS NOT NULL) AS u
       WHERE NOT EXISTS (SELECT 1 FROM etl.src_cadastro c WHERE c.id = u.user_id)) AS o
   ON o.user_id = s.user_id
 WHERE s.id IS NOT NULL
 ON CONFLICT DO NOTHING
 """
+
+# The users of this cycle's new or changed rows, per staged table (incremental cycles).
+_CHANGED_USERS = {
+    "depositos": "(SELECT user_id FROM chg_money WHERE kind = 'depositos') AS changed",
+    "saque": "(SELECT user_id FROM chg_money WHERE kind = 'saque') AS changed",
+    "casino_bets_v": "aff_ud",  # the users of the bets inserted (and of changed money)
+}
 
 _MERGE_CADASTRO = """
 WITH latest AS (
@@ -265,11 +276,11 @@ async def merge(conn: asyncpg.Connection, max_amount: Decimal, *, full: bool = F
     # record_orphan_bets, far cheaper than a distinct over millions of staged bets.)
     if full:
         for table in ("depositos", "saque"):
-            await conn.execute(_ORPHAN_ANOMALIES.format(table=table))
+            await conn.execute(_ORPHAN_ANOMALIES.format(table=table, users=f"stg_{table}"))
     else:
-        async with nested_loops(conn):  # the staged users probe cadastro by id
-            for table in ("depositos", "saque", "casino_bets_v"):
-                await conn.execute(_ORPHAN_ANOMALIES.format(table=table))
+        async with nested_loops(conn):  # the changed users probe cadastro by id
+            for table, users in _CHANGED_USERS.items():
+                await conn.execute(_ORPHAN_ANOMALIES.format(table=table, users=users))
     for table in ("tree_roots", "aff_ud", "chg_profile", "chg_money"):
         await conn.execute(f"ANALYZE {table}")
     return await conn.fetchval(_COUNT_STAGED_ANOMALIES, before)
