@@ -1,6 +1,6 @@
 """Where an ETL cycle spends its time, statement by statement, without changing anything.
 
-    .venv/bin/python -m bench.etl_profile [--repeat 3] [--min-ms 10] [--live]
+    .venv/bin/python -m bench.etl_profile [--repeat 3] [--min-ms 10] [--live] [--full]
 
 Runs cycles against the benchmark databases of ``bench.etl_bench`` (they must exist) and
 rolls each one back at its very end (the ``fail_after="commit"`` hook), so every repetition
@@ -29,6 +29,7 @@ async def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--min-ms", type=float, default=10.0)
     parser.add_argument("--live", action="store_true")
+    parser.add_argument("--full", action="store_true", help="profile a --full recompute (about two minutes)")
     parser.add_argument(
         "--explain", type=float, default=None, metavar="MS",
         help="log EXPLAIN ANALYZE of statements slower than MS to the server log (auto_explain)",
@@ -63,7 +64,7 @@ async def main() -> None:
         slow.clear()
         started = time.perf_counter()
         try:
-            await sync.run_cycle(settings, robust_url, op_url, fail_after="commit")
+            await sync.run_cycle(settings, robust_url, op_url, full=args.full, fail_after="commit")
         except sync.InjectedFailure:
             pass
         elapsed = time.perf_counter() - started

@@ -79,6 +79,14 @@ ANALYZE {name};
 """
 
 
+_ALL_NEW = """
+CREATE TEMP TABLE ud_new ON COMMIT DROP AS
+SELECT ud.*, m.user_id IS NOT NULL AS is_moved
+FROM etl.user_daily ud LEFT JOIN moved m USING (user_id);
+ANALYZE ud_new;
+"""
+
+
 async def refresh(conn: asyncpg.Connection, *, full: bool) -> None:
     """Recompute etl.user_daily for the changed (user, day) pairs (all of them when full)."""
     await conn.execute(_SNAPSHOT.format(name="ud_old"))
@@ -86,12 +94,12 @@ async def refresh(conn: asyncpg.Connection, *, full: bool) -> None:
         await conn.execute("TRUNCATE etl.user_daily")
         async with indexes_built_after(conn, "etl.user_daily"):
             await conn.execute(f"INSERT INTO etl.user_daily {_ACTIVITY_ALL}")
-        await conn.execute(
-            "INSERT INTO aff_ud SELECT user_id, day FROM etl.user_daily ON CONFLICT DO NOTHING"
-        )
-    else:
-        await conn.execute(
-            "DELETE FROM etl.user_daily ud USING aff_ud a WHERE ud.user_id = a.user_id AND ud.day = a.day"
-        )
-        await conn.execute(f"INSERT INTO etl.user_daily {_ACTIVITY_BY_PAIR.format(pairs='aff_ud')}")
+        # Every row is new: ud_new is the whole table. aff_ud stays as the mirror left it
+        # (a full cycle's later steps take their users from ``moved`` and ``etl.edges``).
+        await conn.execute(_ALL_NEW)
+        return
+    await conn.execute(
+        "DELETE FROM etl.user_daily ud USING aff_ud a WHERE ud.user_id = a.user_id AND ud.day = a.day"
+    )
+    await conn.execute(f"INSERT INTO etl.user_daily {_ACTIVITY_BY_PAIR.format(pairs='aff_ud')}")
     await conn.execute(_SNAPSHOT.format(name="ud_new"))

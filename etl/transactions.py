@@ -149,7 +149,12 @@ async def write(conn: asyncpg.Connection, *, full: bool) -> int:
     changed = {k: v for k, v in (await conn.fetchrow(_CHANGE_COUNTS)).items() if v}
     if not changed:
         return 0
-    days = " UNION ALL ".join(f"({sql})" for name, sql in _DAYS.items() if name in changed)
+    if full:
+        # Every transaction row of a full load is dated on a day with activity (money, bets,
+        # and the REV and CPA they bring) or on a validation instant.
+        days = "(SELECT day FROM etl.user_daily) UNION ALL (SELECT validation_date::date FROM new_ledger)"
+    else:
+        days = " UNION ALL ".join(f"({sql})" for name, sql in _DAYS.items() if name in changed)
     months = (
         [
             r[0]
