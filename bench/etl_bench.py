@@ -26,7 +26,12 @@ from etl.sync import run_cycle
 
 # One 15-minute slice of the seed operator's activity, written "now": ~10k bets in sessions
 # of 15 bets (~670 players), 1.5k deposits by 1,000 users, 50 new referred users, 200 status
-# changes of older deposits.
+# changes of older deposits. The bench runs its cycles back to back, so the slice's bets are
+# dated within the last 5 minutes: the source contract lets a row become visible at most 5
+# minutes after its timestamp, and bets (append-only) are extracted by criado_em. Dating them
+# up to 15 minutes back, as an earlier version did, made rows appear behind the previous
+# cycle's cursor minus the 10-minute overlap, which no contract-abiding source does
+# (deposits are extracted by atualizado_em, set to now()).
 LIVE_ACTIVITY = """
 CREATE TEMP TABLE bench_players AS
 SELECT array_agg(user_id ORDER BY id) AS ids FROM (SELECT id, user_id FROM tracked ORDER BY id LIMIT 100000) t;
@@ -55,7 +60,7 @@ WHERE id IN (SELECT id FROM depositos WHERE status <> 'cancelado' AND criado_em 
 INSERT INTO casino_bets_v (id, user_id, jogo, valor_aposta, valor_premio, criado_em)
 SELECT (SELECT max(id) FROM casino_bets_v) + g, p.ids[1 + ((g / 15) * 37) % cardinality(p.ids)], 'bench',
        1 + (g % 50), CASE WHEN g % 3 = 0 THEN 2 * (1 + (g % 50)) ELSE 0 END,
-       now() - (g % 900) * interval '1 second'
+       now() - (g % 300) * interval '1 second'
 FROM generate_series(1, 10000) g, bench_players p;
 """
 
