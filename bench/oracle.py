@@ -8,7 +8,9 @@ table), every affiliate's five levels: the upline walk (usable edges only, the c
 the 5-level cut), |N_L(A)|, approved deposits, stakes, GGR, and the level REV as the sum of
 the daily ``round(rate_L * GGR, 2)`` at the default plan's single version. Then compares them
 with ``affiliate_mlm_structure`` value by value, the affiliate set with ``affiliates``, and
-checks invariant 3 (daily summaries, level totals, ``affiliates``) and the ledger's level sums.
+checks invariant 3 (daily summaries, level totals, ``affiliates``), the ledger's level sums,
+and that ``affiliate_referrals`` and ``affiliate_financial_transactions`` add up, per
+affiliate and level, to the level totals they detail.
 
 It is a check of a database at rest: run it when no source rows arrived since the last ETL
 cycle (e.g. right after ``bench.etl_bench``). It needs one plan version and no per-affiliate
@@ -105,6 +107,44 @@ SELECT
 """
 
 
+# The referral rows and the transaction rows, summed per (affiliate, level), against the
+# level totals they detail.
+_DETAIL_TABLES = """
+WITH refs AS (
+    SELECT referrer_id AS affiliate_id, mlm_level AS level, count(*) AS n,
+           sum(total_deposits) AS deposits, sum(total_bets) AS bets, sum(cpa_amount) AS cpa
+    FROM affiliate_referrals GROUP BY 1, 2
+), moves AS (
+    SELECT affiliate_id, mlm_level AS level,
+           coalesce(sum(amount) FILTER (WHERE transaction_type = 'deposit'), 0) AS deposits,
+           coalesce(sum(amount) FILTER (WHERE transaction_type = 'bet'), 0) AS bets,
+           coalesce(sum(amount) FILTER (WHERE transaction_type = 'bet'), 0)
+           - coalesce(sum(amount) FILTER (WHERE transaction_type = 'win'), 0) AS ggr,
+           coalesce(sum(amount) FILTER (WHERE transaction_type = 'cpa'), 0) AS cpa,
+           coalesce(sum(amount) FILTER (WHERE transaction_type = 'rev'), 0) AS rev
+    FROM affiliate_financial_transactions GROUP BY 1, 2
+), levels AS (
+    SELECT m.affiliate_id, l.level,
+           (ARRAY[level_1_count, level_2_count, level_3_count, level_4_count, level_5_count])[l.level] AS n,
+           (ARRAY[level_1_deposits, level_2_deposits, level_3_deposits, level_4_deposits, level_5_deposits])[l.level] AS deposits,
+           (ARRAY[level_1_bets, level_2_bets, level_3_bets, level_4_bets, level_5_bets])[l.level] AS bets,
+           (ARRAY[level_1_ggr, level_2_ggr, level_3_ggr, level_4_ggr, level_5_ggr])[l.level] AS ggr,
+           (ARRAY[level_1_cpa, level_2_cpa, level_3_cpa, level_4_cpa, level_5_cpa])[l.level] AS cpa,
+           (ARRAY[level_1_rev, level_2_rev, level_3_rev, level_4_rev, level_5_rev])[l.level] AS rev
+    FROM affiliate_mlm_structure m CROSS JOIN generate_series(1, 5) AS l(level)
+)
+SELECT
+  count(*) FILTER (WHERE ROW(coalesce(r.n, 0), coalesce(r.deposits, 0), coalesce(r.bets, 0), coalesce(r.cpa, 0))
+                   IS DISTINCT FROM ROW(l.n, l.deposits, l.bets, l.cpa)) AS referrals_vs_levels,
+  count(*) FILTER (WHERE ROW(coalesce(t.deposits, 0), coalesce(t.bets, 0), coalesce(t.ggr, 0),
+                             coalesce(t.cpa, 0), coalesce(t.rev, 0))
+                   IS DISTINCT FROM ROW(l.deposits, l.bets, l.ggr, l.cpa, l.rev)) AS transactions_vs_levels
+FROM levels l
+LEFT JOIN refs r USING (affiliate_id, level)
+LEFT JOIN moves t USING (affiliate_id, level)
+"""
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--base-url", default="postgresql://postgres@127.0.0.1:5432")
@@ -159,7 +199,10 @@ async def main() -> int:
 
         inv = await robust.fetchrow(_INVARIANT_3)
         print(f"invariant 3 and the ledger: {dict(inv)} (all must be 0)")
-        failed = bool(wrong) or expected != stored or any(inv.values())
+        detail = await robust.fetchrow(_DETAIL_TABLES)
+        print(f"(affiliate, level) pairs whose referral or transaction rows do not add up to the "
+              f"level totals: {dict(detail)} (all must be 0)")
+        failed = bool(wrong) or expected != stored or any(inv.values()) or any(detail.values())
         print("FAILED" if failed else "OK: the robust database matches the spec's figures")
         return 1 if failed else 0
     finally:
