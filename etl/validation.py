@@ -29,6 +29,20 @@ ALTER TABLE cpa_candidates ADD PRIMARY KEY (user_id);
 ANALYZE cpa_candidates;
 """
 
+# Candidates whose all-time activity does not meet every criterion have no t* (each criterion
+# is monotone in time): an incremental cycle drops them with one look at their per-day rows
+# instead of running their deposits and bets through the windows below.
+_HOPELESS = """
+DELETE FROM cpa_candidates c
+USING (SELECT min_deposits, min_stake, min_active_days FROM qualification_criteria_versions
+       WHERE effective_from <= now()::date ORDER BY effective_from DESC LIMIT 1) AS crit
+WHERE NOT (SELECT coalesce(sum(ud.deposits), 0) >= crit.min_deposits
+                  AND coalesce(sum(ud.stake), 0) >= crit.min_stake
+                  AND count(*) FILTER (WHERE ud.bet_count > 0) >= crit.min_active_days
+           FROM etl.user_daily ud WHERE ud.user_id = c.user_id);
+ANALYZE cpa_candidates;
+"""
+
 # t* from the per-day aggregates: the day on which a criterion is first met comes from
 # etl.user_daily; only that day's bets are read to find the instant within it.
 _QUALIFY = """
@@ -200,6 +214,8 @@ async def validate(conn: asyncpg.Connection, *, full: bool, extra_candidates: st
     if full:
         extra += " UNION SELECT user_id FROM etl.edges"
     await conn.execute(_CANDIDATES.format(extra=extra))
+    if not full:
+        await conn.execute(_HOPELESS)
     history = _HISTORY_ALL if full else _HISTORY_FEW
     await conn.execute(_QUALIFY.replace("{history}", history.strip() + "\n"))
     await conn.execute(_PLAN_RANGES)
