@@ -5,9 +5,9 @@
 
 It generates (or reuses) the operation database ``fature_bench_operation`` at the given
 scale, migrates a fresh robust database ``fature_bench_robust``, and measures, in this one
-process: the first load, a ``--full`` recompute, an incremental cycle carrying 15 minutes of
-seed-rate activity (~10k bets, ~1.5k deposits, ~50 referrals, ~200 status changes), and a
-cycle with nothing new. Prints the figures as a Markdown table (paste into BENCHMARKS.md).
+process: the first load, a ``--full`` recompute, three incremental cycles each carrying 15
+minutes of seed-rate activity (~10k bets, ~1.5k deposits, ~50 referrals, ~200 status changes),
+and cycles with nothing new. Prints the figures as a Markdown table (paste into BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -24,44 +24,53 @@ from db import migrate
 from db.settings import Settings
 from etl.sync import run_cycle
 
-# One 15-minute slice of the seed operator's activity, written "now": ~10k bets in sessions
-# of 15 bets (~670 players), 1.5k deposits by 1,000 users, 50 new referred users, 200 status
-# changes of older deposits. The bench runs its cycles back to back, so the slice's bets are
-# dated within the last 5 minutes: the source contract lets a row become visible at most 5
-# minutes after its timestamp, and bets (append-only) are extracted by criado_em. Dating them
-# up to 15 minutes back, as an earlier version did, made rows appear behind the previous
-# cycle's cursor minus the 10-minute overlap, which no contract-abiding source does
-# (deposits are extracted by atualizado_em, set to now()).
+# One 15-minute slice of the seed operator's activity: ~10k bets in sessions of 15 bets (~670
+# players), 1.5k deposits by 1,000 users, 50 new referred users, 200 status changes of older
+# deposits. The bench runs its cycles back to back, so each slice lives on a simulated clock:
+# it covers the 15 minutes after the newest row already in the source (its rows are dated, and
+# their atualizado_em set, within that window). The ETL reads only the source's timestamps,
+# never the clock, so each cycle sees exactly what a cycle 15 minutes after the previous one
+# would: the new slice, plus the previous slice's last 10 minutes as the overlap re-read.
+# (Dating every slice "now" piled all slices of one run into one overlap window; dating bets
+# up to 15 minutes before "now" put some behind the previous cursor minus the overlap, which no
+# source that honours the contract's 5-minute visibility lag does.)
 LIVE_ACTIVITY = """
 CREATE TEMP TABLE bench_players AS
 SELECT array_agg(user_id ORDER BY id) AS ids FROM (SELECT id, user_id FROM tracked ORDER BY id LIMIT 100000) t;
 CREATE TEMP TABLE bench_affiliates AS
 SELECT array_agg(id ORDER BY id) AS ids FROM (SELECT id FROM cadastro WHERE afiliado ORDER BY id LIMIT 400) a;
+-- The slice's end: 15 minutes after the newest source row.
+CREATE TEMP TABLE bench_clock AS
+SELECT greatest((SELECT max(criado_em) FROM casino_bets_v), (SELECT max(atualizado_em) FROM depositos),
+                (SELECT max(atualizado_em) FROM cadastro), (SELECT max(atualizado_em) FROM tracked))
+       + interval '15 minutes' AS s;
 
 INSERT INTO cadastro (id, nome, email, telefone, afiliado, status, criado_em, atualizado_em)
-SELECT (SELECT max(id) FROM cadastro) + g, 'Bench User ' || g, NULL, NULL, false, 'ativo', now(), now()
-FROM generate_series(1, 50) g;
+SELECT (SELECT max(id) FROM cadastro) + g, 'Bench User ' || g, NULL, NULL, false, 'ativo',
+       k.s - (g * 17 % 900) * interval '1 second', k.s - (g * 17 % 900) * interval '1 second'
+FROM generate_series(1, 50) g, bench_clock k;
 
 INSERT INTO tracked (id, user_id, afiliado_id, criado_em, atualizado_em)
-SELECT (SELECT max(id) FROM tracked) + c.g, c.id, a.ids[1 + (c.g * 7) % cardinality(a.ids)], now(), now()
-FROM (SELECT id, row_number() OVER (ORDER BY id) AS g FROM cadastro
+SELECT (SELECT max(id) FROM tracked) + c.g, c.id, a.ids[1 + (c.g * 7) % cardinality(a.ids)],
+       c.criado_em, c.criado_em
+FROM (SELECT id, criado_em, row_number() OVER (ORDER BY id) AS g FROM cadastro
       WHERE nome LIKE 'Bench User %' AND id NOT IN (SELECT user_id FROM tracked)) c, bench_affiliates a;
 
 INSERT INTO depositos (id, user_id, valor, status, criado_em, atualizado_em)
 SELECT (SELECT max(id) FROM depositos) + g, p.ids[1 + ((g % 1000) * 131) % cardinality(p.ids)], 20 + (g % 200),
-       'aprovado', now() - (g % 900) * interval '1 second', now()
-FROM generate_series(1, 1500) g, bench_players p;
+       'aprovado', k.s - (g % 900) * interval '1 second', k.s - (g % 900) * interval '1 second'
+FROM generate_series(1, 1500) g, bench_players p, bench_clock k;
 
 UPDATE depositos SET status = CASE status WHEN 'pendente' THEN 'aprovado' ELSE 'cancelado' END,
-                     atualizado_em = now()
-WHERE id IN (SELECT id FROM depositos WHERE status <> 'cancelado' AND criado_em < now() - interval '1 day'
-             ORDER BY id LIMIT 200);
+                     atualizado_em = (SELECT s FROM bench_clock) - (id % 900) * interval '1 second'
+WHERE id IN (SELECT id FROM depositos WHERE status <> 'cancelado'
+             AND criado_em < (SELECT s FROM bench_clock) - interval '1 day' ORDER BY id LIMIT 200);
 
 INSERT INTO casino_bets_v (id, user_id, jogo, valor_aposta, valor_premio, criado_em)
 SELECT (SELECT max(id) FROM casino_bets_v) + g, p.ids[1 + ((g / 15) * 37) % cardinality(p.ids)], 'bench',
        1 + (g % 50), CASE WHEN g % 3 = 0 THEN 2 * (1 + (g % 50)) ELSE 0 END,
-       now() - (g % 300) * interval '1 second'
-FROM generate_series(1, 10000) g, bench_players p;
+       k.s - (g % 900) * interval '1 second'
+FROM generate_series(1, 10000) g, bench_players p, bench_clock k;
 """
 
 
@@ -150,18 +159,19 @@ async def main() -> None:
     if not args.reuse_robust:
         await measure("first load (empty robust database)")
         await measure("full recompute (--full)", full=True)
-    await measure("idle cycle (nothing new)")
-    idle = []
-    for _ in range(5):
-        started = time.perf_counter()
-        await run_cycle(settings, robust_url, op_url)
-        idle.append(time.perf_counter() - started)
     live = []
     for n in range(3):
         await admin(op_url, LIVE_ACTIVITY)
         before = len(rows)
         await measure(f"incremental cycle {n + 1}, 15 minutes of seed-rate activity")
         live.append(rows[before][1])
+    # After the live cycles: the overlap window holds the last 10 minutes of the last slice.
+    await measure("idle cycle (nothing new)")
+    idle = []
+    for _ in range(5):
+        started = time.perf_counter()
+        await run_cycle(settings, robust_url, op_url)
+        idle.append(time.perf_counter() - started)
 
     print()
     print(
