@@ -196,20 +196,21 @@ LEFT JOIN affiliate_cpa_validations l
  AND l.affiliate_id = up.ancestor_id;
 """
 
+# A user's all-time totals change by exactly what its changed days changed (ud_new minus
+# ud_old over the same (user, day) pairs); moved and newly validated users were rebuilt above.
 _REFERRAL_TOTALS = """
 UPDATE affiliate_referrals r
-SET total_deposits = t.deposits, total_bets = t.stake
+SET total_deposits = r.total_deposits + t.deposits, total_bets = r.total_bets + t.stake
 FROM (
-    SELECT a.user_id, x.deposits, x.stake
-    FROM (SELECT DISTINCT user_id FROM aff_ud) AS a
-    CROSS JOIN LATERAL (
-        SELECT coalesce(sum(ud.deposits), 0) AS deposits, coalesce(sum(ud.stake), 0) AS stake
-        FROM etl.user_daily ud WHERE ud.user_id = a.user_id
-    ) AS x
-    WHERE NOT EXISTS (SELECT 1 FROM referral_rebuild b WHERE b.user_id = a.user_id)
+    SELECT user_id, sum(deposits) AS deposits, sum(stake) AS stake
+    FROM (SELECT user_id, deposits, stake FROM ud_new WHERE NOT is_moved
+          UNION ALL
+          SELECT user_id, -deposits, -stake FROM ud_old WHERE NOT is_moved) AS changes
+    GROUP BY user_id
+    HAVING sum(deposits) <> 0 OR sum(stake) <> 0
 ) AS t
 WHERE r.referred_id = t.user_id
-  AND ROW(r.total_deposits, r.total_bets) IS DISTINCT FROM ROW(t.deposits, t.stake)
+  AND NOT EXISTS (SELECT 1 FROM referral_rebuild b WHERE b.user_id = t.user_id)
 """
 
 
@@ -274,7 +275,8 @@ async def publish(conn: asyncpg.Connection, *, full: bool = False) -> dict[str, 
         updated = 0
     else:
         await conn.execute(_REFERRALS)
-        updated = int((await conn.execute(_REFERRAL_TOTALS)).split()[-1])
+        async with nested_loops(conn):  # a few thousand users against 615k referral rows
+            updated = int((await conn.execute(_REFERRAL_TOTALS)).split()[-1])
     written["affiliate_referrals"] = updated + await conn.fetchval(
         "SELECT count(*) FROM affiliate_referrals r JOIN referral_rebuild u ON u.user_id = r.referred_id"
     )
