@@ -25,23 +25,63 @@ CROSS JOIN LATERAL (
       AND x.criado_em >= a.day::timestamptz AND x.criado_em < (a.day + 1)::timestamptz
 ) AS {alias}"""
 
-_ACTIVITY_BY_PAIR = (
-    """
-SELECT a.user_id, a.day, d.deposits, d.deposit_count::int, w.withdrawals,
-       w.withdrawal_count::int, b.stake, b.win, b.bet_count::int, b.first_bet_at
-FROM {pairs} a"""
+# An incremental cycle's changed pairs are of two kinds. Where a deposit or withdrawal changed
+# (as it is now, or as it was), the day's money is recomputed from the mirrors. Bets are
+# append-only: a day's bet figures only ever grow by the bets this cycle inserted
+# (``new_bets``), so they are added to the day as it was, never re-read.
+_MONEY_PAIRS = """
+CREATE TEMP TABLE money_pairs ON COMMIT DROP AS
+SELECT user_id, criado_em::date AS day FROM chg_money
+WHERE user_id IS NOT NULL AND criado_em IS NOT NULL
+UNION
+SELECT old_user_id, old_criado_em::date FROM chg_money
+WHERE old_user_id IS NOT NULL AND old_criado_em IS NOT NULL;
+ALTER TABLE money_pairs ADD PRIMARY KEY (user_id, day);
+ANALYZE money_pairs;
+"""
+
+_ADD_BETS = """
+ON CONFLICT (user_id, day) DO UPDATE SET{money}
+    stake = ud.stake + EXCLUDED.stake, win = ud.win + EXCLUDED.win,
+    bet_count = ud.bet_count + EXCLUDED.bet_count,
+    first_bet_at = least(ud.first_bet_at, EXCLUDED.first_bet_at)
+"""
+
+_COLUMNS = """
+INSERT INTO etl.user_daily AS ud
+    (user_id, day, deposits, deposit_count, withdrawals, withdrawal_count, stake, win,
+     bet_count, first_bet_at)"""
+
+_MONEY_DAYS = (
+    _COLUMNS
+    + """
+SELECT a.user_id, a.day, d.deposits, d.deposit_count::int, w.withdrawals, w.withdrawal_count::int,
+       coalesce(n.stake, 0), coalesce(n.win, 0), coalesce(n.bet_count, 0), n.first_bet_at
+FROM money_pairs a"""
     + _MONEY_OF_PAIR.format(table="depositos", amount="deposits", count="deposit_count", alias="d")
     + _MONEY_OF_PAIR.format(table="saque", amount="withdrawals", count="withdrawal_count", alias="w")
     + """
-CROSS JOIN LATERAL (
-    SELECT coalesce(sum(x.valor_aposta), 0) AS stake, coalesce(sum(x.valor_premio), 0) AS win,
-           count(*) AS bet_count, min(x.criado_em) AS first_bet_at
-    FROM etl.src_bets x
-    WHERE x.user_id = a.user_id
-      AND x.criado_em >= a.day::timestamptz AND x.criado_em < (a.day + 1)::timestamptz
-) AS b
-WHERE d.deposit_count + w.withdrawal_count + b.bet_count > 0
+LEFT JOIN new_bets n ON n.user_id = a.user_id AND n.day = a.day"""
+    + _ADD_BETS.replace(
+        "{money}",
+        "\n    deposits = EXCLUDED.deposits, deposit_count = EXCLUDED.deposit_count,"
+        "\n    withdrawals = EXCLUDED.withdrawals, withdrawal_count = EXCLUDED.withdrawal_count,",
+    )
+    + """;
+-- A day left with no approved money and no bets has no row.
+DELETE FROM etl.user_daily ud USING money_pairs a
+WHERE ud.user_id = a.user_id AND ud.day = a.day
+  AND ud.deposit_count + ud.withdrawal_count + ud.bet_count = 0;
 """
+)
+
+_BET_DAYS = (
+    _COLUMNS
+    + """
+SELECT b.user_id, b.day, 0, 0, 0, 0, b.stake, b.win, b.bet_count, b.first_bet_at
+FROM new_bets b
+WHERE NOT EXISTS (SELECT 1 FROM money_pairs m WHERE m.user_id = b.user_id AND m.day = b.day)"""
+    + _ADD_BETS.replace("{money}", "")
 )
 
 _ACTIVITY_ALL = """
@@ -98,8 +138,7 @@ async def refresh(conn: asyncpg.Connection, *, full: bool) -> None:
         # (a full cycle's later steps take their users from ``moved`` and ``etl.edges``).
         await conn.execute(_ALL_NEW)
         return
-    await conn.execute(
-        "DELETE FROM etl.user_daily ud USING aff_ud a WHERE ud.user_id = a.user_id AND ud.day = a.day"
-    )
-    await conn.execute(f"INSERT INTO etl.user_daily {_ACTIVITY_BY_PAIR.format(pairs='aff_ud')}")
+    await conn.execute(_MONEY_PAIRS)
+    await conn.execute(_MONEY_DAYS)
+    await conn.execute(_BET_DAYS)
     await conn.execute(_SNAPSHOT.format(name="ud_new"))

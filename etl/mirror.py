@@ -6,7 +6,9 @@ After this step the temporary tables describe what changed in the cycle:
 - ``aff_ud(user_id, day)``: (user, local day) pairs whose activity may have changed;
 - ``chg_profile(user_id)``: users whose cadastro row changed (name, flag, status...);
 - ``chg_money(kind, id, user_id, old_user_id, criado_em, old_criado_em)``: deposit and
-  withdrawal rows that changed (with the values they had, to find what was written for them).
+  withdrawal rows that changed (with the values they had, to find what was written for them);
+- ``new_bets(user_id, day, stake, win, bet_count, first_bet_at)``: the bets this cycle added to
+  the mirror, summed per user and local day (incremental cycles).
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ CREATE TEMP TABLE aff_ud (user_id bigint, day date, PRIMARY KEY (user_id, day)) 
 CREATE TEMP TABLE chg_profile (user_id bigint PRIMARY KEY) ON COMMIT DROP;
 CREATE TEMP TABLE chg_money (kind text, id bigint, user_id bigint, old_user_id bigint,
                              criado_em timestamptz, old_criado_em timestamptz)
+    ON COMMIT DROP;
+CREATE TEMP TABLE new_bets (user_id bigint, day date, stake numeric, win numeric,
+                            bet_count int, first_bet_at timestamptz, PRIMARY KEY (user_id, day))
     ON COMMIT DROP;
 """
 
@@ -228,6 +233,8 @@ _BETS_OK = """
 """
 
 # Bets are append-only: a new id is a new bet; an id already mirrored is the overlap.
+# The bets actually inserted are also summed per (user, local day) into ``new_bets``: the
+# activity step adds them to the days they fall on instead of re-reading those days' bets.
 _MERGE_BETS = f"""
 WITH inserted AS (
     INSERT INTO etl.src_bets (id, user_id, valor_aposta, valor_premio, criado_em)
@@ -235,10 +242,15 @@ WITH inserted AS (
     FROM stg_casino_bets_v
     WHERE {_BETS_OK}
     ON CONFLICT (id) DO NOTHING
-    RETURNING user_id, criado_em
+    RETURNING user_id, criado_em, valor_aposta, valor_premio
+), summed AS (
+    INSERT INTO new_bets (user_id, day, stake, win, bet_count, first_bet_at)
+    SELECT user_id, criado_em::date, sum(valor_aposta), sum(valor_premio), count(*), min(criado_em)
+    FROM inserted GROUP BY 1, 2
+    RETURNING user_id, day
 )
 INSERT INTO aff_ud (user_id, day)
-SELECT DISTINCT user_id, criado_em::date FROM inserted
+SELECT user_id, day FROM summed
 ON CONFLICT DO NOTHING
 """
 
@@ -281,7 +293,7 @@ async def merge(conn: asyncpg.Connection, max_amount: Decimal, *, full: bool = F
         async with nested_loops(conn):  # the changed users probe cadastro by id
             for table, users in _CHANGED_USERS.items():
                 await conn.execute(_ORPHAN_ANOMALIES.format(table=table, users=users))
-    for table in ("tree_roots", "aff_ud", "chg_profile", "chg_money"):
+    for table in ("tree_roots", "aff_ud", "chg_profile", "chg_money", "new_bets"):
         await conn.execute(f"ANALYZE {table}")
     return await conn.fetchval(_COUNT_STAGED_ANOMALIES, before)
 
