@@ -25,20 +25,10 @@ CROSS JOIN LATERAL (
       AND x.criado_em >= a.day::timestamptz AND x.criado_em < (a.day + 1)::timestamptz
 ) AS {alias}"""
 
-# An incremental cycle's changed pairs are of two kinds. Where a deposit or withdrawal changed
-# (as it is now, or as it was), the day's money is recomputed from the mirrors. Bets are
-# append-only: a day's bet figures only ever grow by the bets this cycle inserted
-# (``new_bets``), so they are added to the day as it was, never re-read.
-_MONEY_PAIRS = """
-CREATE TEMP TABLE money_pairs ON COMMIT DROP AS
-SELECT user_id, criado_em::date AS day FROM chg_money
-WHERE user_id IS NOT NULL AND criado_em IS NOT NULL
-UNION
-SELECT old_user_id, old_criado_em::date FROM chg_money
-WHERE old_user_id IS NOT NULL AND old_criado_em IS NOT NULL;
-ALTER TABLE money_pairs ADD PRIMARY KEY (user_id, day);
-ANALYZE money_pairs;
-"""
+# An incremental cycle's changed pairs are of two kinds (the mirror step leaves both). Where a
+# deposit or withdrawal changed, as it is now or as it was (``money_pairs``), the day's money is
+# recomputed from the mirrors. Bets are append-only: a day's bet figures only ever grow by the
+# bets this cycle inserted (``new_bets``), so they are added to the day as it was, never re-read.
 
 _ADD_BETS = """
 ON CONFLICT (user_id, day) DO UPDATE SET{money}
@@ -138,7 +128,6 @@ async def refresh(conn: asyncpg.Connection, *, full: bool) -> None:
         # (a full cycle's later steps take their users from ``moved`` and ``etl.edges``).
         await conn.execute(_ALL_NEW)
         return
-    await conn.execute(_MONEY_PAIRS)
     await conn.execute(_MONEY_DAYS)
     await conn.execute(_BET_DAYS)
     await conn.execute(_SNAPSHOT.format(name="ud_new"))

@@ -7,8 +7,10 @@ After this step the temporary tables describe what changed in the cycle:
 - ``chg_profile(user_id)``: users whose cadastro row changed (name, flag, status...);
 - ``chg_money(kind, id, user_id, old_user_id, criado_em, old_criado_em)``: deposit and
   withdrawal rows that changed (with the values they had, to find what was written for them);
+- ``money_pairs(user_id, day)``: the (user, local day) pairs of those changed rows, as they
+  are and as they were (incremental cycles; they are also in ``aff_ud``);
 - ``new_bets(user_id, day, stake, win, bet_count, first_bet_at)``: the bets this cycle added to
-  the mirror, summed per user and local day (incremental cycles).
+  the mirror, summed per user and local day (incremental cycles; the pairs are in ``aff_ud``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ CREATE TEMP TABLE chg_profile (user_id bigint PRIMARY KEY) ON COMMIT DROP;
 CREATE TEMP TABLE chg_money (kind text, id bigint, user_id bigint, old_user_id bigint,
                              criado_em timestamptz, old_criado_em timestamptz)
     ON COMMIT DROP;
+CREATE TEMP TABLE money_pairs (user_id bigint, day date, PRIMARY KEY (user_id, day)) ON COMMIT DROP;
 CREATE TEMP TABLE new_bets (user_id bigint, day date, stake numeric, win numeric,
                             bet_count int, first_bet_at timestamptz, PRIMARY KEY (user_id, day))
     ON COMMIT DROP;
@@ -117,7 +120,7 @@ ON CONFLICT DO NOTHING
 _CHANGED_USERS = {
     "depositos": "(SELECT user_id FROM chg_money WHERE kind = 'depositos') AS changed",
     "saque": "(SELECT user_id FROM chg_money WHERE kind = 'saque') AS changed",
-    "casino_bets_v": "aff_ud",  # the users of the bets inserted (and of changed money)
+    "casino_bets_v": "new_bets",
 }
 
 _MERGE_CADASTRO = """
@@ -205,12 +208,17 @@ WITH latest AS (
 ), money AS (
     INSERT INTO chg_money (kind, id, user_id, old_user_id, criado_em, old_criado_em)
     SELECT '{table}', id, user_id, old_user_id, criado_em, old_criado_em FROM changed
+), days AS (
+    INSERT INTO money_pairs (user_id, day)
+    SELECT user_id, criado_em::date FROM changed WHERE user_id IS NOT NULL AND criado_em IS NOT NULL
+    UNION
+    SELECT old_user_id, old_criado_em::date FROM changed
+    WHERE existed AND old_user_id IS NOT NULL AND old_criado_em IS NOT NULL
+    ON CONFLICT DO NOTHING
+    RETURNING user_id, day
 )
 INSERT INTO aff_ud (user_id, day)
-SELECT user_id, criado_em::date FROM changed WHERE user_id IS NOT NULL AND criado_em IS NOT NULL
-UNION
-SELECT old_user_id, old_criado_em::date FROM changed
-WHERE existed AND old_user_id IS NOT NULL AND old_criado_em IS NOT NULL
+SELECT user_id, day FROM days
 ON CONFLICT DO NOTHING
 """
 
@@ -293,7 +301,7 @@ async def merge(conn: asyncpg.Connection, max_amount: Decimal, *, full: bool = F
         async with nested_loops(conn):  # the changed users probe cadastro by id
             for table, users in _CHANGED_USERS.items():
                 await conn.execute(_ORPHAN_ANOMALIES.format(table=table, users=users))
-    for table in ("tree_roots", "aff_ud", "chg_profile", "chg_money", "new_bets"):
+    for table in ("tree_roots", "aff_ud", "chg_profile", "chg_money", "money_pairs", "new_bets"):
         await conn.execute(f"ANALYZE {table}")
     return await conn.fetchval(_COUNT_STAGED_ANOMALIES, before)
 
