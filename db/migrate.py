@@ -27,9 +27,7 @@ def alembic_config(url: str) -> Config:
 
 
 def head_revision() -> str:
-    return ScriptDirectory.from_config(
-        alembic_config("postgresql://x@localhost/x")
-    ).get_current_head()
+    return ScriptDirectory.from_config(alembic_config("postgresql://x@localhost/x")).get_current_head()
 
 
 async def current_revision(url: str) -> str | None:
@@ -63,8 +61,3 @@ def upgrade(url: str, revision: str = "head") -> None:
 def downgrade(url: str, revision: str = "base") -> None:
     _check_known(url)
     command.downgrade(alembic_config(url), revision)
-
-
-async def upgrade_async(url: str, revision: str = "head") -> None:
-    """``upgrade`` from async code (alembic's env runs its own event loop in a thread)."""
-    await asyncio.to_thread(upgrade, url, revision)
