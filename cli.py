@@ -317,7 +317,7 @@ def demo_all(
 
 def print_demo_tokens(settings: Settings, urls: Any, port: int) -> None:
     """Ready-made tokens: an admin, and the top affiliate by CPA (valid for a day)."""
-    from resolvers.auth import mint_token
+    from web.auth import mint_token
 
     async def top_affiliate() -> int | None:
         from db.engine import connect
@@ -409,7 +409,7 @@ def token(
     subject: str = typer.Option(None, help="The token's sub claim (default: derived from the role)."),
 ) -> None:
     """Mint a JWT for development and the demo (FATURE_JWT_SECRET, or the demo's own secret)."""
-    from resolvers.auth import mint_token
+    from web.auth import mint_token
 
     lifetime = parse_ttl(ttl)
     settings = signing_settings(load_settings())
@@ -431,7 +431,7 @@ def serve_app(
 ) -> None:
     import uvicorn
 
-    from resolvers.jsonlog import configure_logging
+    from web.access_log import configure_logging
 
     configure_logging()
     os.environ["FATURE_DATABASE_URL"] = urls.robust

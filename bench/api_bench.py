@@ -42,7 +42,7 @@ from typing import Any
 
 import asyncpg
 
-from app import DASHBOARD_QUERY
+from web.graphql import DASHBOARD_QUERY
 
 LARGEST = 1622968  # the seed-scale database's largest network; other databases use their own
 JWT_SECRET = "api-bench-secret-" + "b" * 48
@@ -347,7 +347,7 @@ def postgraphile(folder: Path, port: int, robust_url: str) -> Server:
 
 def token(role: str, affiliate_id: int | None = None) -> str:
     from db.settings import Settings
-    from resolvers.auth import mint_token
+    from web.auth import mint_token
 
     settings = Settings(jwt_secret=JWT_SECRET, _env_file=None)
     return mint_token(settings, role, affiliate_id, ttl=timedelta(hours=2))

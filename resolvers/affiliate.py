@@ -8,13 +8,13 @@ import strawberry
 from sqlalchemy import and_, func, or_, select, tuple_
 from strawberry.types import Info
 
-from resolvers.access import Viewer
+from db.tables import affiliates
 from resolvers.arguments import as_decimal, as_int, check_first, decode_cursor, encode_cursor, parse_id
 from resolvers.context import Context
-from resolvers.loaders.affiliate import affiliates
+from resolvers.errors import BadUserInput, Forbidden
+from resolvers.viewer import Viewer
 from schema.affiliate import Affiliate, AffiliateFilter, AffiliateOrder
 from schema.enums import AffiliateOrderField, OrderDirection, RankingMetric
-from schema.errors import BadUserInput, Forbidden
 from schema.pagination import Connection, connection
 
 _INTEGER_FIELDS = {

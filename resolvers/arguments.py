@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from schema.errors import BadUserInput
+from resolvers.errors import BadUserInput
 
 MAX_ID = 2**63 - 1
 LEVELS = range(1, 6)

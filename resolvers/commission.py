@@ -19,6 +19,7 @@ from etl import audit
 from etl import statements as st
 from resolvers.arguments import parse_id
 from resolvers.context import Context
+from resolvers.errors import BadUserInput, Forbidden
 from resolvers.statement import actor, parse_month, require_admin, robust_connection
 from schema.commission import (
     AuditEntry,
@@ -32,7 +33,6 @@ from schema.commission import (
     QualificationCriteriaInput,
     SimulatedAffiliate,
 )
-from schema.errors import BadUserInput, Forbidden
 
 MAX_MONEY = Decimal("999999999999.99")  # numeric(14,2)
 ONE = Decimal(1)

@@ -16,11 +16,12 @@ import asyncpg
 import strawberry
 from strawberry.types import Info
 
+from db.reader import UNAVAILABLE_ERRORS
 from etl import statements as st
-from resolvers.access import _UNAVAILABLE, Viewer
 from resolvers.arguments import check_first, parse_id
 from resolvers.context import Context
-from schema.errors import BadUserInput, Forbidden, ServiceUnavailable
+from resolvers.errors import BadUserInput, Forbidden, ServiceUnavailable
+from resolvers.viewer import Viewer
 from schema.statement import (
     CloseMonthResult,
     Statement,
@@ -50,10 +51,10 @@ def actor(ctx: Context) -> str:
 async def robust_connection(ctx: Context) -> AsyncIterator[asyncpg.Connection]:
     """A pooled asyncpg connection of the API's engine (transactions, cursors, COPY)."""
     try:
-        async with ctx.api.database.engine.connect() as conn:
+        async with ctx.database.engine.connect() as conn:
             raw = await conn.get_raw_connection()
             yield raw.driver_connection  # type: ignore[misc]
-    except _UNAVAILABLE as exc:
+    except UNAVAILABLE_ERRORS as exc:
         log.warning("robust database unavailable: %s", type(exc).__name__)
         raise ServiceUnavailable() from exc
 

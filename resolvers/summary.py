@@ -8,8 +8,8 @@ from strawberry.types import Info
 
 from resolvers.arguments import check_range
 from resolvers.context import Context
+from resolvers.errors import BadUserInput
 from schema.enums import PeriodType
-from schema.errors import BadUserInput
 from schema.summary import PeriodicSummary
 
 MAX_LAST = 1000

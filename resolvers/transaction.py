@@ -31,7 +31,7 @@ async def transactions_of(
     start: datetime | None, end: datetime | None, first: int | None, after: str | None,
 ) -> Connection[Transaction]:
     ctx: Context = info.context
-    start, end = aware(start, ctx.api.zone), aware(end, ctx.api.zone)
+    start, end = aware(start, ctx.zone), aware(end, ctx.zone)
     check_range(start, end)
     args = TransactionArgs(
         first=check_first(first, ctx.max_page_size),

@@ -9,6 +9,8 @@ import strawberry
 from strawberry.types import Info
 
 from db.engine import DatabaseUnavailable
+from etl.sync import EtlBusy, EtlError
+from etl.validate_now import validate_affiliate_network
 from resolvers.arguments import (
     as_datetime,
     as_int,
@@ -19,8 +21,8 @@ from resolvers.arguments import (
     parse_id,
 )
 from resolvers.context import Context
+from resolvers.errors import Busy, Forbidden, NotAvailable, ServiceUnavailable
 from resolvers.loaders.validation import ValidationArgs
-from schema.errors import Busy, Forbidden, NotAvailable, ServiceUnavailable
 from schema.pagination import Connection, connection
 from schema.validation import CpaValidation, ValidateCpaResult
 
@@ -62,14 +64,7 @@ async def validate_cpa(info: Info, affiliate_id: strawberry.ID) -> ValidateCpaRe
     if not ctx.settings.operation_database_url:
         raise NotAvailable("CPA validation on demand needs the operation database, which is not configured")
     try:
-        from etl.validate_now import validate_affiliate_network
-    except ImportError as exc:
-        log.warning("validateCpa unavailable: %s", exc)
-        raise NotAvailable("CPA validation on demand is not available in this build") from exc
-    from etl.sync import EtlBusy, EtlError
-
-    try:
-        ids = await validate_affiliate_network(ctx.api.robust_url, owner, ctx.settings)
+        ids = await validate_affiliate_network(ctx.robust_url, owner, ctx.settings)
     except EtlBusy as exc:
         raise Busy("An ETL cycle is running; try the validation again in a moment") from exc
     except (EtlError, DatabaseUnavailable, OSError) as exc:

@@ -15,7 +15,7 @@ from resolvers import referral as referral_resolvers
 from resolvers import summary as summary_resolvers
 from resolvers import transaction as transaction_resolvers
 from resolvers import validation as validation_resolvers
-from resolvers.access import Viewer
+from resolvers.viewer import Viewer
 from schema.enums import (
     AffiliateOrderField,
     AffiliateStatus,

@@ -25,48 +25,13 @@ from collections.abc import Iterator
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
+from db.engine import DatabaseUnavailable
+from db.reader import UNAVAILABLE_MESSAGE
+from resolvers.errors import PublicError
+
 log = logging.getLogger("fature.api")
 
 MASKED_MESSAGE = "Unexpected error."
-
-
-class PublicError(Exception):
-    """An error whose message is written for clients; ``code`` goes to ``extensions.code``."""
-
-    code = "INTERNAL_SERVER_ERROR"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.extensions = {"code": self.code}
-
-
-class BadUserInput(PublicError):
-    code = "BAD_USER_INPUT"
-
-
-class ServiceUnavailable(PublicError):
-    code = "SERVICE_UNAVAILABLE"
-
-    def __init__(self, message: str = "The database is unavailable right now; try again shortly.") -> None:
-        super().__init__(message)
-
-
-class Busy(PublicError):
-    code = "BUSY"
-
-
-class NotAvailable(PublicError):
-    code = "NOT_AVAILABLE"
-
-
-class Forbidden(PublicError):
-    code = "FORBIDDEN"
-
-
-class QueryTooCostly(PublicError):
-    code = "QUERY_TOO_COSTLY"
-
 
 # Messages of strawberry's limiters and graphql-core's rules, and the codes they get.
 _LIMIT_MARKERS = (
@@ -99,7 +64,7 @@ def is_unexpected(error: GraphQLError) -> bool:
     """An exception from our code (a bug), not a client mistake or a known condition.
     graphql-core raises GraphQLErrors itself when it coerces argument and variable values."""
     original = error.original_error
-    return original is not None and not isinstance(original, PublicError | GraphQLError)
+    return original is not None and not isinstance(original, PublicError | GraphQLError | DatabaseUnavailable)
 
 
 def error_code(error: GraphQLError) -> str:
@@ -107,6 +72,8 @@ def error_code(error: GraphQLError) -> str:
     original = error.original_error
     if isinstance(original, PublicError):
         return original.code
+    if isinstance(original, DatabaseUnavailable):
+        return "SERVICE_UNAVAILABLE"
     if is_unexpected(error):
         return "INTERNAL_SERVER_ERROR"
     if error.extensions and "code" in error.extensions:
@@ -130,6 +97,8 @@ def public_error(error: GraphQLError) -> GraphQLError:
     message = MASKED_MESSAGE if unexpected else without_suggestions(error.message)
     if isinstance(error.original_error, PublicError):
         message = error.original_error.message
+    elif isinstance(error.original_error, DatabaseUnavailable):
+        message = UNAVAILABLE_MESSAGE  # never the driver's words (hosts, users)
     return GraphQLError(
         message,
         nodes=error.nodes,

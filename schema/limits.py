@@ -39,7 +39,7 @@ from graphql import ExecutionResult as GraphQLExecutionResult
 from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter, SchemaExtension
 from strawberry.schema.schema import validate_document
 
-from schema.errors import QueryTooCostly
+from resolvers.errors import QueryTooCostly
 
 # Fields returning lists whose size no argument states: (field name) -> assumed size.
 FIXED_LIST_SIZES = {"levels": 5, "upline": 5, "runsInProgress": 1, "validations": 100}

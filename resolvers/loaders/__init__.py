@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from resolvers.access import DataAccess
 from resolvers.loaders.affiliate import AffiliateByIdLoader, UplineIdsByAffiliateIdLoader
 from resolvers.loaders.network import NetworkByAffiliateIdLoader
 from resolvers.loaders.referral import ReferralCountByAffiliateLoader, ReferralPageByAffiliateLoader
@@ -18,6 +17,7 @@ from resolvers.loaders.validation import (
     CpaValidationCountByAffiliateLoader,
     CpaValidationPageByAffiliateLoader,
 )
+from resolvers.viewer import DataAccess
 
 
 class Loaders:

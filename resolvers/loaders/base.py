@@ -13,7 +13,8 @@ from sqlalchemy import TextClause
 from sqlalchemy.engine import Row
 from strawberry.dataloader import DataLoader
 
-from resolvers.access import DataAccess, sql
+from db.reader import sql
+from resolvers.viewer import DataAccess
 
 K = TypeVar("K")
 V = TypeVar("V")

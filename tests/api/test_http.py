@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import sys
-import types
 from collections.abc import AsyncIterator
 
 import pytest
@@ -14,8 +12,10 @@ import uvicorn
 from gql import Client, gql
 from gql.transport.httpx import HTTPXAsyncTransport
 
-from app import DASHBOARD_QUERY, create_app
+import app as app_module
+from app import create_app
 from tests.resolvers.world import Api, World, rows, serve, token
+from web.graphql import DASHBOARD_QUERY
 
 
 def free_port() -> int:
@@ -86,9 +86,7 @@ async def test_lifespan_starts_and_stops_the_scheduler(world: World, monkeypatch
         events.append(f"start {robust_url == world.robust_url} {operation_url == world.operation_url}")
         return FakeScheduler()
 
-    module = types.ModuleType("etl.scheduler")
-    module.start_scheduler = start_scheduler  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "etl.scheduler", module)
+    monkeypatch.setattr(app_module, "start_etl_scheduler", start_scheduler)
     async with serve(world) as api:
         assert (await api.client.get("/healthz")).status_code == 200
     assert events == []  # start_scheduler=False in serve()

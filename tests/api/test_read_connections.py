@@ -1,4 +1,4 @@
-"""The direct read path's connections (resolvers/access.py ReadConnections): never more than
+"""The direct read path's connections (resolvers/viewer.py ReadConnections): never more than
 the cap, waiting reads are served in turn or time out as an outage, a broken or cancelled read
 never hands its connection to the next one, and a server error keeps the connection."""
 
@@ -10,10 +10,9 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-import resolvers.access as access
-from db.engine import make_engine
-from resolvers.access import Database, sql
-from schema.errors import ServiceUnavailable
+import db.reader as access
+from db.engine import DatabaseUnavailable, make_engine
+from db.reader import Database, sql
 from tests.resolvers.world import World
 
 SLEEP = sql("SELECT true AS slept, pg_backend_pid() AS pid FROM pg_sleep(:seconds)")
@@ -45,7 +44,7 @@ async def test_waiting_too_long_is_an_outage(database: Database, monkeypatch: py
     monkeypatch.setattr(access, "POOL_TIMEOUT_SECONDS", 0.05)
     busy = [asyncio.ensure_future(database.fetch(SLEEP, {"seconds": 0.5})) for _ in range(2)]
     await asyncio.sleep(0.1)
-    with pytest.raises(ServiceUnavailable):
+    with pytest.raises(DatabaseUnavailable):
         await database.fetch(PID)
     await asyncio.gather(*busy)
     assert (await database.fetch(PID))[0].pid  # served again once a connection is free

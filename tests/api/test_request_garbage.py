@@ -7,11 +7,11 @@ from __future__ import annotations
 import gc
 from collections import Counter
 
-from app import DASHBOARD_QUERY
-from resolvers.access import Role, Viewer
-from resolvers.context import Context
+from resolvers.viewer import Role, Viewer
 from schema.root import schema
 from tests.resolvers.world import Api
+from web.graphql import DASHBOARD_QUERY
+from web.state import RequestContext
 
 LIST = """{ affiliates(first: 50) { totalCount edges { cursor node { id name upline { id }
   network { levels { level count deposits } } summaries(period: MONTHLY) { cpaEarned levels { rev } }
@@ -23,13 +23,13 @@ async def test_reads_leave_no_cyclic_garbage(api: Api) -> None:
     queries = [(DASHBOARD_QUERY, {"id": "300"}), (LIST, {})]
     for viewer in (Viewer(Role.ADMIN, "admin"), Viewer(Role.AFFILIATE, "a", 300)):
         for query, variables in queries:  # warm: the documents' first parse and validation
-            assert not (await schema.execute(query, variables, Context(api=state, viewer=viewer))).errors
+            assert not (await schema.execute(query, variables, RequestContext.build(state, viewer))).errors
     gc.collect()
     gc.set_debug(gc.DEBUG_SAVEALL)
     try:
         for viewer in (Viewer(Role.ADMIN, "admin"), Viewer(Role.AFFILIATE, "a", 300)):
             for query, variables in queries * 3:
-                assert not (await schema.execute(query, variables, Context(api=state, viewer=viewer))).errors
+                assert not (await schema.execute(query, variables, RequestContext.build(state, viewer))).errors
         gc.collect()
         garbage = Counter(type(o).__qualname__ for o in gc.garbage)
     finally:

@@ -14,8 +14,7 @@ import pytest
 from sqlalchemy import text
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from app import DASHBOARD_QUERY
-from resolvers.access import Database
+from db.reader import Database
 from resolvers.loaders.affiliate import _BY_ID, _UPLINE
 from resolvers.loaders.network import _NETWORK
 from resolvers.loaders.referral import ReferralArgs, ReferralPageByAffiliateLoader
@@ -25,6 +24,7 @@ from resolvers.sync import _RUNS
 from schema import fast_fields
 from schema.execution import FatureExecutionContext
 from tests.resolvers.world import Api, World, serve, token
+from web.graphql import DASHBOARD_QUERY
 
 LEVELS = "level count deposits bets ggr cpa rev"
 QUERIES: list[tuple[str, dict[str, Any]]] = [

@@ -590,7 +590,7 @@ async def test_xlsx_of_an_empty_report_is_the_header(exports: Exports) -> None:
 async def test_xlsx_rolls_over_to_a_new_worksheet(exports: Exports, monkeypatch: pytest.MonkeyPatch) -> None:
     import openpyxl
 
-    from resolvers import xlsx
+    from web.exports import xlsx
 
     monkeypatch.setattr(xlsx, "XLSX_MAX_ROWS", 21)  # a header and 20 rows a sheet
     rows = await assert_xlsx_equals_csv(exports, "referrals", "admin", None, affiliate_id=ROOT)
@@ -606,8 +606,8 @@ def test_xlsx_cells(tmp_path: Any) -> None:
 
     import openpyxl
 
-    from resolvers.xlsx import XlsxReport
     from schema.enums import PeriodType
+    from web.exports.xlsx import XlsxReport
 
     path = str(tmp_path / "cells.xlsx")
     report = XlsxReport(path, "cells", ["a", "b", "c", "d", "e", "f", "g", "h", "i"])

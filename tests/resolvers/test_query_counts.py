@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from app import DASHBOARD_QUERY
 from tests.resolvers.world import Api
+from web.graphql import DASHBOARD_QUERY
 
 LIST = """query($n: Int) { affiliates(first: $n) { edges { node {
   network { levels { level count } } summaries(period: MONTHLY) { cpaEarned } } } } }"""

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-import types
-
 import pytest
 from pydantic import SecretStr
 
 from etl.sync import EtlBusy, run_cycle
+from resolvers import validation as validation_resolvers
 from tests.factories import Operation
 from tests.resolvers.world import JWT_SECRET, PLAIN, Api, World, rows, serve
 
@@ -17,9 +15,7 @@ MUTATION = """mutation($id: ID!) { validateCpa(affiliateId: $id) { affiliateId
 
 
 def fake_module(monkeypatch: pytest.MonkeyPatch, impl: object) -> None:
-    module = types.ModuleType("etl.validate_now")
-    module.validate_affiliate_network = impl  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "etl.validate_now", module)
+    monkeypatch.setattr(validation_resolvers, "validate_affiliate_network", impl)
 
 
 async def test_returns_the_validations_written(api: Api, world: World, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -52,14 +48,8 @@ async def test_busy_and_missing(api: Api, monkeypatch: pytest.MonkeyPatch) -> No
     assert error["extensions"]["code"] == "BUSY"
     assert (await api.client.post("/api/v1/affiliates/300/validate-cpa")).status_code == 409
 
-    monkeypatch.setitem(sys.modules, "etl.validate_now", None)  # import fails
-    error = await api.error(MUTATION, {"id": "300"})
-    assert error["extensions"]["code"] == "NOT_AVAILABLE"
-    assert error["message"] == "CPA validation on demand is not available in this build"
-
 
 async def test_real_validation_of_a_newly_qualified_user(settings, robust_url: str, operation_url: str) -> None:
-    pytest.importorskip("etl.validate_now")
     op = await Operation.open(operation_url)
     await op.user(101, "Ana", afiliado=True)
     await op.user(102, "Bruno")

@@ -22,9 +22,9 @@ from starlette.applications import Starlette
 from app import create_app
 from db.settings import Settings
 from etl.sync import run_cycle
-from resolvers.auth import mint_token
 from tests.conftest import OPERATION_SQL, _admin, _db_url
 from tests.factories import Operation, write_worked_example
+from web.auth import mint_token
 
 ROOT = 300
 TREE = range(301, 362)

@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from app import DASHBOARD_QUERY
 from etl.sync import run_cycle
 from tests.factories import Operation
 from tests.resolvers.world import World, build_world, drop_world, serve, token
 from tests.security.conftest import AFFILIATE, CHILD, Clients
+from web.graphql import DASHBOARD_QUERY
 
 ME = "query Me { me { id totalCpaEarned network { totalNetworkSize } } syncStatus { dataAsOf } }"
 

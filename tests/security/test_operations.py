@@ -8,11 +8,11 @@ import json
 import logging
 from urllib.parse import urlsplit
 
-from resolvers.jsonlog import configure_logging
 from tests.conftest import ADMIN_URL
 from tests.resolvers.test_failures import Proxy
 from tests.resolvers.world import World, serve, token
 from tests.security.conftest import AFFILIATE, Clients
+from web.access_log import configure_logging
 
 METRICS = (
     "fature_requests_total", "fature_request_duration_seconds_bucket", "fature_cache_hits_total",

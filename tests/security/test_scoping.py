@@ -9,9 +9,9 @@ import types
 
 import pytest
 
-from app import DASHBOARD_QUERY
 from tests.resolvers.world import Api, World, rows, token
 from tests.security.conftest import AFFILIATE, CHILD, GRANDCHILD, ROOT, SIBLING, Clients
+from web.graphql import DASHBOARD_QUERY
 
 EVERY_FIELD = """query($id: ID!) { affiliate(id: $id) {
   id name email phone status totalReferrals totalValidatedReferrals totalDeposits totalWithdrawals

@@ -17,9 +17,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import SecretStr
 
-from resolvers.auth import mint_token
 from tests.resolvers.world import JWT_SECRET, Api, World, serve
 from tests.security.conftest import Clients
+from web.auth import mint_token
 
 QUERY = '{ affiliate(id: "300") { id } }'
 

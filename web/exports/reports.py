@@ -23,7 +23,7 @@ is written and sent before the next is read. The first chunk is read before the 
 starts, so bad input and an unreachable database still get a JSON error with its status.
 
 ``format=xlsx`` (``csv`` the default): the same rows and cells in a workbook written to a
-temporary file and streamed back once complete (``resolvers.xlsx``), so any error is still
+temporary file and streamed back once complete (``web.exports.xlsx``), so any error is still
 a JSON error. ``sep``/``decimal`` are CSV options and refused with ``format=xlsx``.
 """
 
@@ -60,16 +60,17 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from db.engine import DatabaseUnavailable
+from db.reader import UNAVAILABLE_ERRORS
+from db.tables import AFFILIATE_COLUMNS, affiliates
 from etl import statements as st
-from resolvers.access import _UNAVAILABLE
 from resolvers.arguments import LEVELS, MAX_ID, aware, check_range
-from resolvers.context import ApiState, Context, viewer_for
-from resolvers.loaders.affiliate import AFFILIATE_COLUMNS, affiliates
+from resolvers.errors import BadUserInput, NotFound, PublicError, ServiceUnavailable
 from resolvers.statement import from_open, from_stored, may_read_money_of
-from resolvers.xlsx import XLSX_MEDIA_TYPE, file_chunks, write_workbook
 from schema.enums import CpaStatus, PeriodType, RankingMetric, ReferralStatus
-from schema.errors import BadUserInput, PublicError, ServiceUnavailable
 from schema.summary import PeriodicSummary
+from web.exports.xlsx import XLSX_MEDIA_TYPE, file_chunks, write_workbook
+from web.state import ApiState, RequestContext, viewer_for
 
 log = logging.getLogger("fature.api")
 
@@ -79,11 +80,7 @@ _TEXT_CELLS = ("=", "+", "-", "@", "\t", "\r")
 _PHONE_LIKE = re.compile(r"[+-][0-9 ().-]*")
 
 
-class NotFound(PublicError):
-    code = "NOT_FOUND"
-
-
-_STATUS = {"BAD_USER_INPUT": 400, "NOT_FOUND": 404, "SERVICE_UNAVAILABLE": 503}
+_STATUS = {"BAD_USER_INPUT": 400, "NOT_FOUND": 404, "SERVICEUNAVAILABLE_ERRORS": 503}
 
 
 def _error(code: str, message: str) -> Response:
@@ -206,7 +203,7 @@ def _month(value: str | None) -> date:
     return date(int(match.group(1)), int(match.group(2)), 1)
 
 
-def _bound(value: str | None, name: str, ctx: Context, end: bool) -> datetime | None:
+def _bound(value: str | None, name: str, ctx: RequestContext, end: bool) -> datetime | None:
     """A date (a local day: from its start, or to the start of the next) or an instant."""
     if value is None or value == "":
         return None
@@ -238,7 +235,7 @@ class Export:
     rows: Rows  # chunks of rows (cell values) read on the given connection
 
 
-async def _visible_affiliate(ctx: Context, affiliate_id: int) -> None:
+async def _visible_affiliate(ctx: RequestContext, affiliate_id: int) -> None:
     """404 unless the viewer may read this affiliate (the GraphQL ``affiliate`` is null)."""
     if await ctx.loaders.affiliate_by_id.load(affiliate_id) is None:
         raise NotFound(f"no affiliate with id {affiliate_id}")
@@ -271,7 +268,7 @@ _STATEMENT_COLUMNS = [
 ]
 
 
-async def statements_export(ctx: Context, q: Any) -> Export:
+async def statements_export(ctx: RequestContext, q: Any) -> Export:
     _check_known(q, ("month", "affiliate_id", "status"))
     month = _month(q.get("month"))
     owner = _id(q.get("affiliate_id"), "affiliate_id")
@@ -324,7 +321,7 @@ async def statements_export(ctx: Context, q: Any) -> Export:
 _AFFILIATE_COLUMNS = [c.strip() for c in AFFILIATE_COLUMNS.split(",")]
 
 
-async def ranking_export(ctx: Context, q: Any) -> Export:
+async def ranking_export(ctx: RequestContext, q: Any) -> Export:
     _check_known(q, ("metric",))
     metric = _enum(q.get("metric") or "cpa_earned", "metric", RankingMetric,
                    {"cpa_earned": "rank_cpa", "validated_referrals": "rank_referrals"})
@@ -354,7 +351,7 @@ _REFERRAL_COLUMNS = [
 _referrals = table("affiliate_referrals", *(column(c) for c in _REFERRAL_COLUMNS))
 
 
-async def referrals_export(ctx: Context, q: Any) -> Export:
+async def referrals_export(ctx: RequestContext, q: Any) -> Export:
     _check_known(q, ("affiliate_id", "level", "status"))
     owner = _id(q.get("affiliate_id"), "affiliate_id", required=True)
     level = _level(q.get("level"))
@@ -390,7 +387,7 @@ _summaries = table("affiliate_periodic_summaries", *(column(c) for c in _SUMMARY
                    column("level_breakdown"))
 
 
-async def summaries_export(ctx: Context, q: Any) -> Export:
+async def summaries_export(ctx: RequestContext, q: Any) -> Export:
     _check_known(q, ("affiliate_id", "period", "from", "to"))
     owner = _id(q.get("affiliate_id"), "affiliate_id", required=True)
     period = _enum(q.get("period") or "monthly", "period", PeriodType)
@@ -434,7 +431,7 @@ _validations = table(
 )
 
 
-async def validations_export(ctx: Context, q: Any) -> Export:
+async def validations_export(ctx: RequestContext, q: Any) -> Export:
     _check_known(q, ("affiliate_id", "level", "status", "from", "to"))
     owner = _id(q.get("affiliate_id"), "affiliate_id")
     level = _level(q.get("level"))
@@ -495,10 +492,10 @@ async def _row_chunks(export: Export, api: ApiState) -> AsyncGenerator[Sequence[
         async with _snapshot(api) as conn:
             async for chunk in export.rows(conn):
                 yield chunk
-    except _UNAVAILABLE as exc:
+    except UNAVAILABLE_ERRORS as exc:
         raise ServiceUnavailable() from exc
     except sa_exc.DBAPIError as exc:
-        if exc.connection_invalidated or isinstance(exc.orig, _UNAVAILABLE):
+        if exc.connection_invalidated or isinstance(exc.orig, UNAVAILABLE_ERRORS):
             raise ServiceUnavailable() from exc
         raise
 
@@ -535,7 +532,7 @@ async def export_csv(request: Request) -> Response:
     report = request.path_params["report"]
     if report not in _BUILDERS:
         return _error("NOT_FOUND", f"no export named {report[:40]!r}; reports: {', '.join(REPORTS)}")
-    context = Context(api=api, viewer=viewer_for(request), request=request)
+    context = RequestContext.build(api, viewer_for(request), request)
     request.state.context = context
     body: AsyncIterator[bytes] | None = None
     try:
@@ -548,9 +545,11 @@ async def export_csv(request: Request) -> Response:
             body = _encode(export, fmt, api)
             # The first chunk (header and first rows) before the status line: errors stay JSON.
             first = await body.__anext__()
-    except PublicError as exc:
+    except (PublicError, DatabaseUnavailable) as exc:
         if body is not None:
             await body.aclose()  # type: ignore[attr-defined]
+        if isinstance(exc, DatabaseUnavailable):
+            exc = ServiceUnavailable()
         return _error(exc.code, str(exc))
     headers = {"cache-control": "no-store"}
     as_of = context.snapshot.as_of_text

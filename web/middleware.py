@@ -19,9 +19,9 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from resolvers.access import Role, Viewer
-from resolvers.auth import AuthError
-from resolvers.jsonlog import operation_var, request_id_var
+from resolvers.viewer import Role, Viewer
+from web.access_log import operation_var, request_id_var
+from web.auth import AuthError
 
 access_log = logging.getLogger("fature.access")
 
@@ -70,7 +70,7 @@ def _sentence(code: str, message: str) -> str:
     return message
 
 
-class Door:
+class ApiMiddleware:
     """Pure ASGI middleware (no per-request task or body buffering on the hot path)."""
 
     def __init__(self, app: ASGIApp) -> None:

@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
@@ -28,10 +28,7 @@ from graphql import FieldNode, OperationDefinitionNode, OperationType, parse, pr
 from strawberry.types import ExecutionResult
 
 from db.settings import Settings
-from resolvers.metrics import Metrics
-
-if TYPE_CHECKING:
-    from resolvers.context import Context
+from web.metrics import Metrics
 
 log = logging.getLogger("fature.api")
 
@@ -155,26 +152,24 @@ class ResponseCache:
 
 
 async def execute_cached(
-    ctx: Context, query: str | None, variables: dict[str, Any] | None, operation_name: str | None,
-    compute: Compute,
-) -> ExecutionResult:
-    """``compute()`` through the cache when the operation is cacheable."""
-    cache: ResponseCache = ctx.api.response_cache
+    cache: ResponseCache, scope_key: str, generation: int, query: str | None,
+    variables: dict[str, Any] | None, operation_name: str | None, compute: Compute,
+) -> tuple[ExecutionResult, str | None]:
+    """``compute()`` through the cache when the operation is cacheable, for a viewer's scope
+    and the data's generation; with the cache status ("hit", "miss", None: not cacheable)."""
     digest = cache.plan(query, operation_name)
     if digest is None:
-        return await compute()
-    key = cache.key(digest, variables, ctx.viewer.scope_key, ctx.snapshot.generation)
+        return await compute(), None
+    key = cache.key(digest, variables, scope_key, generation)
     if (flight := cache.inflight.get(key)) is not None:
-        return await _follow(flight, compute, cache)
+        return await _follow(flight, compute, cache), None
     raw = await cache.get(key)
     if raw is not None:
         cache.metrics.cache_hits.inc()
-        ctx.cache_status = "hit"
-        return ExecutionResult(data=orjson.loads(raw), errors=None)
+        return ExecutionResult(data=orjson.loads(raw), errors=None), "hit"
     if (flight := cache.inflight.get(key)) is not None:
-        return await _follow(flight, compute, cache)
+        return await _follow(flight, compute, cache), None
     cache.metrics.cache_misses.inc()
-    ctx.cache_status = "miss"
     flight = asyncio.get_running_loop().create_future()
     cache.inflight[key] = flight
     result: ExecutionResult | None = None
@@ -185,7 +180,7 @@ async def execute_cached(
         flight.set_result(result)  # None (the leader failed): followers compute themselves
     if not result.errors and result.data is not None:
         await cache.set(key, orjson.dumps(result.data).decode())
-    return result
+    return result, "miss"
 
 
 async def _follow(

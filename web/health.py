@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from resolvers.access import sql
-from resolvers.metrics import CONTENT_TYPE
-from schema.errors import PublicError
+from db.engine import DatabaseUnavailable
+from db.reader import sql
+from web.metrics import CONTENT_TYPE
 
 _READY = sql(
     "SELECT finished_at, source_as_of FROM etl.runs WHERE status = 'success' "
@@ -34,7 +34,7 @@ async def readyz(request: Request) -> Response:
     try:
         rows = await asyncio.wait_for(api.database.fetch(_READY), READY_TIMEOUT_SECONDS)
         checks["database"] = "ok"
-    except (PublicError, TimeoutError):
+    except (DatabaseUnavailable, TimeoutError):
         rows = None
         checks["database"] = "unavailable"
         reasons.append("the robust database is unavailable")

@@ -20,7 +20,7 @@ from typing import Any
 import jwt
 
 from db.settings import Settings
-from resolvers.access import Role, Viewer
+from resolvers.viewer import Role, Viewer
 
 
 class AuthError(Exception):

@@ -19,10 +19,10 @@ from typing import Any
 
 import asyncpg
 
+from db.engine import DatabaseUnavailable
+from db.reader import Database, sql
 from etl.events import EtlCommitted
-from resolvers.access import Database, sql
-from resolvers.metrics import Metrics
-from schema.errors import PublicError
+from web.metrics import Metrics
 
 log = logging.getLogger("fature.api")
 
@@ -74,7 +74,7 @@ class Freshness:
                 "SELECT COALESCE(max(id), 0) AS id FROM etl.runs WHERE status <> 'running'"
             ))
             self._last_seen_run = max(self._last_seen_run, int(runs[0].id))
-        except PublicError:
+        except DatabaseUnavailable:
             log.warning("data freshness unknown: the robust database is unavailable")
 
     def on_commit(self, event: EtlCommitted) -> None:
@@ -91,7 +91,7 @@ class Freshness:
         """Runs finished since the last look: metrics, and the generation if one succeeded."""
         try:
             rows = await self.database.fetch(_FINISHED_SINCE, {"after": self._last_seen_run})
-        except PublicError:
+        except DatabaseUnavailable:
             return
         for row in rows:
             self._last_seen_run = max(self._last_seen_run, row.id)

@@ -19,9 +19,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 from strawberry.types import ExecutionResult
 
-from resolvers.context import ApiState, Context, viewer_for
-from resolvers.response_cache import execute_cached
 from schema.errors import error_code
+from schema.root import schema
+from web.state import ApiState, RequestContext, viewer_for
 
 _AFFILIATE_FIELDS = """
   affiliate_id: id name email phone status
@@ -117,10 +117,8 @@ def _int_or_raw(value: str | None) -> Any:
 
 
 async def _run(request: Request, document: str, variables: dict[str, Any]) -> tuple[Any, Response | None]:
-    from schema.root import schema
-
     api: ApiState = request.app.state.api
-    context = Context(api=api, viewer=viewer_for(request), request=request)
+    context = RequestContext.build(api, viewer_for(request), request)
     request.state.context = context
     operation = document.split("(", 1)[0].split()[-1]  # RestAffiliate, RestValidateCpa, ...
     request.state.operation = operation
@@ -129,7 +127,7 @@ async def _run(request: Request, document: str, variables: dict[str, Any]) -> tu
         return await schema.execute(document, variable_values=variables, context_value=context,
                                     operation_name=operation)
 
-    result = await execute_cached(context, document, variables, operation, compute)
+    result = await context.execute_cached(document, variables, operation, compute)
     request.state.cache = context.cache_status
     if result.errors:
         error = result.errors[0]

@@ -1,0 +1,1 @@
+"""Streaming report exports (CSV and XLSX) under /api/v1/exports."""

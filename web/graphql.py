@@ -1,0 +1,178 @@
+"""The /graphql endpoint: strawberry's ASGI view with Fature's context, the response cache,
+batch caps, the data's as-of instant in ``extensions.asOf``, orjson, and GraphiQL with the
+dashboard query preloaded."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.types import Receive, Scope, Send
+from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.http.ides import get_graphql_ide_html
+from strawberry.types import ExecutionResult
+
+from db.engine import DatabaseUnavailable
+from db.reader import sql
+from schema.errors import public_error
+from web.access_log import operation_var
+from web.middleware import rejection
+from web.response_cache import operation_name
+from web.state import RequestContext, viewer_for
+
+DASHBOARD_QUERY = """\
+# The affiliate dashboard: totals, the five network levels, the last 30 daily summaries
+# and the newest referrals. Change the id in the Variables pane; press Ctrl-Enter to run.
+query Dashboard($id: ID!) {
+  syncStatus { dataAsOf }
+  affiliate(id: $id) {
+    id name status rankCpa
+    totalReferrals totalValidatedReferrals totalNetworkSize
+    totalDeposits totalBets totalGgr totalCpaEarned totalRevEarned
+    network { totalNetworkSize levels { level count deposits bets ggr cpa rev } }
+    summaries(period: DAILY, last: 30) {
+      periodStart newReferrals totalDeposits totalBets totalGgr cpaEarned revEarned
+    }
+    referrals(first: 10) {
+      totalCount
+      edges { cursor node { referredUserId level referralDate status totalDeposits cpaAmount } }
+      pageInfo { hasNextPage endCursor }
+    }
+  }
+}
+"""
+
+_TOP_AFFILIATE = sql(
+    "SELECT affiliate_id FROM affiliates WHERE status = 'active' "
+    "ORDER BY total_cpa_earned DESC, affiliate_id LIMIT 1"
+)
+
+
+def graphiql_html(example_id: str) -> str:
+    """Strawberry's GraphiQL page with the dashboard query and its variables preloaded."""
+    html = get_graphql_ide_html("graphiql")
+    start = html.find("const EXAMPLE_QUERY = `")
+    end = html.find("`;", start)
+    if start < 0 or end < 0:
+        return html
+    query = DASHBOARD_QUERY.replace("\\", "\\\\").replace("`", "\\`").replace("${", "\\${")
+    variables = orjson.dumps({"id": example_id}).decode()
+    html = html[:start] + f"const EXAMPLE_QUERY = `{query}`;" + html[end + 2:]
+    return html.replace(
+        "parameters.variables,\n", f"parameters.variables || {orjson.dumps(variables).decode()},\n", 1
+    )
+
+
+# Without an operationName the label comes from the document: each distinct one is parsed
+# once (documents of ordinary size; a huge one is not worth keeping).
+_cached_operation_name = lru_cache(maxsize=1024)(operation_name)
+MAX_CACHED_DOCUMENT_CHARS = 20_000
+
+
+def _operation_name(query: str | None, given: str | None) -> str | None:
+    if given or not query or len(query) > MAX_CACHED_DOCUMENT_CHARS:
+        return operation_name(query, given)
+    return _cached_operation_name(query, None)
+
+
+class Rejected(Exception):
+    """A request refused before execution, answered as a GraphQL error with a code."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+class FatureGraphQL(GraphQL):
+    """Strawberry's ASGI view with Fature's context, the response cache, batch caps, the
+    data's as-of instant in ``extensions.asOf``, orjson, and the preloaded GraphiQL."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("state", {}).get("operation") == "graphiql":  # the door let it in without a token
+            page = await self.render_graphql_ide(Request(scope, receive))
+            await page(scope, receive, send)
+            return
+        try:
+            await super().__call__(scope, receive, send)
+        except Rejected as rejected:
+            r = rejected
+            raw, headers = rejection(scope, r.status, r.code, r.message, r.headers)
+            await send({"type": "http.response.start", "status": rejected.status, "headers": headers})
+            await send({"type": "http.response.body", "body": raw})
+
+    async def get_context(self, request: Any, response: Any) -> RequestContext:  # type: ignore[override]
+        context = RequestContext.build(request.app.state.api, viewer_for(request), request, response)
+        request.state.context = context
+        return context
+
+    def parse_json(self, data: str | bytes) -> Any:
+        return orjson.loads(data)
+
+    async def execute_operation(  # type: ignore[override]
+        self, request: Request, request_adapter: Any, request_data: Any, context: RequestContext,
+        root_value: Any, sub_response: Any,
+    ) -> Any:
+        if isinstance(request_data, list):
+            cap = context.settings.max_batch_operations
+            if len(request_data) > cap:
+                raise Rejected(400, "BATCH_TOO_LARGE",
+                               f"A batch may hold at most {cap} operations, got {len(request_data)}")
+            request.state.operation = "batch"
+            extra = len(request_data) - 1  # the door counted the request once
+            if extra > 0:
+                verdict = await context.api.rate_limiter.hit(request.state.rate_key, False, cost=extra)
+                if not verdict.allowed:
+                    context.api.metrics.rate_limited.labels("token").inc()
+                    wait = verdict.retry_after
+                    raise Rejected(429, "RATE_LIMITED", f"Too many requests; retry in {wait} s",
+                                   {"retry-after": str(wait)})
+        else:
+            request.state.operation = context.api.metrics.operation_label(
+                _operation_name(request_data.query, request_data.operation_name)
+            )
+            operation_var.set(request.state.operation)
+        return await super().execute_operation(
+            request, request_adapter, request_data, context, root_value, sub_response
+        )
+
+    async def execute_single(  # type: ignore[override]
+        self, request: Request, request_adapter: Any, sub_response: Any, context: RequestContext,
+        root_value: Any, request_data: Any,
+    ) -> ExecutionResult:
+        async def compute() -> ExecutionResult:
+            return await super(FatureGraphQL, self).execute_single(
+                request, request_adapter, sub_response, context, root_value, request_data
+            )
+
+        result = await context.execute_cached(
+            request_data.query, request_data.variables, request_data.operation_name, compute
+        )
+        request.state.cache = context.cache_status
+        return result
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+        # Parse errors are answered before the schema's extensions run: code them here too.
+        if result.errors:
+            result.errors = [public_error(e) for e in result.errors]
+        response = await super().process_result(request, result)
+        context: RequestContext | None = getattr(request.state, "context", None)
+        if context is not None:
+            response["extensions"] = {**response.get("extensions", {}), "asOf": context.snapshot.as_of_text}
+        return response
+
+    def encode_json(self, data: object) -> bytes:
+        return orjson.dumps(data)
+
+    async def render_graphql_ide(self, request: Request) -> HTMLResponse:
+        example_id = "1"
+        try:
+            rows = await request.app.state.api.database.fetch(_TOP_AFFILIATE)
+            if rows:
+                example_id = str(rows[0].affiliate_id)
+        except DatabaseUnavailable:
+            pass  # the page still loads; the query will report the outage itself
+        return HTMLResponse(graphiql_html(example_id))
