@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
+from commissions.errors import CommissionError
 from db.engine import DatabaseUnavailable
 from db.reader import UNAVAILABLE_MESSAGE
 from resolvers.errors import PublicError
@@ -64,13 +65,15 @@ def is_unexpected(error: GraphQLError) -> bool:
     """An exception from our code (a bug), not a client mistake or a known condition.
     graphql-core raises GraphQLErrors itself when it coerces argument and variable values."""
     original = error.original_error
-    return original is not None and not isinstance(original, PublicError | GraphQLError | DatabaseUnavailable)
+    return original is not None and not isinstance(
+        original, PublicError | GraphQLError | DatabaseUnavailable | CommissionError
+    )
 
 
 def error_code(error: GraphQLError) -> str:
     """The code a (possibly unclassified) GraphQL error is reported with."""
     original = error.original_error
-    if isinstance(original, PublicError):
+    if isinstance(original, PublicError | CommissionError):
         return original.code
     if isinstance(original, DatabaseUnavailable):
         return "SERVICE_UNAVAILABLE"
@@ -95,7 +98,7 @@ def public_error(error: GraphQLError) -> GraphQLError:
         return error  # already public
     unexpected = is_unexpected(error)
     message = MASKED_MESSAGE if unexpected else without_suggestions(error.message)
-    if isinstance(error.original_error, PublicError):
+    if isinstance(error.original_error, PublicError | CommissionError):
         message = error.original_error.message
     elif isinstance(error.original_error, DatabaseUnavailable):
         message = UNAVAILABLE_MESSAGE  # never the driver's words (hosts, users)

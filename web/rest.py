@@ -21,6 +21,7 @@ from strawberry.types import ExecutionResult
 
 from schema.errors import error_code
 from schema.root import schema
+from web.errors import error_response
 from web.state import ApiState, RequestContext, viewer_for
 
 _AFFILIATE_FIELDS = """
@@ -85,24 +86,12 @@ mutation RestValidateCpa($id: ID!) {
   }
 }"""
 
-_STATUS = {
-    "BAD_USER_INPUT": 400, "GRAPHQL_VALIDATION_FAILED": 400, "FORBIDDEN": 403, "NOT_FOUND": 404,
-    "BUSY": 409, "QUERY_TOO_DEEP": 400, "TOO_MANY_ALIASES": 400, "TOO_MANY_TOKENS": 400,
-    "QUERY_TOO_COSTLY": 400,
-    "NOT_AVAILABLE": 501, "SERVICE_UNAVAILABLE": 503,
-}
-
-
 def _json(body: Any, status: int = 200, request: Request | None = None) -> Response:
     response = Response(orjson.dumps(body), status_code=status, media_type="application/json")
     context = getattr(request.state, "context", None) if request is not None else None
     if context is not None and context.snapshot.as_of_text is not None:
         response.headers["x-data-as-of"] = context.snapshot.as_of_text
     return response
-
-
-def _error(code: str, message: str) -> Response:
-    return _json({"error": {"code": code, "message": message}}, _STATUS.get(code, 500))
 
 
 def _int_or_raw(value: str | None) -> Any:
@@ -131,7 +120,7 @@ async def _run(request: Request, document: str, variables: dict[str, Any]) -> tu
     request.state.cache = context.cache_status
     if result.errors:
         error = result.errors[0]
-        return None, _error(error_code(error), error.message)
+        return None, error_response(error_code(error), error.message)
     return result.data, None
 
 
@@ -142,7 +131,7 @@ async def _affiliate(request: Request, document: str, **variables: Any) -> dict[
     if failure is not None:
         return failure
     if data["affiliate"] is None:
-        return _error("NOT_FOUND", f"no affiliate with id {affiliate_id}")
+        return error_response("NOT_FOUND", f"no affiliate with id {affiliate_id}")
     return data["affiliate"]
 
 

@@ -42,7 +42,6 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-import orjson
 from sqlalchemy import (
     BigInteger,
     Integer,
@@ -69,6 +68,7 @@ from resolvers.errors import BadUserInput, NotFound, PublicError, ServiceUnavail
 from resolvers.statement import from_open, from_stored, may_read_money_of
 from schema.enums import CpaStatus, PeriodType, RankingMetric, ReferralStatus
 from schema.summary import PeriodicSummary
+from web.errors import error_response, exception_response
 from web.exports.xlsx import XLSX_MEDIA_TYPE, file_chunks, write_workbook
 from web.state import ApiState, RequestContext, viewer_for
 
@@ -78,14 +78,6 @@ CHUNK = 5000  # rows per server-side fetch and per body chunk
 REPORTS = ("statements", "ranking", "referrals", "summaries", "validations")
 _TEXT_CELLS = ("=", "+", "-", "@", "\t", "\r")
 _PHONE_LIKE = re.compile(r"[+-][0-9 ().-]*")
-
-
-_STATUS = {"BAD_USER_INPUT": 400, "NOT_FOUND": 404, "SERVICEUNAVAILABLE_ERRORS": 503}
-
-
-def _error(code: str, message: str) -> Response:
-    body = orjson.dumps({"error": {"code": code, "message": message}})
-    return Response(body, status_code=_STATUS.get(code, 500), media_type="application/json")
 
 
 # ------------------------------------------------------------------ cells
@@ -531,7 +523,7 @@ async def export_csv(request: Request) -> Response:
     api: ApiState = request.app.state.api
     report = request.path_params["report"]
     if report not in _BUILDERS:
-        return _error("NOT_FOUND", f"no export named {report[:40]!r}; reports: {', '.join(REPORTS)}")
+        return error_response("NOT_FOUND", f"no export named {report[:40]!r}; reports: {', '.join(REPORTS)}")
     context = RequestContext.build(api, viewer_for(request), request)
     request.state.context = context
     body: AsyncIterator[bytes] | None = None
@@ -548,9 +540,7 @@ async def export_csv(request: Request) -> Response:
     except (PublicError, DatabaseUnavailable) as exc:
         if body is not None:
             await body.aclose()  # type: ignore[attr-defined]
-        if isinstance(exc, DatabaseUnavailable):
-            exc = ServiceUnavailable()
-        return _error(exc.code, str(exc))
+        return exception_response(exc)
     headers = {"cache-control": "no-store"}
     as_of = context.snapshot.as_of_text
     if as_of is not None:

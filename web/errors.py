@@ -1,0 +1,43 @@
+"""Errors outside GraphQL (REST routes and exports): one map from the API's error codes to
+HTTP statuses and one shape of the JSON body, ``{"error": {"code", "message"}}``."""
+
+from __future__ import annotations
+
+import orjson
+from starlette.responses import Response
+
+from commissions.errors import CommissionError
+from db.engine import DatabaseUnavailable
+from db.reader import UNAVAILABLE_MESSAGE
+from resolvers.errors import PublicError
+
+HTTP_STATUS = {
+    "BAD_USER_INPUT": 400,
+    "GRAPHQL_PARSE_FAILED": 400,
+    "GRAPHQL_VALIDATION_FAILED": 400,
+    "QUERY_TOO_DEEP": 400,
+    "TOO_MANY_ALIASES": 400,
+    "TOO_MANY_TOKENS": 400,
+    "QUERY_TOO_COSTLY": 400,
+    "BATCH_TOO_LARGE": 400,
+    "UNAUTHENTICATED": 401,
+    "FORBIDDEN": 403,
+    "NOT_FOUND": 404,
+    "BUSY": 409,
+    "RATE_LIMITED": 429,
+    "NOT_AVAILABLE": 501,
+    "SERVICE_UNAVAILABLE": 503,
+}
+
+
+def error_response(code: str, message: str) -> Response:
+    """The JSON error body with the status of ``code`` (500 for an unknown code)."""
+    body = orjson.dumps({"error": {"code": code, "message": message}})
+    return Response(body, status_code=HTTP_STATUS.get(code, 500), media_type="application/json")
+
+
+def exception_response(exc: PublicError | CommissionError | DatabaseUnavailable) -> Response:
+    """A client-facing exception as its JSON error (a database outage never shows its text)."""
+    if isinstance(exc, DatabaseUnavailable):
+        return error_response("SERVICE_UNAVAILABLE", UNAVAILABLE_MESSAGE)
+    return error_response(exc.code, exc.message)
