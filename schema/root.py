@@ -37,7 +37,7 @@ SDL_PATH = Path(__file__).resolve().parents[1] / "schema.graphql"
 
 
 @strawberry.type
-class Query:
+class AffiliateQueries:
     affiliate: Affiliate | None = strawberry.field(
         resolver=affiliate_resolvers.affiliate,
         description="Null when no affiliate has this id or the token may not see it.",
@@ -48,7 +48,15 @@ class Query:
     )
     affiliates: Connection[Affiliate] = strawberry.field(resolver=affiliate_resolvers.affiliates_list)
     ranking: Connection[Affiliate] = strawberry.field(resolver=affiliate_resolvers.ranking)
+
+
+@strawberry.type
+class SyncQueries:
     sync_status: SyncStatus = strawberry.field(resolver=sync_resolvers.sync_status)
+
+
+@strawberry.type
+class CommissionQueries:
     commission_plans: list[CommissionPlan] = strawberry.field(resolver=commission_resolvers.commission_plans)
     commission_plan: CommissionPlan | None = strawberry.field(resolver=commission_resolvers.commission_plan)
     qualification_criteria: list[QualificationCriteria] = strawberry.field(
@@ -56,17 +64,25 @@ class Query:
     commission_audit_log: list[AuditEntry] = strawberry.field(resolver=commission_resolvers.audit_log)
     simulate_commission_plan: CommissionSimulation = strawberry.field(
         resolver=commission_resolvers.simulate_commission_plan)
+
+
+@strawberry.type
+class StatementQueries:
     statement: Statement | None = strawberry.field(resolver=statement_resolvers.statement)
     statements: list[Statement] = strawberry.field(resolver=statement_resolvers.statements)
 
 
 @strawberry.type
-class Mutation:
+class ValidationMutations:
     validate_cpa: ValidateCpaResult = strawberry.field(
         resolver=validation_resolvers.validate_cpa,
         description="Run the CPA validation step now for this affiliate's network "
                     "(same code, ledger rules and lock as the ETL); returns the new validations.",
     )
+
+
+@strawberry.type
+class CommissionMutations:
     create_commission_plan: CommissionPlan = strawberry.field(
         resolver=commission_resolvers.create_commission_plan)
     schedule_commission_plan_version: CommissionPlanVersion = strawberry.field(
@@ -75,11 +91,26 @@ class Mutation:
         resolver=commission_resolvers.assign_commission_plan)
     schedule_qualification_criteria: QualificationCriteria = strawberry.field(
         resolver=commission_resolvers.schedule_qualification_criteria)
+
+
+@strawberry.type
+class StatementMutations:
     close_month: CloseMonthResult = strawberry.field(resolver=statement_resolvers.close_month)
     approve_statement: Statement = strawberry.field(resolver=statement_resolvers.approve_statement)
     mark_statement_paid: Statement = strawberry.field(resolver=statement_resolvers.mark_statement_paid)
     reject_cpa_validation: CpaValidation = strawberry.field(
         resolver=statement_resolvers.reject_cpa_validation)
+
+
+# Each domain declares its root fields; the roots put them together.
+@strawberry.type
+class Query(AffiliateQueries, SyncQueries, CommissionQueries, StatementQueries):
+    pass
+
+
+@strawberry.type
+class Mutation(ValidationMutations, CommissionMutations, StatementMutations):
+    pass
 
 
 class FatureSchema(strawberry.Schema):
