@@ -9,15 +9,18 @@ from their GGR (``round(rate * ggr, 2)`` with the rate in force that day), and t
 monthly and yearly rows take the daily changes, REV included, so every larger REV figure is
 exactly the sum of the daily ones.
 
-Leaves ``period_delta(affiliate_id, period_type, period_start, level, ...)`` with every
-period row that changed, for the publishers.
+Leaves ``period_deltas(affiliate_id, period_type, period_start, level, ...)`` with every
+period row that changed, for the publishers. Its own working tables: ``daily_deltas`` (the
+change of each daily row) and ``daily_rows_after`` (those rows after it, REV recomputed).
 """
 
 from __future__ import annotations
 
 import asyncpg
 
+from etl import runs
 from etl.bulk import indexes_built_after, nested_loops
+from etl.cycle import Cycle
 
 _FIGURES = (
     "new_referrals",
@@ -34,7 +37,7 @@ _FIGURES = (
 _COUNTS = ("new_referrals", "deposit_count", "withdrawal_count", "bet_count", "validations")
 
 _DELTA = """
-CREATE TEMP TABLE delta_daily ON COMMIT DROP AS
+CREATE TEMP TABLE daily_deltas ON COMMIT DROP AS
 SELECT affiliate_id, level, day,
        sum(new_referrals)::int AS new_referrals, sum(deposits) AS deposits,
        sum(deposit_count)::int AS deposit_count, sum(withdrawals) AS withdrawals,
@@ -45,45 +48,44 @@ FROM (
     SELECT u.ancestor_id AS affiliate_id, u.level, n.day, 0 AS new_referrals,
            n.deposits, n.deposit_count, n.withdrawals, n.withdrawal_count,
            n.stake, n.win, n.bet_count, 0::numeric AS cpa, 0 AS validations
-    FROM ud_new n JOIN etl.user_upline u ON u.user_id = n.user_id
+    FROM user_days_after n JOIN etl.user_upline u ON u.user_id = n.user_id
     UNION ALL
     -- activity before, through the upline before (moved users) or the unchanged one
     SELECT u.ancestor_id, u.level, o.day, 0, -o.deposits, -o.deposit_count, -o.withdrawals,
            -o.withdrawal_count, -o.stake, -o.win, -o.bet_count, 0, 0
-    FROM ud_old o JOIN old_upline u ON u.user_id = o.user_id
+    FROM user_days_before o JOIN upline_before u ON u.user_id = o.user_id
     WHERE o.is_moved
     UNION ALL
     SELECT u.ancestor_id, u.level, o.day, 0, -o.deposits, -o.deposit_count, -o.withdrawals,
            -o.withdrawal_count, -o.stake, -o.win, -o.bet_count, 0, 0
-    FROM ud_old o JOIN etl.user_upline u ON u.user_id = o.user_id
+    FROM user_days_before o JOIN etl.user_upline u ON u.user_id = o.user_id
     WHERE NOT o.is_moved
     UNION ALL
     -- the referral itself: one new referral on the local day of tracked.criado_em
     SELECT u.ancestor_id, u.level, e.referred_at::date, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0
-    FROM moved m JOIN etl.edges e ON e.user_id = m.user_id
+    FROM moved_users m JOIN etl.edges e ON e.user_id = m.user_id
     JOIN etl.user_upline u ON u.user_id = m.user_id
     UNION ALL
     SELECT u.ancestor_id, u.level, j.referred_at::date, -1, 0, 0, 0, 0, 0, 0, 0, 0, 0
-    FROM old_join j JOIN old_upline u ON u.user_id = j.user_id
+    FROM referral_dates_before j JOIN upline_before u ON u.user_id = j.user_id
     UNION ALL
     -- CPA is where the ledger put it, forever
     SELECT affiliate_id, cpa_level, validation_date::date, 0, 0, 0, 0, 0, 0, 0, 0,
            cpa_amount, 1
-    FROM new_ledger
+    FROM new_ledger_rows
 ) AS contributions
 GROUP BY affiliate_id, level, day
 """
 
-# The daily rows after the change, with REV recomputed from their new GGR.
 # The daily rows after the change, with REV recomputed from their new GGR at the rate of
 # the affiliate's plan version in force that day.
 _DAILY = """
-CREATE TEMP TABLE daily_after ON COMMIT DROP AS
+CREATE TEMP TABLE daily_rows_after ON COMMIT DROP AS
 WITH merged AS (
     SELECT d.affiliate_id, d.level, d.day,
            {after},
            coalesce(o.rev, 0) AS old_rev
-    FROM delta_daily d
+    FROM daily_deltas d
     LEFT JOIN etl.affiliate_level_periods o
       ON o.affiliate_id = d.affiliate_id AND o.period_type = 'daily'
      AND o.period_start = d.day AND o.level = d.level
@@ -95,41 +97,41 @@ SELECT m.*,
 FROM merged m
 -- The plan the affiliate was on that day (its own from its assignment date, else the default)
 -- and that plan's version in force that day.
-LEFT JOIN affiliate_plan ap
+LEFT JOIN affiliate_plan_ranges ap
   ON ap.affiliate_id = m.affiliate_id AND m.day >= ap.effective_from AND m.day < ap.effective_until
 -- LEFT: a day no plan version covers leaves REV NULL and the cycle fails loudly (NOT NULL).
-LEFT JOIN plan_ranges p
+LEFT JOIN plan_version_ranges p
   ON p.plan_id = coalesce(ap.plan_id, (SELECT id FROM commission_plans WHERE is_default))
  AND m.day >= p.effective_from AND m.day < p.effective_until;
-ANALYZE daily_after;
+ANALYZE daily_rows_after;
 
-CREATE TEMP TABLE period_delta ON COMMIT DROP AS
+CREATE TEMP TABLE period_deltas ON COMMIT DROP AS
 SELECT d.affiliate_id, 'daily'::text AS period_type, d.day AS period_start, d.level,
        {delta_cols}, a.rev - a.old_rev AS rev
-FROM delta_daily d JOIN daily_after a USING (affiliate_id, level, day);
+FROM daily_deltas d JOIN daily_rows_after a USING (affiliate_id, level, day);
 """
 
 _STORE_DAILY = """
-DELETE FROM etl.affiliate_level_periods t USING daily_after a
+DELETE FROM etl.affiliate_level_periods t USING daily_rows_after a
 WHERE t.affiliate_id = a.affiliate_id AND t.period_type = 'daily'
   AND t.period_start = a.day AND t.level = a.level;
 
 INSERT INTO etl.affiliate_level_periods
     (affiliate_id, period_type, period_start, level, {figures}, rev)
 SELECT affiliate_id, 'daily', day, level, {figures}, rev
-FROM daily_after
+FROM daily_rows_after
 WHERE {alive};
 """
 
 _ROLLUP_DELTA = """
-INSERT INTO period_delta
+INSERT INTO period_deltas
 SELECT affiliate_id, p.period_type, date_trunc(p.unit, period_start::timestamp)::date, level,
        {sums}, sum(rev)
-FROM period_delta
+FROM period_deltas
 CROSS JOIN (VALUES ('weekly', 'week'), ('monthly', 'month'), ('yearly', 'year')) AS p(period_type, unit)
-WHERE period_delta.period_type = 'daily'
+WHERE period_deltas.period_type = 'daily'
 GROUP BY affiliate_id, p.period_type, 3, level;
-ANALYZE period_delta;
+ANALYZE period_deltas;
 """
 
 # A full load: every period row is new, nothing to accumulate into.
@@ -137,18 +139,18 @@ _STORE_ROLLUP_FULL = """
 INSERT INTO etl.affiliate_level_periods
     (affiliate_id, period_type, period_start, level, {figures}, rev)
 SELECT affiliate_id, period_type, period_start, level, {figures}, rev
-FROM period_delta WHERE period_type <> 'daily' AND ({alive});
+FROM period_deltas WHERE period_type <> 'daily' AND ({alive});
 """
 
 _ROLLUP = """
 INSERT INTO etl.affiliate_level_periods AS t
     (affiliate_id, period_type, period_start, level, {figures}, rev)
 SELECT affiliate_id, period_type, period_start, level, {figures}, rev
-FROM period_delta WHERE period_type <> 'daily'
+FROM period_deltas WHERE period_type <> 'daily'
 ON CONFLICT (affiliate_id, period_type, period_start, level) DO UPDATE SET
     {accumulate}, rev = t.rev + EXCLUDED.rev;
 
-DELETE FROM etl.affiliate_level_periods t USING period_delta d
+DELETE FROM etl.affiliate_level_periods t USING period_deltas d
 WHERE d.period_type <> 'daily' AND t.affiliate_id = d.affiliate_id
   AND t.period_type = d.period_type AND t.period_start = d.period_start AND t.level = d.level
   AND NOT ({alive_t});
@@ -170,10 +172,8 @@ def _sql(template: str) -> str:
 
 # A plan version or assignment made since the last successful cycle may already be in force
 # (effective today): the daily rows it covers are re-rated, as a full recompute would.
-RERATE_FROM = """
-WITH since AS (
-    SELECT coalesce(max(started_at), '-infinity') AS at FROM etl.runs WHERE status = 'success'
-)
+RERATE_FROM = f"""
+WITH since AS (SELECT {runs.LAST_SUCCESS_STARTED_AT} AS at)
 SELECT min(d) FROM (
     SELECT v.effective_from AS d FROM commission_plan_versions v, since
     WHERE v.created_at >= since.at
@@ -183,13 +183,18 @@ SELECT min(d) FROM (
 """
 
 _RERATE = """
-INSERT INTO delta_daily
+INSERT INTO daily_deltas
 SELECT l.affiliate_id, l.level, l.period_start, {zeros}
 FROM etl.affiliate_level_periods l
 WHERE l.period_type = 'daily' AND l.period_start >= $1 AND l.bet_count > 0
-  AND NOT EXISTS (SELECT 1 FROM delta_daily d WHERE d.affiliate_id = l.affiliate_id
+  AND NOT EXISTS (SELECT 1 FROM daily_deltas d WHERE d.affiliate_id = l.affiliate_id
                   AND d.level = l.level AND d.day = l.period_start)
 """
+
+
+async def run(cycle: Cycle) -> None:
+    """The pipeline step: apply the cycle's changes to the period rows, leave period_deltas."""
+    await accrue(cycle.conn, full=cycle.full)
 
 
 async def accrue(conn: asyncpg.Connection, *, full: bool = False) -> None:
@@ -201,7 +206,7 @@ async def accrue(conn: asyncpg.Connection, *, full: bool = False) -> None:
             await conn.execute(_DELTA)
     if not full and (first_day := await conn.fetchval(RERATE_FROM)) is not None:
         await conn.execute(_RERATE.replace("{zeros}", ", ".join("0" for _ in _FIGURES)), first_day)
-    await conn.execute("ANALYZE delta_daily")
+    await conn.execute("ANALYZE daily_deltas")
     await conn.execute(_sql(_DAILY))
     await conn.execute(_sql(_ROLLUP_DELTA))
     if full:

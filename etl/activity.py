@@ -4,15 +4,18 @@ Deposits and withdrawals count while their current status is ``aprovado``, at ``
 every bet counts at ``criado_em``. Days are local: the cycle runs with the business time zone
 as the session time zone, so ``ts::date`` is the local calendar date.
 
-``refresh`` leaves ``ud_old`` and ``ud_new``: the rows of the moved users (all days) and of
-the changed (user, day) pairs, before and after, which is exactly what the accrual needs.
+``refresh`` leaves ``user_days_before`` and ``user_days_after``: the rows of the moved users
+(all days) and of the changed (user, day) pairs, before and after, which is exactly what the
+accrual needs (``is_moved`` tells the two kinds apart).
 """
 
 from __future__ import annotations
 
 import asyncpg
 
+from etl import mirror
 from etl.bulk import indexes_built_after
+from etl.cycle import Cycle
 
 # Per changed (user, day) pair: LATERAL aggregates make every source read an index range
 # scan on (user_id, criado_em), whatever the planner thinks of the pair count.
@@ -26,9 +29,10 @@ CROSS JOIN LATERAL (
 ) AS {alias}"""
 
 # An incremental cycle's changed pairs are of two kinds (the mirror step leaves both). Where a
-# deposit or withdrawal changed, as it is now or as it was (``money_pairs``), the day's money is
-# recomputed from the mirrors. Bets are append-only: a day's bet figures only ever grow by the
-# bets this cycle inserted (``new_bets``), so they are added to the day as it was, never re-read.
+# deposit or withdrawal changed, as it is now or as it was (``changed_money_days``), the day's
+# money is recomputed from the mirrors. Bets are append-only: a day's bet figures only ever grow
+# by the bets this cycle inserted (``new_bet_days``), so they are added to the day as it was,
+# never re-read.
 
 _ADD_BETS = """
 ON CONFLICT (user_id, day) DO UPDATE SET{money}
@@ -47,11 +51,11 @@ _MONEY_DAYS = (
     + """
 SELECT a.user_id, a.day, d.deposits, d.deposit_count::int, w.withdrawals, w.withdrawal_count::int,
        coalesce(n.stake, 0), coalesce(n.win, 0), coalesce(n.bet_count, 0), n.first_bet_at
-FROM money_pairs a"""
+FROM changed_money_days a"""
     + _MONEY_OF_PAIR.format(table="depositos", amount="deposits", count="deposit_count", alias="d")
     + _MONEY_OF_PAIR.format(table="saque", amount="withdrawals", count="withdrawal_count", alias="w")
     + """
-LEFT JOIN new_bets n ON n.user_id = a.user_id AND n.day = a.day"""
+LEFT JOIN new_bet_days n ON n.user_id = a.user_id AND n.day = a.day"""
     + _ADD_BETS.replace(
         "{money}",
         "\n    deposits = EXCLUDED.deposits, deposit_count = EXCLUDED.deposit_count,"
@@ -59,7 +63,7 @@ LEFT JOIN new_bets n ON n.user_id = a.user_id AND n.day = a.day"""
     )
     + """;
 -- A day left with no approved money and no bets has no row.
-DELETE FROM etl.user_daily ud USING money_pairs a
+DELETE FROM etl.user_daily ud USING changed_money_days a
 WHERE ud.user_id = a.user_id AND ud.day = a.day
   AND ud.deposit_count + ud.withdrawal_count + ud.bet_count = 0;
 """
@@ -69,8 +73,9 @@ _BET_DAYS = (
     _COLUMNS
     + """
 SELECT b.user_id, b.day, 0, 0, 0, 0, b.stake, b.win, b.bet_count, b.first_bet_at
-FROM new_bets b
-WHERE NOT EXISTS (SELECT 1 FROM money_pairs m WHERE m.user_id = b.user_id AND m.day = b.day)"""
+FROM new_bet_days b
+WHERE NOT EXISTS (SELECT 1 FROM changed_money_days m
+                  WHERE m.user_id = b.user_id AND m.day = b.day)"""
     + _ADD_BETS.replace("{money}", "")
 )
 
@@ -100,34 +105,42 @@ GROUP BY user_id, day
 _SNAPSHOT = """
 CREATE TEMP TABLE {name} ON COMMIT DROP AS
 SELECT ud.*, true AS is_moved
-FROM etl.user_daily ud JOIN moved m USING (user_id)
+FROM etl.user_daily ud JOIN moved_users m USING (user_id)
 UNION ALL
 SELECT ud.*, false
-FROM etl.user_daily ud JOIN aff_ud a USING (user_id, day)
-WHERE NOT EXISTS (SELECT 1 FROM moved m WHERE m.user_id = ud.user_id);
+FROM etl.user_daily ud JOIN changed_user_days a USING (user_id, day)
+WHERE NOT EXISTS (SELECT 1 FROM moved_users m WHERE m.user_id = ud.user_id);
 ANALYZE {name};
 """
 
 
 _ALL_NEW = """
-CREATE TEMP TABLE ud_new ON COMMIT DROP AS
+CREATE TEMP TABLE user_days_after ON COMMIT DROP AS
 SELECT ud.*, m.user_id IS NOT NULL AS is_moved
-FROM etl.user_daily ud LEFT JOIN moved m USING (user_id);
-ANALYZE ud_new;
+FROM etl.user_daily ud LEFT JOIN moved_users m USING (user_id);
+ANALYZE user_days_after;
 """
+
+
+async def run(cycle: Cycle) -> None:
+    """The pipeline step: bring etl.user_daily up to date, leave the days before and after."""
+    await refresh(cycle.conn, full=cycle.full)
+    if cycle.full:
+        cycle.result.anomalies += await mirror.record_orphan_bets(cycle.conn)
 
 
 async def refresh(conn: asyncpg.Connection, *, full: bool) -> None:
     """Recompute etl.user_daily for the changed (user, day) pairs (all of them when full)."""
-    await conn.execute(_SNAPSHOT.format(name="ud_old"))
+    await conn.execute(_SNAPSHOT.format(name="user_days_before"))
     if full:
         await conn.execute("TRUNCATE etl.user_daily")
         async with indexes_built_after(conn, "etl.user_daily"):
             await conn.execute(f"INSERT INTO etl.user_daily {_ACTIVITY_ALL}")
-        # Every row is new: ud_new is the whole table. aff_ud stays as the mirror left it
-        # (a full cycle's later steps take their users from ``moved`` and ``etl.edges``).
+        # Every row is new: user_days_after is the whole table. changed_user_days stays as the
+        # mirror left it (a full cycle's later steps take their users from ``moved_users`` and
+        # ``etl.edges``).
         await conn.execute(_ALL_NEW)
         return
     await conn.execute(_MONEY_DAYS)
     await conn.execute(_BET_DAYS)
-    await conn.execute(_SNAPSHOT.format(name="ud_new"))
+    await conn.execute(_SNAPSHOT.format(name="user_days_after"))

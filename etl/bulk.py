@@ -50,7 +50,7 @@ async def indexes_built_after(conn: asyncpg.Connection, *tables: str) -> AsyncIt
 
 @asynccontextmanager
 async def nested_loops(conn: asyncpg.Connection) -> AsyncIterator[None]:
-    """Plan joins as index probes, for statements driven by a small change table.
+    """Plan joins as index probes, for queries driven by a small change table.
 
     A cycle's change tables hold a few thousand keys against tables of millions of rows, but
     a join's row estimate cannot see how selective the keys are and often picks a hash join

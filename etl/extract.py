@@ -2,7 +2,9 @@
 
 Each source table is read by a cheap range scan on its own indexed timestamp, from the
 cursor minus the overlap window, inside one REPEATABLE READ snapshot of the source, and
-streamed with binary COPY straight into a staging table of the robust transaction.
+streamed with binary COPY straight into a staging table of the robust transaction:
+``staged_<source table>`` (``staged_cadastro``, ``staged_tracked``, ...), with the source's
+columns.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
+from etl import mirror
+from etl.cycle import Cycle
 
 # A staging table of an incremental cycle is small and read by plans the cycle pins (seq
 # scans, index probes into the mirrors): its page count is all the planner needs, and
-# ANALYZE would cost more than the statements it informs. Large ones (a catch-up after a
+# ANALYZE would cost more than the queries it informs. Large ones (a catch-up after a
 # pause, a full load) are analysed.
 _ANALYZE_ABOVE = 100_000
 
@@ -30,7 +34,7 @@ class SourceTable:
 
     @property
     def staging(self) -> str:
-        return f"stg_{self.name}"
+        return f"staged_{self.name}"
 
 
 SOURCES: tuple[SourceTable, ...] = (
@@ -153,3 +157,21 @@ async def extract(
             if cursor is None or count > _ANALYZE_ABOVE:
                 await target.execute(f"ANALYZE {into}")
     return Extracted(rows=rows, cursors=new_cursors, source_as_of=source_as_of)
+
+
+# The staging tables this step leaves for the mirror step.
+STAGING_TABLES = tuple(table.staging for table in SOURCES)
+
+
+async def run(cycle: Cycle) -> None:
+    """The pipeline step: stage every source row changed since the cursors."""
+    direct = {}
+    if cycle.full:
+        # Millions of bets go straight into their emptied mirror, not through staging.
+        await mirror.prepare_bulk_bets(cycle.conn)
+        direct = {"casino_bets_v": "etl.src_bets"}
+    overlap = timedelta(minutes=cycle.settings.etl_overlap_minutes)
+    extracted = await extract(cycle.source, cycle.conn, cycle.cursors, overlap, direct)
+    cycle.result.rows_read = extracted.rows
+    cycle.result.source_as_of = extracted.source_as_of
+    cycle.new_cursors = extracted.cursors

@@ -1,18 +1,19 @@
 """Mirror: fold the staged source rows into etl.src_*, record anomalies, capture changes.
 
 After this step the temporary tables describe what changed in the cycle:
-- ``tree_roots(user_id)``: users whose own referral edge may have changed (a tracked row
-  changed, the user or its referrer arrived in cadastro);
-- ``aff_ud(user_id, day)``: (user, local day) pairs whose activity may have changed;
-- ``chg_profile(user_id)``: users whose cadastro row changed (name, flag, status...);
-- ``chg_money(kind, id, user_id, old_user_id, criado_em, old_criado_em)``: deposit and
-  withdrawal rows that changed (with the values they had, to find what was written for them);
-- ``money_pairs(user_id, day)``: the (user, local day) pairs of those changed rows, as they
-  are and as they were (incremental cycles; they are also in ``aff_ud``);
-- ``new_bets(user_id, day, stake, win, bet_count, first_bet_at)``: the bets this cycle added to
-  the mirror, summed per user and local day (incremental cycles; the pairs are in ``aff_ud``).
+- ``changed_edge_users(user_id)``: users whose own referral edge may have changed (a tracked
+  row changed, the user or its referrer arrived in cadastro);
+- ``changed_user_days(user_id, day)``: (user, local day) pairs whose activity may have changed;
+- ``changed_profiles(user_id)``: users whose cadastro row changed (name, flag, status...);
+- ``changed_money_rows(kind, id, user_id, old_user_id, criado_em, old_criado_em)``: deposit
+  and withdrawal rows that changed (with the values they had, to find what was written for
+  them);
+- ``changed_money_days(user_id, day)``: the (user, local day) pairs of those changed rows, as
+  they are and as they were (incremental cycles; they are also in ``changed_user_days``);
+- ``new_bet_days(user_id, day, stake, win, bet_count, first_bet_at)``: the bets this cycle
+  added to the mirror, summed per user and local day (incremental cycles; the pairs are in
+  ``changed_user_days``).
 """
-
 from __future__ import annotations
 
 from decimal import Decimal
@@ -20,25 +21,38 @@ from decimal import Decimal
 import asyncpg
 
 from etl.bulk import indexes_built_after, nested_loops
+from etl.cycle import Cycle
 
-_TEMP_TABLES = """
-CREATE TEMP TABLE tree_roots (user_id bigint PRIMARY KEY) ON COMMIT DROP;
-CREATE TEMP TABLE aff_ud (user_id bigint, day date, PRIMARY KEY (user_id, day)) ON COMMIT DROP;
-CREATE TEMP TABLE chg_profile (user_id bigint PRIMARY KEY) ON COMMIT DROP;
-CREATE TEMP TABLE chg_money (kind text, id bigint, user_id bigint, old_user_id bigint,
-                             criado_em timestamptz, old_criado_em timestamptz)
+_CHANGE_TABLES = """
+CREATE TEMP TABLE changed_edge_users (user_id bigint PRIMARY KEY) ON COMMIT DROP;
+CREATE TEMP TABLE changed_user_days (user_id bigint, day date, PRIMARY KEY (user_id, day))
     ON COMMIT DROP;
-CREATE TEMP TABLE money_pairs (user_id bigint, day date, PRIMARY KEY (user_id, day)) ON COMMIT DROP;
-CREATE TEMP TABLE new_bets (user_id bigint, day date, stake numeric, win numeric,
-                            bet_count int, first_bet_at timestamptz, PRIMARY KEY (user_id, day))
+CREATE TEMP TABLE changed_profiles (user_id bigint PRIMARY KEY) ON COMMIT DROP;
+CREATE TEMP TABLE changed_money_rows (kind text, id bigint, user_id bigint, old_user_id bigint,
+                                      criado_em timestamptz, old_criado_em timestamptz)
     ON COMMIT DROP;
+CREATE TEMP TABLE changed_money_days (user_id bigint, day date, PRIMARY KEY (user_id, day))
+    ON COMMIT DROP;
+CREATE TEMP TABLE new_bet_days (user_id bigint, day date, stake numeric, win numeric,
+                                bet_count int, first_bet_at timestamptz, PRIMARY KEY (user_id, day))
+    ON COMMIT DROP;
+"""
+_CHANGE_TABLE_NAMES = (
+    "changed_edge_users", "changed_user_days", "changed_profiles", "changed_money_rows",
+    "changed_money_days", "new_bet_days",
+)
+
+# Whether this cycle changed anything the later steps derive from (the idle check reads it).
+ANYTHING_CHANGED = """
+EXISTS (SELECT 1 FROM changed_edge_users) OR EXISTS (SELECT 1 FROM changed_user_days)
+    OR EXISTS (SELECT 1 FROM changed_profiles) OR EXISTS (SELECT 1 FROM changed_money_rows)
 """
 
 # Why each kind of bad source row is held back; the key is the anomaly's reason text.
 _CADASTRO_ANOMALIES = """
 INSERT INTO etl.anomalies (source_table, source_id, reason)
 SELECT 'cadastro', s.id, r.reason
-FROM stg_cadastro s,
+FROM staged_cadastro s,
 LATERAL (VALUES
     (CASE WHEN s.status IS NULL OR s.status NOT IN ('ativo', 'inativo', 'suspenso')
           THEN 'unknown status (shown as inactive)' END),
@@ -53,7 +67,7 @@ ON CONFLICT DO NOTHING
 _TRACKED_ANOMALIES = """
 INSERT INTO etl.anomalies (source_table, source_id, reason)
 SELECT 'tracked', s.id, r.reason
-FROM stg_tracked s,
+FROM staged_tracked s,
 LATERAL (VALUES
     (CASE WHEN s.user_id IS NULL OR s.afiliado_id IS NULL OR s.criado_em IS NULL
           THEN 'null field (skipped)' END),
@@ -66,7 +80,7 @@ ON CONFLICT DO NOTHING
 _MONEY_ANOMALIES = """
 INSERT INTO etl.anomalies (source_table, source_id, reason)
 SELECT '{table}', s.id, r.reason
-FROM (SELECT * FROM stg_{table}
+FROM (SELECT * FROM staged_{table}
       WHERE NOT coalesce(user_id IS NOT NULL AND valor IS NOT NULL AND status IS NOT NULL
                          AND criado_em IS NOT NULL AND valor > 0 AND valor <= $1
                          AND status IN ('pendente', 'aprovado', 'cancelado'), false)) AS s,
@@ -107,7 +121,7 @@ ON CONFLICT DO NOTHING
 _ORPHAN_ANOMALIES = """
 INSERT INTO etl.anomalies (source_table, source_id, reason)
 SELECT '{table}', s.id, 'user not in cadastro yet (held)'
-FROM stg_{table} s
+FROM staged_{table} s
 JOIN (SELECT u.user_id
       FROM (SELECT DISTINCT user_id FROM {users} WHERE user_id IS NOT NULL) AS u
       WHERE NOT EXISTS (SELECT 1 FROM etl.src_cadastro c WHERE c.id = u.user_id)) AS o
@@ -118,15 +132,15 @@ ON CONFLICT DO NOTHING
 
 # The users of this cycle's new or changed rows, per staged table (incremental cycles).
 _CHANGED_USERS = {
-    "depositos": "(SELECT user_id FROM chg_money WHERE kind = 'depositos') AS changed",
-    "saque": "(SELECT user_id FROM chg_money WHERE kind = 'saque') AS changed",
-    "casino_bets_v": "new_bets",
+    "depositos": "(SELECT user_id FROM changed_money_rows WHERE kind = 'depositos') AS changed",
+    "saque": "(SELECT user_id FROM changed_money_rows WHERE kind = 'saque') AS changed",
+    "casino_bets_v": "new_bet_days",
 }
 
 _MERGE_CADASTRO = """
 WITH latest AS (
     SELECT DISTINCT ON (id) id, nome, email, telefone, afiliado, status, criado_em, atualizado_em
-    FROM stg_cadastro WHERE id IS NOT NULL
+    FROM staged_cadastro WHERE id IS NOT NULL
     ORDER BY id, atualizado_em DESC NULLS LAST
 ), changed AS (
     SELECT s.*, m.id IS NOT NULL AS existed
@@ -146,10 +160,10 @@ WITH latest AS (
         atualizado_em = EXCLUDED.atualizado_em
     RETURNING id
 ), profile AS (
-    INSERT INTO chg_profile SELECT id FROM upserted ON CONFLICT DO NOTHING
+    INSERT INTO changed_profiles SELECT id FROM upserted ON CONFLICT DO NOTHING
 )
 -- A user's arrival can make its own edge and its referrals' edges usable.
-INSERT INTO tree_roots (user_id)
+INSERT INTO changed_edge_users (user_id)
 SELECT id FROM changed WHERE NOT existed
 UNION
 SELECT t.user_id FROM etl.src_tracked t JOIN changed c ON c.id = t.afiliado_id
@@ -162,7 +176,7 @@ WITH latest AS (
     SELECT DISTINCT ON (id) id, user_id, afiliado_id, criado_em, atualizado_em,
            (user_id IS NOT NULL AND afiliado_id IS NOT NULL AND criado_em IS NOT NULL
             AND user_id <> afiliado_id) AS ok
-    FROM stg_tracked WHERE id IS NOT NULL
+    FROM staged_tracked WHERE id IS NOT NULL
     ORDER BY id, atualizado_em DESC NULLS LAST
 ), changed AS (
     SELECT s.*, m.user_id AS old_user_id
@@ -177,7 +191,7 @@ WITH latest AS (
         user_id = EXCLUDED.user_id, afiliado_id = EXCLUDED.afiliado_id,
         criado_em = EXCLUDED.criado_em, atualizado_em = EXCLUDED.atualizado_em, ok = EXCLUDED.ok
 )
-INSERT INTO tree_roots (user_id)
+INSERT INTO changed_edge_users (user_id)
 SELECT user_id FROM changed WHERE user_id IS NOT NULL
 UNION
 SELECT old_user_id FROM changed WHERE old_user_id IS NOT NULL
@@ -190,7 +204,7 @@ WITH latest AS (
            (user_id IS NOT NULL AND valor IS NOT NULL AND status IS NOT NULL
             AND criado_em IS NOT NULL AND valor > 0 AND valor <= $1
             AND status IN ('pendente', 'aprovado', 'cancelado')) AS ok
-    FROM stg_{table} WHERE id IS NOT NULL
+    FROM staged_{table} WHERE id IS NOT NULL
     ORDER BY id, atualizado_em DESC NULLS LAST
 ), changed AS (
     SELECT s.*, m.id IS NOT NULL AS existed, m.user_id AS old_user_id,
@@ -206,10 +220,10 @@ WITH latest AS (
         user_id = EXCLUDED.user_id, valor = EXCLUDED.valor, status = EXCLUDED.status,
         criado_em = EXCLUDED.criado_em, atualizado_em = EXCLUDED.atualizado_em, ok = EXCLUDED.ok
 ), money AS (
-    INSERT INTO chg_money (kind, id, user_id, old_user_id, criado_em, old_criado_em)
+    INSERT INTO changed_money_rows (kind, id, user_id, old_user_id, criado_em, old_criado_em)
     SELECT '{table}', id, user_id, old_user_id, criado_em, old_criado_em FROM changed
 ), days AS (
-    INSERT INTO money_pairs (user_id, day)
+    INSERT INTO changed_money_days (user_id, day)
     SELECT user_id, criado_em::date FROM changed WHERE user_id IS NOT NULL AND criado_em IS NOT NULL
     UNION
     SELECT old_user_id, old_criado_em::date FROM changed
@@ -217,7 +231,7 @@ WITH latest AS (
     ON CONFLICT DO NOTHING
     RETURNING user_id, day
 )
-INSERT INTO aff_ud (user_id, day)
+INSERT INTO changed_user_days (user_id, day)
 SELECT user_id, day FROM days
 ON CONFLICT DO NOTHING
 """
@@ -229,7 +243,7 @@ SELECT DISTINCT ON (id) id, user_id, valor, status, criado_em, atualizado_em,
        (user_id IS NOT NULL AND valor IS NOT NULL AND status IS NOT NULL
         AND criado_em IS NOT NULL AND valor > 0 AND valor <= $1
         AND status IN ('pendente', 'aprovado', 'cancelado'))
-FROM stg_{table} WHERE id IS NOT NULL
+FROM staged_{table} WHERE id IS NOT NULL
 ORDER BY id, atualizado_em DESC NULLS LAST
 """
 
@@ -240,24 +254,23 @@ _BETS_OK = """
       AND valor_aposta >= 0 AND valor_premio >= 0 AND valor_aposta <= $1 AND valor_premio <= $1
 """
 
-# Bets are append-only: a new id is a new bet; an id already mirrored is the overlap.
-# The bets actually inserted are also summed per (user, local day) into ``new_bets``: the
+# The bets actually inserted are also summed per (user, local day) into ``new_bet_days``: the
 # activity step adds them to the days they fall on instead of re-reading those days' bets.
 _MERGE_BETS = f"""
 WITH inserted AS (
     INSERT INTO etl.src_bets (id, user_id, valor_aposta, valor_premio, criado_em)
     SELECT id, user_id, valor_aposta, valor_premio, criado_em
-    FROM stg_casino_bets_v
+    FROM staged_casino_bets_v
     WHERE {_BETS_OK}
     ON CONFLICT (id) DO NOTHING
     RETURNING user_id, criado_em, valor_aposta, valor_premio
 ), summed AS (
-    INSERT INTO new_bets (user_id, day, stake, win, bet_count, first_bet_at)
+    INSERT INTO new_bet_days (user_id, day, stake, win, bet_count, first_bet_at)
     SELECT user_id, criado_em::date, sum(valor_aposta), sum(valor_premio), count(*), min(criado_em)
     FROM inserted GROUP BY 1, 2
     RETURNING user_id, day
 )
-INSERT INTO aff_ud (user_id, day)
+INSERT INTO changed_user_days (user_id, day)
 SELECT user_id, day FROM summed
 ON CONFLICT DO NOTHING
 """
@@ -267,16 +280,23 @@ SELECT (SELECT count(*) FROM etl.anomalies) - $1
 """
 
 
+async def run(cycle: Cycle) -> None:
+    """The pipeline step: fold the staged rows into the mirrors, leave the change tables."""
+    max_amount = Decimal(cycle.settings.etl_max_amount)
+    cycle.result.anomalies = await merge(cycle.conn, max_amount, full=cycle.full)
+
+
 async def merge(conn: asyncpg.Connection, max_amount: Decimal, *, full: bool = False) -> int:
     """Fold staging into the mirrors; returns the number of new anomalies recorded."""
-    await conn.execute(_TEMP_TABLES)
+    await conn.execute(_CHANGE_TABLES)
     before = await conn.fetchval("SELECT count(*) FROM etl.anomalies")
     await conn.execute(_CADASTRO_ANOMALIES)
     await conn.execute(_TRACKED_ANOMALIES)
     for table in ("depositos", "saque"):
         await conn.execute(_MONEY_ANOMALIES.format(table=table), max_amount)
     # A full load copied the bets straight into their mirror (extract, ``direct``).
-    await conn.execute(_BET_ANOMALIES.format(bets="etl.src_bets" if full else "stg_casino_bets_v"), max_amount)
+    bets = "etl.src_bets" if full else "staged_casino_bets_v"
+    await conn.execute(_BET_ANOMALIES.format(bets=bets), max_amount)
 
     await conn.execute(_MERGE_CADASTRO)
     await conn.execute(_MERGE_TRACKED)
@@ -296,12 +316,12 @@ async def merge(conn: asyncpg.Connection, max_amount: Decimal, *, full: bool = F
     # record_orphan_bets, far cheaper than a distinct over millions of staged bets.)
     if full:
         for table in ("depositos", "saque"):
-            await conn.execute(_ORPHAN_ANOMALIES.format(table=table, users=f"stg_{table}"))
+            await conn.execute(_ORPHAN_ANOMALIES.format(table=table, users=f"staged_{table}"))
     else:
         async with nested_loops(conn):  # the changed users probe cadastro by id
             for table, users in _CHANGED_USERS.items():
                 await conn.execute(_ORPHAN_ANOMALIES.format(table=table, users=users))
-    for table in ("tree_roots", "aff_ud", "chg_profile", "chg_money", "money_pairs", "new_bets"):
+    for table in _CHANGE_TABLE_NAMES:
         await conn.execute(f"ANALYZE {table}")
     return await conn.fetchval(_COUNT_STAGED_ANOMALIES, before)
 

@@ -1,8 +1,12 @@
 """Publish: the robust tables clients read, rebuilt only where this cycle changed them.
 
-- ``affiliate_periodic_summaries`` for every (affiliate, period) in ``period_delta``;
+- ``affiliate_periodic_summaries`` for every (affiliate, period) in ``period_deltas``;
 - ``affiliate_mlm_structure`` and ``affiliates`` for every touched affiliate, and the ranks;
 - ``affiliate_referrals`` for every user that moved, changed activity or validated.
+
+Its working tables are its own: ``touched_periods``, ``touched_affiliates`` (affiliates whose
+row may change), ``affiliates_to_publish`` (those that are affiliates), ``former_affiliates``
+(those that no longer are), ``current_ranks`` and ``referrals_to_rebuild``.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 
 from etl.bulk import indexes_built_after, nested_loops
+from etl.cycle import Cycle
 
 # Every level key is present: levels without activity show zeros.
 _ZERO_LEVELS = json.dumps(
@@ -25,7 +30,7 @@ _ZERO_LEVELS = json.dumps(
 
 _TOUCHED_PERIODS = """
 CREATE TEMP TABLE touched_periods ON COMMIT DROP AS
-SELECT DISTINCT affiliate_id, period_type, period_start FROM period_delta;
+SELECT DISTINCT affiliate_id, period_type, period_start FROM period_deltas;
 ANALYZE touched_periods;
 
 DELETE FROM affiliate_periodic_summaries s USING touched_periods t
@@ -60,30 +65,31 @@ HAVING sum(l.new_referrals + l.deposit_count + l.bet_count + l.validations) > 0
 # Affiliates whose row may change: activity, ledger, profile, or being someone's p1.
 _TOUCHED_AFFILIATES = """
 CREATE TEMP TABLE touched_affiliates ON COMMIT DROP AS
-SELECT affiliate_id FROM period_delta
-UNION SELECT user_id FROM chg_profile
-UNION SELECT referrer_id FROM old_edges
-UNION SELECT e.referrer_id FROM etl.edges e JOIN tree_roots r USING (user_id)
-UNION SELECT affiliate_id FROM new_ledger;
+SELECT affiliate_id FROM period_deltas
+UNION SELECT user_id FROM changed_profiles
+UNION SELECT referrer_id FROM edges_before
+UNION SELECT e.referrer_id FROM etl.edges e JOIN changed_edge_users r USING (user_id)
+UNION SELECT affiliate_id FROM new_ledger_rows;
 ALTER TABLE touched_affiliates ADD PRIMARY KEY (affiliate_id);
 ANALYZE touched_affiliates;
 """
 
 _MEMBERSHIP = """
-CREATE TEMP TABLE affiliate_set ON COMMIT DROP AS
+CREATE TEMP TABLE affiliates_to_publish ON COMMIT DROP AS
 SELECT t.affiliate_id
 FROM touched_affiliates t
 JOIN etl.src_cadastro c ON c.id = t.affiliate_id
 WHERE coalesce(c.afiliado, false)
    OR EXISTS (SELECT 1 FROM etl.edges e WHERE e.referrer_id = t.affiliate_id)
    OR EXISTS (SELECT 1 FROM affiliate_cpa_validations v WHERE v.affiliate_id = t.affiliate_id);
-ANALYZE affiliate_set;
+ANALYZE affiliates_to_publish;
 
 -- Touched affiliates that left the set (a few at most): their rows go.
-CREATE TEMP TABLE left_set ON COMMIT DROP AS
-SELECT affiliate_id FROM touched_affiliates EXCEPT SELECT affiliate_id FROM affiliate_set;
-DELETE FROM affiliates WHERE affiliate_id = ANY (ARRAY(SELECT affiliate_id FROM left_set));
-DELETE FROM affiliate_mlm_structure WHERE affiliate_id = ANY (ARRAY(SELECT affiliate_id FROM left_set));
+CREATE TEMP TABLE former_affiliates ON COMMIT DROP AS
+SELECT affiliate_id FROM touched_affiliates EXCEPT SELECT affiliate_id FROM affiliates_to_publish;
+DELETE FROM affiliates WHERE affiliate_id = ANY (ARRAY(SELECT affiliate_id FROM former_affiliates));
+DELETE FROM affiliate_mlm_structure
+WHERE affiliate_id = ANY (ARRAY(SELECT affiliate_id FROM former_affiliates));
 """
 
 _LEVEL = "coalesce(sum({col}) FILTER (WHERE l.level = {n}), 0)"
@@ -91,7 +97,7 @@ _LEVEL = "coalesce(sum({col}) FILTER (WHERE l.level = {n}), 0)"
 _MLM = """
 INSERT INTO affiliate_mlm_structure AS m (affiliate_id, {columns}, total_network_size, updated_at)
 SELECT s.affiliate_id, {values}, coalesce(sum(l.new_referrals), 0), now()
-FROM affiliate_set s
+FROM affiliates_to_publish s
 LEFT JOIN etl.affiliate_level_periods l
   ON l.affiliate_id = s.affiliate_id AND l.period_type = 'yearly'
 GROUP BY s.affiliate_id
@@ -115,7 +121,7 @@ SELECT s.affiliate_id, coalesce(c.nome, ''), c.email, c.telefone,
        coalesce(sum(l.stake), 0), coalesce(sum(l.stake - l.win), 0),
        coalesce(sum(l.cpa), 0), coalesce(sum(l.rev), 0),
        coalesce(sum(l.new_referrals), 0), c.criado_em, now()
-FROM affiliate_set s
+FROM affiliates_to_publish s
 JOIN etl.src_cadastro c ON c.id = s.affiliate_id
 LEFT JOIN etl.affiliate_level_periods l
   ON l.affiliate_id = s.affiliate_id AND l.period_type = 'yearly'
@@ -145,7 +151,7 @@ WHERE ROW(a.name, a.email, a.phone, a.status, a.is_flagged, a.total_referrals,
 # Ranks among active affiliates, highest first, ties sharing a rank: the rank of each distinct
 # total is 1 + the number of active affiliates above it (affiliates_ranked reads them).
 _RANKS = """
-CREATE TEMP TABLE rank_now ON COMMIT DROP AS
+CREATE TEMP TABLE current_ranks ON COMMIT DROP AS
 SELECT metric, value,
        (1 + coalesce(sum(n) OVER (PARTITION BY metric ORDER BY value DESC
                                   ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0))::int AS rank
@@ -156,22 +162,22 @@ FROM (SELECT 'cpa'::text AS metric, total_cpa_earned AS value, count(*) AS n
       FROM affiliates WHERE status = 'active' GROUP BY total_validated_referrals) AS v;
 
 DELETE FROM affiliate_rank_values r
-WHERE NOT EXISTS (SELECT 1 FROM rank_now n WHERE n.metric = r.metric AND n.value = r.value);
+WHERE NOT EXISTS (SELECT 1 FROM current_ranks n WHERE n.metric = r.metric AND n.value = r.value);
 
 INSERT INTO affiliate_rank_values AS r (metric, value, rank)
-SELECT metric, value, rank FROM rank_now
+SELECT metric, value, rank FROM current_ranks
 ON CONFLICT (metric, value) DO UPDATE SET rank = EXCLUDED.rank WHERE r.rank <> EXCLUDED.rank;
 """
 
 # Moved and newly validated users get their rows rebuilt; users whose activity changed
 # only get their totals refreshed in place.
 _REFERRALS = """
-CREATE TEMP TABLE referral_rebuild ON COMMIT DROP AS
-SELECT user_id FROM moved UNION SELECT referred_user_id FROM new_ledger;
-ALTER TABLE referral_rebuild ADD PRIMARY KEY (user_id);
-ANALYZE referral_rebuild;
+CREATE TEMP TABLE referrals_to_rebuild ON COMMIT DROP AS
+SELECT user_id FROM moved_users UNION SELECT referred_user_id FROM new_ledger_rows;
+ALTER TABLE referrals_to_rebuild ADD PRIMARY KEY (user_id);
+ANALYZE referrals_to_rebuild;
 
-DELETE FROM affiliate_referrals r USING referral_rebuild u WHERE r.referred_id = u.user_id;
+DELETE FROM affiliate_referrals r USING referrals_to_rebuild u WHERE r.referred_id = u.user_id;
 
 INSERT INTO affiliate_referrals
     (referrer_id, referred_id, mlm_level, referral_date, status, validation_date,
@@ -180,7 +186,7 @@ SELECT up.ancestor_id, up.user_id, up.level, e.referred_at,
        CASE WHEN v.validation_date IS NULL THEN 'pending' ELSE 'validated' END,
        v.validation_date, coalesce(t.deposits, 0), coalesce(t.stake, 0),
        coalesce(l.cpa_amount, 0)
-FROM referral_rebuild ru
+FROM referrals_to_rebuild ru
 JOIN etl.user_upline up ON up.user_id = ru.user_id
 JOIN etl.edges e ON e.user_id = ru.user_id
 CROSS JOIN LATERAL (
@@ -196,21 +202,22 @@ LEFT JOIN affiliate_cpa_validations l
  AND l.affiliate_id = up.ancestor_id;
 """
 
-# A user's all-time totals change by exactly what its changed days changed (ud_new minus
-# ud_old over the same (user, day) pairs); moved and newly validated users were rebuilt above.
+# A user's all-time totals change by exactly what its changed days changed (user_days_after
+# minus user_days_before over the same (user, day) pairs); moved and newly validated users were
+# rebuilt above.
 _REFERRAL_TOTALS = """
 UPDATE affiliate_referrals r
 SET total_deposits = r.total_deposits + t.deposits, total_bets = r.total_bets + t.stake
 FROM (
     SELECT user_id, sum(deposits) AS deposits, sum(stake) AS stake
-    FROM (SELECT user_id, deposits, stake FROM ud_new WHERE NOT is_moved
+    FROM (SELECT user_id, deposits, stake FROM user_days_after WHERE NOT is_moved
           UNION ALL
-          SELECT user_id, -deposits, -stake FROM ud_old WHERE NOT is_moved) AS changes
+          SELECT user_id, -deposits, -stake FROM user_days_before WHERE NOT is_moved) AS changes
     GROUP BY user_id
     HAVING sum(deposits) <> 0 OR sum(stake) <> 0
 ) AS t
 WHERE r.referred_id = t.user_id
-  AND NOT EXISTS (SELECT 1 FROM referral_rebuild b WHERE b.user_id = t.user_id)
+  AND NOT EXISTS (SELECT 1 FROM referrals_to_rebuild b WHERE b.user_id = t.user_id)
 """
 
 
@@ -246,6 +253,16 @@ def _summaries(source: str) -> str:
     return _SUMMARIES.replace("{source}", source).replace("{zero_levels}", _ZERO_LEVELS)
 
 
+async def run(cycle: Cycle) -> None:
+    """The pipeline step: rebuild the published rows this cycle changed."""
+    written = await publish(cycle.conn, full=cycle.full)
+    cycle.result.affiliates_touched = written.pop("affiliates_touched")
+    cycle.result.touched_affiliate_ids = [
+        r[0] for r in await cycle.conn.fetch("SELECT affiliate_id FROM touched_affiliates LIMIT 10000")
+    ]
+    cycle.result.rows_written = written
+
+
 async def publish(conn: asyncpg.Connection, *, full: bool = False) -> dict[str, int]:
     """Rebuild what changed; returns rows written per robust table and touched affiliates."""
     written: dict[str, int] = {}
@@ -267,7 +284,7 @@ async def publish(conn: asyncpg.Connection, *, full: bool = False) -> dict[str, 
         written["affiliate_mlm_structure"] = int(status.split()[-1])
         status = await conn.execute(_AFFILIATES)  # probes cadastro by id, not a 300k hash
         written["affiliates"] = int(status.split()[-1])
-    if written["affiliates"] or await conn.fetchval("SELECT count(*) FROM left_set"):
+    if written["affiliates"] or await conn.fetchval("SELECT count(*) FROM former_affiliates"):
         await conn.execute(_RANKS)
     if full:
         async with indexes_built_after(conn, "affiliate_referrals"):
@@ -278,7 +295,7 @@ async def publish(conn: asyncpg.Connection, *, full: bool = False) -> dict[str, 
         async with nested_loops(conn):  # a few thousand users against 615k referral rows
             updated = int((await conn.execute(_REFERRAL_TOTALS)).split()[-1])
     written["affiliate_referrals"] = updated + await conn.fetchval(
-        "SELECT count(*) FROM affiliate_referrals r JOIN referral_rebuild u ON u.user_id = r.referred_id"
+        "SELECT count(*) FROM affiliate_referrals r JOIN referrals_to_rebuild u ON u.user_id = r.referred_id"
     )
-    written["affiliates_touched"] = await conn.fetchval("SELECT count(*) FROM affiliate_set")
+    written["affiliates_touched"] = await conn.fetchval("SELECT count(*) FROM affiliates_to_publish")
     return written

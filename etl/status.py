@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from db.engine import connect
+from etl import runs
 
 
 @dataclass
@@ -20,35 +21,24 @@ class EtlStatus:
 
 
 async def read_status(robust_url: str, last: int = 10) -> EtlStatus:
+    """The ``last`` newest runs, the cursors, the last success and what is in progress."""
     conn = await connect(robust_url)
     try:
-        runs = [
-            dict(r)
-            for r in await conn.fetch(
-                "SELECT id, mode, trigger, status, started_at, affiliates_touched, anomalies, "
-                "error, extract(epoch FROM finished_at - started_at)::float AS duration_s "
-                "FROM etl.runs ORDER BY id DESC LIMIT $1",
-                last,
-            )
-        ]
+        recent = [dict(r) for r in await runs.recent(conn, last)]
         cursors = {
             r["source_table"]: r["cursor_ts"]
             for r in await conn.fetch("SELECT source_table, cursor_ts FROM etl.sync_cursors ORDER BY 1")
         }
-        row = await conn.fetchrow(
-            "SELECT max(finished_at) AS last_success, "
-            "extract(epoch FROM now() - max(finished_at))::float AS freshness_s, "
-            "(SELECT count(*) FROM etl.runs WHERE status = 'running') AS running, "
-            "(SELECT count(*) FROM etl.anomalies) AS anomalies "
-            "FROM etl.runs WHERE status = 'success'"
-        )
+        success = await runs.last_success(conn)
+        running = len(await runs.running(conn))
+        anomalies = await conn.fetchval("SELECT count(*) FROM etl.anomalies")
     finally:
         await conn.close()
     return EtlStatus(
-        runs=runs,
+        runs=recent,
         cursors=cursors,
-        last_success=row["last_success"],
-        freshness_s=row["freshness_s"],
-        running=row["running"],
-        anomalies=row["anomalies"],
+        last_success=success["finished_at"] if success else None,
+        freshness_s=success["age_s"] if success else None,
+        running=running,
+        anomalies=anomalies,
     )

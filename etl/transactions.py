@@ -13,34 +13,35 @@ from datetime import date
 import asyncpg
 
 from etl.bulk import indexes_built_after, nested_loops
+from etl.cycle import DERIVED_TABLES, Cycle
 
 _PARENT = "affiliate_financial_transactions"
 
 # What to delete before re-inserting, each driven by one change table (skipped when empty).
 _DELETES = {
     # Rows of moved users: their whole history moves to their new upline.
-    "moved": """
-        DELETE FROM affiliate_financial_transactions f USING moved m
+    "moved_users": """
+        DELETE FROM affiliate_financial_transactions f USING moved_users m
         WHERE f.user_id = m.user_id
           AND f.transaction_type IN ('deposit', 'withdrawal', 'bet', 'win')""",
     # Changed deposit and withdrawal rows (as written before, and under their new values); the
     # date pins each probe to one monthly partition.
-    "chg_money": """
+    "changed_money_rows": """
         DELETE FROM affiliate_financial_transactions f
-        USING (SELECT kind, id, user_id, criado_em FROM chg_money
+        USING (SELECT kind, id, user_id, criado_em FROM changed_money_rows
                WHERE user_id IS NOT NULL AND criado_em IS NOT NULL
-               UNION SELECT kind, id, old_user_id, old_criado_em FROM chg_money
+               UNION SELECT kind, id, old_user_id, old_criado_em FROM changed_money_rows
                WHERE old_user_id IS NOT NULL AND old_criado_em IS NOT NULL) c
         WHERE f.user_id = c.user_id AND f.source_id = c.id AND f.transaction_date = c.criado_em
           AND f.transaction_type = CASE c.kind WHEN 'depositos' THEN 'deposit' ELSE 'withdrawal' END""",
     # Bet and win rows of the changed (user, day) pairs.
-    "aff_ud": """
-        DELETE FROM affiliate_financial_transactions f USING aff_ud a
+    "changed_user_days": """
+        DELETE FROM affiliate_financial_transactions f USING changed_user_days a
         WHERE f.user_id = a.user_id AND f.transaction_type IN ('bet', 'win')
           AND f.transaction_date = a.day::timestamptz""",
     # REV rows of the changed daily accruals.
-    "period_delta": """
-        DELETE FROM affiliate_financial_transactions f USING period_delta d
+    "period_deltas": """
+        DELETE FROM affiliate_financial_transactions f USING period_deltas d
         WHERE d.period_type = 'daily' AND f.affiliate_id = d.affiliate_id AND f.mlm_level = d.level
           AND f.transaction_type = 'rev' AND f.transaction_date = d.period_start::timestamptz""",
 }
@@ -50,10 +51,10 @@ _DELETES = {
 _MONEY_ROWS = """
 SELECT u.ancestor_id, s.user_id, u.level, '{type}', s.valor, s.criado_em, s.id
 FROM (SELECT x.* FROM etl.src_{table} x
-      WHERE x.user_id = ANY (ARRAY(SELECT user_id FROM moved))
+      WHERE x.user_id = ANY (ARRAY(SELECT user_id FROM moved_users))
       UNION
       SELECT x.* FROM etl.src_{table} x
-      WHERE x.id = ANY (ARRAY(SELECT id FROM chg_money WHERE kind = '{table}'))) AS s
+      WHERE x.id = ANY (ARRAY(SELECT id FROM changed_money_rows WHERE kind = '{table}'))) AS s
 JOIN etl.user_upline u ON u.user_id = s.user_id
 WHERE s.ok AND s.status = 'aprovado'
 """
@@ -73,7 +74,7 @@ INSERT INTO affiliate_financial_transactions
 _PLAY_ROWS = """
 SELECT u.ancestor_id, n.user_id, u.level, kind.type,
        CASE kind.type WHEN 'bet' THEN n.stake ELSE n.win END, n.day::timestamptz, NULL::bigint
-FROM ud_new n
+FROM user_days_after n
 JOIN etl.user_upline u ON u.user_id = n.user_id
 CROSS JOIN (VALUES ('bet'), ('win')) AS kind(type)
 WHERE (kind.type = 'bet' AND n.bet_count > 0) OR (kind.type = 'win' AND n.win > 0)
@@ -81,12 +82,12 @@ WHERE (kind.type = 'bet' AND n.bet_count > 0) OR (kind.type = 'win' AND n.win > 
 
 _LEDGER_ROWS = """
 SELECT affiliate_id, referred_user_id, cpa_level, 'cpa', cpa_amount, validation_date, id
-FROM new_ledger
+FROM new_ledger_rows
 """
 
 _REV_ROWS = """
 SELECT l.affiliate_id, NULL::bigint, l.level, 'rev', l.rev, l.period_start::timestamptz, NULL::bigint
-FROM period_delta d
+FROM period_deltas d
 JOIN etl.affiliate_level_periods l
   ON l.affiliate_id = d.affiliate_id AND l.period_type = 'daily'
  AND l.period_start = d.period_start AND l.level = d.level
@@ -95,24 +96,27 @@ WHERE d.period_type = 'daily' AND l.rev <> 0
 
 # The local days any row of this cycle can fall on, by the change table that brings them.
 _DAYS = {
-    "ud_new": "SELECT day FROM ud_new",
-    "period_delta": "SELECT period_start FROM period_delta WHERE period_type = 'daily'",
-    "new_ledger": "SELECT validation_date::date FROM new_ledger",
-    "chg_money": """SELECT s.criado_em::date FROM etl.src_depositos s
-        JOIN chg_money c ON c.kind = 'depositos' AND c.id = s.id WHERE s.criado_em IS NOT NULL
+    "user_days_after": "SELECT day FROM user_days_after",
+    "period_deltas": "SELECT period_start FROM period_deltas WHERE period_type = 'daily'",
+    "new_ledger_rows": "SELECT validation_date::date FROM new_ledger_rows",
+    "changed_money_rows": """SELECT s.criado_em::date FROM etl.src_depositos s
+        JOIN changed_money_rows c ON c.kind = 'depositos' AND c.id = s.id
+        WHERE s.criado_em IS NOT NULL
         UNION ALL SELECT s.criado_em::date FROM etl.src_saque s
-        JOIN chg_money c ON c.kind = 'saque' AND c.id = s.id WHERE s.criado_em IS NOT NULL""",
-    "moved": """SELECT s.criado_em::date FROM etl.src_depositos s
-        JOIN moved m USING (user_id) WHERE s.criado_em IS NOT NULL
+        JOIN changed_money_rows c ON c.kind = 'saque' AND c.id = s.id WHERE s.criado_em IS NOT NULL""",
+    "moved_users": """SELECT s.criado_em::date FROM etl.src_depositos s
+        JOIN moved_users m USING (user_id) WHERE s.criado_em IS NOT NULL
         UNION ALL SELECT s.criado_em::date FROM etl.src_saque s
-        JOIN moved m USING (user_id) WHERE s.criado_em IS NOT NULL""",
+        JOIN moved_users m USING (user_id) WHERE s.criado_em IS NOT NULL""",
 }
 
 _CHANGE_COUNTS = """
-SELECT (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM chg_money) AS chg_money,
-       (SELECT count(*) FROM aff_ud) AS aff_ud, (SELECT count(*) FROM ud_new) AS ud_new,
-       (SELECT count(*) FROM period_delta) AS period_delta,
-       (SELECT count(*) FROM new_ledger) AS new_ledger
+SELECT (SELECT count(*) FROM moved_users) AS moved_users,
+       (SELECT count(*) FROM changed_money_rows) AS changed_money_rows,
+       (SELECT count(*) FROM changed_user_days) AS changed_user_days,
+       (SELECT count(*) FROM user_days_after) AS user_days_after,
+       (SELECT count(*) FROM period_deltas) AS period_deltas,
+       (SELECT count(*) FROM new_ledger_rows) AS new_ledger_rows
 """
 
 
@@ -144,6 +148,16 @@ async def ensure_partitions(conn: asyncpg.Connection, months: list[date]) -> int
     return created
 
 
+async def run(cycle: Cycle) -> None:
+    """The pipeline step: replace the transaction rows this cycle changed."""
+    written = cycle.result.rows_written
+    written["affiliate_financial_transactions"] = await write(cycle.conn, full=cycle.full)
+    if cycle.full:
+        # Fresh statistics, or the next cycle's planner sees the empty tables of before.
+        await cycle.conn.execute(f"ANALYZE {', '.join(DERIVED_TABLES)}")
+    written["affiliate_cpa_validations"] = cycle.result.validations
+
+
 async def write(conn: asyncpg.Connection, *, full: bool) -> int:
     """Replace the transaction rows this cycle changed; returns rows inserted."""
     changed = {k: v for k, v in (await conn.fetchrow(_CHANGE_COUNTS)).items() if v}
@@ -152,7 +166,10 @@ async def write(conn: asyncpg.Connection, *, full: bool) -> int:
     if full:
         # Every transaction row of a full load is dated on a day with activity (money, bets,
         # and the REV and CPA they bring) or on a validation instant.
-        days = "(SELECT day FROM etl.user_daily) UNION ALL (SELECT validation_date::date FROM new_ledger)"
+        days = (
+            "(SELECT day FROM etl.user_daily) "
+            "UNION ALL (SELECT validation_date::date FROM new_ledger_rows)"
+        )
     else:
         days = " UNION ALL ".join(f"({sql})" for name, sql in _DAYS.items() if name in changed)
     months = (
@@ -179,16 +196,16 @@ async def write(conn: asyncpg.Connection, *, full: bool) -> int:
 
 async def _insert(conn: asyncpg.Connection, money: str, changed: dict[str, int]) -> int:
     sources = []
-    if {"moved", "chg_money"} & changed.keys():
+    if {"moved_users", "changed_money_rows"} & changed.keys():
         sources += [
             money.format(table="depositos", type="deposit"),
             money.format(table="saque", type="withdrawal"),
         ]
-    if "ud_new" in changed:
+    if "user_days_after" in changed:
         sources.append(_PLAY_ROWS)
-    if "new_ledger" in changed:
+    if "new_ledger_rows" in changed:
         sources.append(_LEDGER_ROWS)
-    if "period_delta" in changed:
+    if "period_deltas" in changed:
         sources.append(_REV_ROWS)
     inserted = 0
     for rows in sources:

@@ -12,17 +12,24 @@ zero threshold holds from the start; if all are zero, t* is the user's first eve
 A user validates once, ever, and only with an upline: one ledger row per upline level, with
 the amount of the plan version of that affiliate in force at t*. Nothing here ever updates or
 deletes a ledger row.
+
+Leaves ``new_ledger_rows`` (the ledger rows to add to the figures: those written now, and on
+a full load every ledger row), ``plan_version_ranges`` (each plan version's effective dates)
+and ``affiliate_plan_ranges`` (each affiliate's own plan's effective dates). Its own working
+tables: ``cpa_candidates`` and ``qualified_users`` (with t*).
 """
 
 from __future__ import annotations
 
 import asyncpg
 
+from etl.cycle import Cycle
+
 # Users to (re)consider: not yet in the ledger, with a p1, whose activity or upline changed.
 _CANDIDATES = """
 CREATE TEMP TABLE cpa_candidates ON COMMIT DROP AS
 SELECT DISTINCT c.user_id
-FROM (SELECT user_id FROM aff_ud UNION SELECT user_id FROM moved {extra}) AS c
+FROM (SELECT user_id FROM changed_user_days UNION SELECT user_id FROM moved_users {extra}) AS c
 WHERE EXISTS (SELECT 1 FROM etl.user_upline u WHERE u.user_id = c.user_id AND u.level = 1)
   AND NOT EXISTS (SELECT 1 FROM affiliate_cpa_validations v WHERE v.referred_user_id = c.user_id);
 ALTER TABLE cpa_candidates ADD PRIMARY KEY (user_id);
@@ -46,7 +53,7 @@ ANALYZE cpa_candidates;
 # t* from the per-day aggregates: the day on which a criterion is first met comes from
 # etl.user_daily; only that day's bets are read to find the instant within it.
 _QUALIFY = """
-CREATE TEMP TABLE qualified ON COMMIT DROP AS
+CREATE TEMP TABLE qualified_users ON COMMIT DROP AS
 WITH crit AS (
     SELECT id, min_deposits, min_stake, min_active_days
     FROM qualification_criteria_versions
@@ -153,7 +160,7 @@ _HISTORY_ALL = """
 """
 
 _PLAN_RANGES = """
-CREATE TEMP TABLE IF NOT EXISTS plan_ranges ON COMMIT DROP AS
+CREATE TEMP TABLE IF NOT EXISTS plan_version_ranges ON COMMIT DROP AS
 SELECT v.id AS version_id, v.plan_id, v.effective_from,
        coalesce(lead(v.effective_from) OVER (PARTITION BY v.plan_id ORDER BY v.effective_from),
                 'infinity'::date) AS effective_until,
@@ -164,16 +171,16 @@ SELECT v.id AS version_id, v.plan_id, v.effective_from,
 FROM commission_plan_versions v;
 
 -- An affiliate's own plan from the day it was assigned; before that and elsewhere, the default.
-CREATE TEMP TABLE IF NOT EXISTS affiliate_plan ON COMMIT DROP AS
+CREATE TEMP TABLE IF NOT EXISTS affiliate_plan_ranges ON COMMIT DROP AS
 SELECT h.affiliate_id, h.plan_id, h.effective_from,
        coalesce(lead(h.effective_from) OVER (PARTITION BY h.affiliate_id ORDER BY h.effective_from),
                 'infinity'::date) AS effective_until
 FROM affiliate_plan_history h;
-ANALYZE affiliate_plan;
+ANALYZE affiliate_plan_ranges;
 """
 
 _WRITE_LEDGER = """
-CREATE TEMP TABLE new_ledger ON COMMIT DROP AS
+CREATE TEMP TABLE new_ledger_rows ON COMMIT DROP AS
 WITH inserted AS (
     INSERT INTO affiliate_cpa_validations
         (affiliate_id, referred_user_id, validation_date, validation_criteria, user_deposits,
@@ -189,12 +196,12 @@ WITH inserted AS (
                'active_days', q.days_active),
            q.user_deposits, q.user_bets, q.days_active, u.level,
            p.cpa_by_level[u.level], p.version_id
-    FROM qualified q
+    FROM qualified_users q
     JOIN etl.user_upline u ON u.user_id = q.user_id
-    LEFT JOIN affiliate_plan ap
+    LEFT JOIN affiliate_plan_ranges ap
       ON ap.affiliate_id = u.ancestor_id
      AND q.t_star::date >= ap.effective_from AND q.t_star::date < ap.effective_until
-    JOIN plan_ranges p
+    JOIN plan_version_ranges p
       ON p.plan_id = coalesce(ap.plan_id, (SELECT id FROM commission_plans WHERE is_default))
      AND q.t_star::date >= p.effective_from AND q.t_star::date < p.effective_until
     ON CONFLICT (referred_user_id, cpa_level) DO NOTHING
@@ -204,10 +211,32 @@ SELECT * FROM inserted
 """
 
 
+# A full load emptied the derived tables: every ledger row contributes to them again.
+_WHOLE_LEDGER = """
+INSERT INTO new_ledger_rows
+SELECT id, affiliate_id, referred_user_id, cpa_level, cpa_amount, validation_date
+FROM affiliate_cpa_validations v
+WHERE NOT EXISTS (SELECT 1 FROM new_ledger_rows n WHERE n.id = v.id)
+"""
+
+
+async def run(cycle: Cycle) -> None:
+    """The pipeline step: write the ledger rows of the users that newly qualify."""
+    conn, result = cycle.conn, cycle.result
+    extra = ""
+    if cycle.validate_network_of is not None:
+        affiliate_id = int(cycle.validate_network_of)
+        extra = f" UNION SELECT user_id FROM etl.user_upline WHERE ancestor_id = {affiliate_id}"
+    result.validations = await validate(conn, full=cycle.full, extra_candidates=extra)
+    result.new_validation_ids = [r[0] for r in await conn.fetch("SELECT id FROM new_ledger_rows")]
+    if cycle.full:
+        await conn.execute(_WHOLE_LEDGER)
+
+
 async def validate(conn: asyncpg.Connection, *, full: bool, extra_candidates: str = "") -> int:
     """Write the ledger rows of every user that newly qualifies; returns rows written.
 
-    Leaves ``new_ledger`` with the rows written. ``extra_candidates`` is an extra
+    Leaves ``new_ledger_rows`` with the rows written. ``extra_candidates`` is an extra
     ``UNION SELECT user_id FROM ...`` clause (the API's on-demand validation uses it).
     """
     extra = extra_candidates
@@ -220,4 +249,4 @@ async def validate(conn: asyncpg.Connection, *, full: bool, extra_candidates: st
     await conn.execute(_QUALIFY.replace("{history}", history.strip() + "\n"))
     await conn.execute(_PLAN_RANGES)
     await conn.execute(_WRITE_LEDGER)
-    return await conn.fetchval("SELECT count(*) FROM new_ledger")
+    return await conn.fetchval("SELECT count(*) FROM new_ledger_rows")

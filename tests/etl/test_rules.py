@@ -610,7 +610,7 @@ async def test_mirrors_emptied_by_crash_recovery_make_the_next_cycle_a_full_load
             "SELECT c.oid::regclass::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE c.relpersistence = 'u' AND c.relkind = 'r' ORDER BY 1")]
         assert {"etl.src_bets", "etl.src_depositos", "etl.user_daily", "etl.mirror_loaded"} <= set(unlogged)
-        assert "etl.affiliate_level_periods" not in unlogged  # statements read it: logged
+        assert "etl.affiliate_level_periods" not in unlogged  # payout statements read it: logged
         await conn.execute(f"TRUNCATE {', '.join(unlogged)}")
     finally:
         await conn.close()

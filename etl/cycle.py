@@ -1,0 +1,103 @@
+"""One cycle's shared state, its start (cursors, full or incremental) and its commit step.
+
+Every pipeline step (etl.pipeline) is an ``async def run(cycle: Cycle) -> None``: it reads the
+robust connection, the mode and what earlier steps put on the cycle, and fills the cycle's
+``RunResult``. The steps hand each other data through temporary tables of that connection's
+transaction; etl.pipeline declares which.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import asyncpg
+
+from db.settings import Settings
+from etl import runs
+from etl.runs import RunResult
+
+log = logging.getLogger("fature.etl")
+
+# Derived state a full recompute rebuilds from the source; the ledger is never in it.
+DERIVED_TABLES = (
+    "affiliate_periodic_summaries",
+    "affiliate_financial_transactions",
+    "affiliate_referrals",
+    "affiliate_mlm_structure",
+    "affiliates",
+    "affiliate_rank_values",
+    "etl.affiliate_level_periods",
+    "etl.user_daily",
+    "etl.user_upline",
+    "etl.edges",
+    "etl.src_bets",
+    "etl.src_saque",
+    "etl.src_depositos",
+    "etl.src_tracked",
+    "etl.src_cadastro",
+    "etl.mirror_loaded",
+)
+
+
+@dataclass
+class Cycle:
+    """What the steps of one cycle share. ``conn`` is inside the cycle's transaction."""
+
+    conn: asyncpg.Connection
+    source: asyncpg.Connection
+    settings: Settings
+    result: RunResult
+    # Reconsider every unvalidated user of this affiliate's network for CPA (on demand).
+    validate_network_of: int | None = None
+    # Each source table's cursor as the cycle found it (None: read it all).
+    cursors: dict[str, datetime | None] = field(default_factory=dict)
+    # Each source table's cursor after this cycle's read (set by the extract step).
+    new_cursors: dict[str, datetime | None] = field(default_factory=dict)
+
+    @property
+    def full(self) -> bool:
+        """A full recompute: derived state was emptied and is rebuilt from the source."""
+        return self.result.mode == "full"
+
+
+async def begin(cycle: Cycle) -> None:
+    """Session settings, the cursors, and the mode: an incremental cycle becomes a full load
+    when nothing was ever loaded or the mirrors were lost; a full one empties derived state."""
+    conn = cycle.conn
+    await conn.execute("SELECT set_config('TimeZone', $1, true)", cycle.settings.timezone)
+    await conn.execute("SET LOCAL work_mem = '256MB'")
+    cycle.cursors = {
+        r["source_table"]: r["cursor_ts"]
+        for r in await conn.fetch("SELECT source_table, cursor_ts FROM etl.sync_cursors")
+    }
+    if not cycle.full and all(cursor is None for cursor in cycle.cursors.values()):
+        # Nothing was ever loaded: the first load is a full load (set-based, not per pair).
+        cycle.result.mode = "full"
+    elif not cycle.full and not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM etl.mirror_loaded)"):
+        # The unlogged mirrors were emptied by crash recovery (or this is a promoted replica
+        # or a restored backup): only a full load can rebuild them (migration 0005).
+        log.warning("the ETL's mirrors of the source are empty (crash recovery?): running a full load")
+        cycle.result.mode = "full"
+    if cycle.full:
+        await conn.execute(f"TRUNCATE {', '.join(DERIVED_TABLES)}")
+        await conn.execute("UPDATE etl.sync_cursors SET cursor_ts = NULL")
+        cycle.cursors = dict.fromkeys(cycle.cursors)
+
+
+async def commit(cycle: Cycle) -> None:
+    """The last step: advance the cursors and mark the run a success, in the transaction."""
+    conn, result = cycle.conn, cycle.result
+    if cycle.full:
+        await conn.execute("INSERT INTO etl.mirror_loaded VALUES (now())")
+    for table, cursor in cycle.new_cursors.items():
+        await conn.execute(
+            "UPDATE etl.sync_cursors SET cursor_ts = $2, updated_at = now() "
+            "WHERE source_table = $1 AND cursor_ts IS DISTINCT FROM $2",
+            table,
+            cursor,
+        )
+    await runs.finish_success(conn, result)
+    # Delivered at commit only: API processes move their cache generation at once.
+    await runs.announce_commit(conn, result.run_id, result.source_as_of)
