@@ -123,7 +123,10 @@ async def _locked_cycle(
         raise EtlError(str(exc)) from exc
     try:
         async with conn.transaction():
-            cycle = Cycle(conn, source, settings, result, validate_network_of)
+            cycle = Cycle(
+                conn=conn, source=source, settings=settings, result=result,
+                validate_network_of=validate_network_of,
+            )
             await _run_pipeline(cycle, progress, fail_after, after_step)
     except InjectedFailure:
         await _record_failure(conn, run_id, f"injected failure after {fail_after}")
