@@ -1,52 +1,57 @@
-"""Query.affiliate, Query.affiliates and Query.ranking."""
+"""Query.affiliate, Query.me, Query.affiliates, Query.ranking and Affiliate.upline: affiliate
+rows with their personal data as the viewer may see it."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import strawberry
 from sqlalchemy import and_, func, or_, select, tuple_
-from strawberry.types import Info
 
 from db.tables import affiliates
 from resolvers.arguments import as_decimal, as_int, check_first, decode_cursor, encode_cursor, parse_id
 from resolvers.context import Context
 from resolvers.errors import BadUserInput, Forbidden
+from resolvers.pagination import Page
 from resolvers.viewer import Viewer
-from schema.affiliate import Affiliate, AffiliateFilter, AffiliateOrder
-from schema.enums import AffiliateOrderField, OrderDirection, RankingMetric
-from schema.pagination import Connection, connection
 
-_INTEGER_FIELDS = {
-    AffiliateOrderField.ID, AffiliateOrderField.TOTAL_REFERRALS,
-    AffiliateOrderField.TOTAL_VALIDATED_REFERRALS, AffiliateOrderField.TOTAL_NETWORK_SIZE,
+# Columns an affiliate list may be ordered by, with the type of their cursor values.
+_INTEGER_COLUMNS = {"affiliate_id", "total_referrals", "total_validated_referrals", "total_network_size"}
+ORDER_COLUMNS = _INTEGER_COLUMNS | {
+    "total_deposits", "total_withdrawals", "total_bets", "total_ggr", "total_cpa_earned", "total_rev_earned",
 }
+RANKING_TOTALS = {"rank_cpa": "total_cpa_earned", "rank_referrals": "total_validated_referrals"}
 MAX_SEARCH = 200
 
 
-async def affiliate(info: Info, id: strawberry.ID) -> Affiliate | None:
-    """One affiliate; null when there is none with this id."""
-    ctx: Context = info.context
-    row = await ctx.loaders.affiliate_by_id.load(parse_id(id))
-    return Affiliate.shown_to(ctx.viewer, row) if row is not None else None
+async def affiliate(ctx: Context, id: object) -> Any | None:
+    """One affiliate row; None when there is none with this id or the viewer may not see it."""
+    return await affiliate_by_id(ctx, parse_id(id))
 
 
-async def me(info: Info) -> Affiliate | None:
-    """The token's affiliate; null for admin and analyst tokens (they are not affiliates)."""
-    ctx: Context = info.context
+async def affiliate_by_id(ctx: Context, affiliate_id: int) -> Any | None:
+    row = await ctx.loaders.affiliate_by_id.load(affiliate_id)
+    return ctx.viewer.shown(row) if row is not None else None
+
+
+async def me(ctx: Context) -> Any | None:
+    """The token's affiliate; None for admin and analyst tokens (they are not affiliates)."""
     if ctx.viewer.affiliate_id is None:
         return None
-    row = await ctx.loaders.affiliate_by_id.load(ctx.viewer.affiliate_id)
-    return Affiliate.shown_to(ctx.viewer, row) if row is not None else None
+    return await affiliate_by_id(ctx, ctx.viewer.affiliate_id)
 
 
-def _filters(filter: AffiliateFilter | None, viewer: Viewer) -> list[Any]:
-    if filter is None:
-        return []
+async def upline_of(ctx: Context, affiliate_id: int) -> list[Any]:
+    """p1..p5 of the affiliate, nearest first (those the viewer may see)."""
+    ids = await ctx.loaders.upline_ids_by_affiliate_id.load(affiliate_id)
+    rows = await ctx.loaders.affiliate_by_id.load_many(ids)
+    return [ctx.viewer.shown(r) for r in rows if r is not None]
+
+
+def _filters(status: str | None, search: str | None, viewer: Viewer) -> list[Any]:
     conditions: list[Any] = []
-    if filter.status is not None:
-        conditions.append(affiliates.c.status == filter.status.value)
-    search = (filter.search or "").strip()
+    if status is not None:
+        conditions.append(affiliates.c.status == status)
+    search = (search or "").strip()
     if len(search) > MAX_SEARCH:
         raise BadUserInput(f"filter.search must be at most {MAX_SEARCH} characters")
     if search:
@@ -60,7 +65,7 @@ def _filters(filter: AffiliateFilter | None, viewer: Viewer) -> list[Any]:
 async def _page(
     ctx: Context, *, sort: Any, descending: bool, tag: str, value_type: Any, first: int | None,
     after: str | None, conditions: list[Any], ties_ascending: bool = False,
-) -> Connection[Affiliate]:
+) -> Page[Any]:
     """One keyset page ordered by ``sort`` then id (id in the same direction, or ascending
     with ``ties_ascending``: the ranking's order, highest total first and ties by id)."""
     size = check_first(first, ctx.max_page_size)
@@ -96,39 +101,42 @@ async def _page(
         else encode_cursor(tag, r._mapping[sort.name], r.affiliate_id)
         for r in page
     ]
-    nodes = [Affiliate.shown_to(ctx.viewer, r) for r in page]
-    return connection(nodes, cursors, has_next, after, count)
+    viewer = ctx.viewer
+    return Page([viewer.shown(r) for r in page], cursors, has_next, after, count)
 
 
 async def affiliates_list(
-    info: Info, first: int | None = 20, after: str | None = None,
-    filter: AffiliateFilter | None = None, order_by: AffiliateOrder | None = None,
-) -> Connection[Affiliate]:
-    """Affiliates, filtered and ordered by any total (ties broken by id); by id by default."""
-    field = order_by.field if order_by is not None else AffiliateOrderField.ID
-    direction = order_by.direction if order_by is not None else OrderDirection.ASC
+    ctx: Context, *, first: int | None = 20, after: str | None = None, status: str | None = None,
+    search: str | None = None, order_column: str = "affiliate_id", descending: bool = False,
+) -> Page[Any]:
+    """Affiliates, filtered and ordered by any total (ties broken by id); by id by default.
+    ``status`` is a stored value; ``order_column`` one of ``ORDER_COLUMNS``."""
+    if order_column not in ORDER_COLUMNS:
+        raise BadUserInput(f"affiliates cannot be ordered by {order_column!r}")
+    direction = "desc" if descending else "asc"
     return await _page(
-        info.context,
-        sort=affiliates.c[field.value],
-        descending=direction is OrderDirection.DESC,
-        tag=f"affiliates:{field.value}:{direction.value}",
-        value_type=as_int if field in _INTEGER_FIELDS else as_decimal,
-        first=first, after=after, conditions=_filters(filter, info.context.viewer),
+        ctx,
+        sort=affiliates.c[order_column],
+        descending=descending,
+        tag=f"affiliates:{order_column}:{direction}",
+        value_type=as_int if order_column in _INTEGER_COLUMNS else as_decimal,
+        first=first, after=after, conditions=_filters(status, search, ctx.viewer),
     )
 
 
 async def ranking(
-    info: Info, metric: RankingMetric = RankingMetric.CPA_EARNED, first: int | None = 20,
-    after: str | None = None,
-) -> Connection[Affiliate]:
-    """Active affiliates by their precomputed rank (1 first), ties by id.
+    ctx: Context, *, metric: str = "rank_cpa", first: int | None = 20, after: str | None = None,
+) -> Page[Any]:
+    """Active affiliates by their precomputed rank (1 first), ties by id; ``metric`` is
+    ``rank_cpa`` or ``rank_referrals``.
 
     A rank is a function of the total alone (1 + the active affiliates above it), so the page
     walks the ranking index by total, highest first; each row's rank is looked up."""
-    cpa = metric is RankingMetric.CPA_EARNED
-    total = affiliates.c["total_cpa_earned" if cpa else "total_validated_referrals"]
+    if metric not in RANKING_TOTALS:
+        raise BadUserInput(f"no ranking by {metric!r}")
+    total = affiliates.c[RANKING_TOTALS[metric]]
     return await _page(
-        info.context, sort=total, descending=True, ties_ascending=True,
-        tag=f"ranking:{metric.value}", value_type=as_decimal if cpa else as_int,
+        ctx, sort=total, descending=True, ties_ascending=True,
+        tag=f"ranking:{metric}", value_type=as_decimal if metric == "rank_cpa" else as_int,
         first=first, after=after, conditions=[affiliates.c.status == "active"],
     )

@@ -1,11 +1,12 @@
-"""Affiliate.network."""
+"""Affiliate.network: the five-level row of ``affiliate_mlm_structure``."""
 
 from __future__ import annotations
 
-from strawberry.types import Info
+from typing import Any
 
-from schema.network import Network
+from resolvers.context import Context
 
 
-async def network_of(info: Info, affiliate_id: int) -> Network:
-    return Network.from_row(await info.context.loaders.network_by_affiliate_id.load(affiliate_id))
+async def network_of(ctx: Context, affiliate_id: int) -> Any | None:
+    """The affiliate's network row; None when it has no network yet."""
+    return await ctx.loaders.network_by_affiliate_id.load(affiliate_id)

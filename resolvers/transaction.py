@@ -1,11 +1,10 @@
-"""Affiliate.transactions: a keyset connection over ``affiliate_financial_transactions``."""
+"""Affiliate.transactions: a keyset page over ``affiliate_financial_transactions``."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
-
-from strawberry.types import Info
+from typing import Any
 
 from resolvers.arguments import (
     as_datetime,
@@ -19,24 +18,22 @@ from resolvers.arguments import (
 )
 from resolvers.context import Context
 from resolvers.loaders.transaction import TransactionArgs
-from schema.enums import TransactionType
-from schema.pagination import Connection, connection
-from schema.transaction import Transaction
+from resolvers.pagination import Page, page_of
 
 CURSOR_TAG = "transaction"
 
 
 async def transactions_of(
-    info: Info, affiliate_id: int, *, type: TransactionType | None, level: int | None,
+    ctx: Context, affiliate_id: int, *, type: str | None, level: int | None,
     start: datetime | None, end: datetime | None, first: int | None, after: str | None,
-) -> Connection[Transaction]:
-    ctx: Context = info.context
+) -> Page[Any]:
+    """Newest first; ``type`` is a stored value; a bound without offset is local time."""
     start, end = aware(start, ctx.zone), aware(end, ctx.zone)
     check_range(start, end)
     args = TransactionArgs(
         first=check_first(first, ctx.max_page_size),
         after=decode_cursor(after, CURSOR_TAG, (as_datetime, as_int)),
-        type=type.value if type is not None else None,
+        type=type,
         level=check_level(level),
         start=start,
         end=end,
@@ -48,8 +45,5 @@ async def transactions_of(
             (affiliate_id, replace(args, first=0, after=None))
         )
 
-    return connection(
-        [Transaction.from_row(r) for r in page.rows],
-        [encode_cursor(CURSOR_TAG, r.transaction_date, r.id) for r in page.rows],
-        page.has_next_page, after, count,
-    )
+    return page_of(page.rows, lambda r: encode_cursor(CURSOR_TAG, r.transaction_date, r.id),
+                   page.has_next_page, after, count)

@@ -85,6 +85,14 @@ class Viewer:
         )
         return or_(column == self.affiliate_id, column.in_(downline))
 
+    def shown(self, row: Any) -> Any:
+        """An affiliate row (``affiliate_id``, ``name``, ``email``, ``phone``) with its personal
+        data as this viewer may see it."""
+        if self.role is Role.ADMIN or row.affiliate_id == self.affiliate_id:
+            return row
+        name, email, phone = self.personal_data(row.affiliate_id, row.name, row.email, row.phone)
+        return row._replace(name=name, email=email, phone=phone)
+
     def personal_data(
         self, affiliate_id: int, name: str, email: str | None, phone: str | None
     ) -> tuple[str, str | None, str | None]:

@@ -1,39 +1,49 @@
-"""The Affiliate type (``affiliates``) with its relations, and the list inputs."""
+"""The affiliate graph: ``Affiliate`` (``affiliates``) with its relations, ``Referral``
+(``affiliate_referrals``) and ``CpaValidation`` (the ledger), and the affiliate root fields.
+
+The three types point at each other (a referral's affiliate, a validation's affiliate), so
+they live in one module: imports stay one-way. Each field calls a resolver with the request
+context and turns the rows it returns into these types; who sees what is decided below the
+resolvers (``resolvers.viewer``)."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
-from sqlalchemy.engine import Row
+from strawberry.scalars import JSON
 from strawberry.types import Info
 
+from resolvers import affiliate as affiliate_resolvers
 from resolvers import network as network_resolvers
 from resolvers import referral as referral_resolvers
 from resolvers import summary as summary_resolvers
 from resolvers import transaction as transaction_resolvers
 from resolvers import validation as validation_resolvers
-from resolvers.viewer import Viewer
 from schema.enums import (
     AffiliateOrderField,
     AffiliateStatus,
+    CpaStatus,
     OrderDirection,
     PeriodType,
+    RankingMetric,
     ReferralStatus,
     TransactionType,
 )
 from schema.network import Network
-from schema.pagination import Connection
-from schema.referral import Referral
+from schema.pagination import Connection, connection_of
 from schema.summary import PeriodicSummary
 from schema.transaction import Transaction
-from schema.validation import CpaValidation
 
 First = Annotated[int | None, strawberry.argument(description="Page size, 0..100.")]
 After = Annotated[str | None, strawberry.argument(description="A cursor this list returned.")]
 Level = Annotated[int | None, strawberry.argument(description="Network level, 1..5.")]
+
+
+def _affiliate_or_none(row: Any | None) -> Affiliate | None:
+    return Affiliate.from_row(row) if row is not None else None
 
 
 @strawberry.type(description="An affiliate and its whole five-level network, all figures precomputed.")
@@ -58,7 +68,9 @@ class Affiliate:
     affiliate_id: strawberry.Private[int]
 
     @classmethod
-    def from_row(cls, row: Row) -> Affiliate:
+    def from_row(cls, row: Any) -> Affiliate:
+        """An ``affiliates_ranked`` row whose personal data the resolver already shaped for
+        the viewer."""
         return cls(
             id=strawberry.ID(str(row.affiliate_id)),
             affiliate_id=row.affiliate_id,
@@ -80,35 +92,29 @@ class Affiliate:
             registered_at=row.registered_at,
         )
 
-    @classmethod
-    def shown_to(cls, viewer: Viewer, row: Row) -> Affiliate:
-        """The affiliate with its personal data as ``viewer`` may see it (the Viewer decides)."""
-        affiliate = cls.from_row(row)
-        affiliate.name, affiliate.email, affiliate.phone = viewer.personal_data(
-            affiliate.affiliate_id, affiliate.name, affiliate.email, affiliate.phone
-        )
-        return affiliate
-
     @strawberry.field
     async def network(self, info: Info) -> Network:
-        return await network_resolvers.network_of(info, self.affiliate_id)
+        return Network.from_row(await network_resolvers.network_of(info.context, self.affiliate_id))
 
     @strawberry.field(description="Newest referral first.")
     async def referrals(
         self, info: Info, level: Level = None, status: ReferralStatus | None = None,
         first: First = 20, after: After = None,
     ) -> Connection[Referral]:
-        return await referral_resolvers.referrals_of(
-            info, self.affiliate_id, level=level, status=status, first=first, after=after
+        page = await referral_resolvers.referrals_of(
+            info.context, self.affiliate_id, level=level,
+            status=status.value if status is not None else None, first=first, after=after,
         )
+        return connection_of(page, Referral.from_row)
 
     @strawberry.field(description="Newest validation first.")
     async def cpa_validations(
         self, info: Info, level: Level = None, first: First = 20, after: After = None
     ) -> Connection[CpaValidation]:
-        return await validation_resolvers.cpa_validations_of(
-            info, self.affiliate_id, level=level, first=first, after=after
+        page = await validation_resolvers.cpa_validations_of(
+            info.context, self.affiliate_id, level=level, first=first, after=after
         )
+        return connection_of(page, CpaValidation.from_row)
 
     @strawberry.field(description="Newest first; `from` inclusive, `to` exclusive; a DateTime "
                                   "without offset is read in the business time zone.")
@@ -117,10 +123,11 @@ class Affiliate:
         from_: Annotated[datetime | None, strawberry.argument(name="from")] = None,
         to: datetime | None = None, first: First = 20, after: After = None,
     ) -> Connection[Transaction]:
-        return await transaction_resolvers.transactions_of(
-            info, self.affiliate_id, type=type, level=level, start=from_, end=to,
-            first=first, after=after,
+        page = await transaction_resolvers.transactions_of(
+            info.context, self.affiliate_id, type=type.value if type is not None else None,
+            level=level, start=from_, end=to, first=first, after=after,
         )
+        return connection_of(page, Transaction.from_row)
 
     @strawberry.field(description="Oldest period first; `from`/`to` bound the period start "
                                   "(inclusive); `last` keeps only the most recent N periods.")
@@ -130,17 +137,85 @@ class Affiliate:
         to: date | None = None,
         last: Annotated[int | None, strawberry.argument(description="1..1000")] = None,
     ) -> list[PeriodicSummary]:
-        return await summary_resolvers.summaries_of(
-            info, self.affiliate_id, period=period, start=from_, end=to, last=last
+        rows = await summary_resolvers.summaries_of(
+            info.context, self.affiliate_id, period=period.value, start=from_, end=to, last=last
         )
+        return [PeriodicSummary.from_row(r) for r in rows]
 
     @strawberry.field(description="p1..p5: the referrer, the referrer's referrer, and so on.")
     async def upline(self, info: Info) -> list[Affiliate]:
-        loaders = info.context.loaders
-        ids = await loaders.upline_ids_by_affiliate_id.load(self.affiliate_id)
-        rows = await loaders.affiliate_by_id.load_many(ids)
-        viewer = info.context.viewer
-        return [Affiliate.shown_to(viewer, r) for r in rows if r is not None]
+        rows = await affiliate_resolvers.upline_of(info.context, self.affiliate_id)
+        return [Affiliate.from_row(r) for r in rows]
+
+
+@strawberry.type(description="A user in the level-`level` network of the affiliate.")
+class Referral:
+    referred_user_id: strawberry.ID
+    level: int
+    referral_date: datetime
+    status: ReferralStatus
+    validation_date: datetime | None = strawberry.field(description="The user's qualifying instant.")
+    total_deposits: Decimal = strawberry.field(description="The user's own approved deposits.")
+    total_bets: Decimal = strawberry.field(description="The user's own total stake.")
+    cpa_amount: Decimal = strawberry.field(description="What the affiliate got for this user at this level.")
+    user_id: strawberry.Private[int]
+
+    @strawberry.field(description="The referred user as an affiliate; null when it is not one.")
+    async def referred_affiliate(self, info: Info) -> Affiliate | None:
+        return _affiliate_or_none(await affiliate_resolvers.affiliate_by_id(info.context, self.user_id))
+
+    @classmethod
+    def from_row(cls, row: Any) -> Referral:
+        return cls(
+            referred_user_id=strawberry.ID(str(row.referred_id)),
+            user_id=row.referred_id,
+            level=row.mlm_level,
+            referral_date=row.referral_date,
+            status=ReferralStatus(row.status),
+            validation_date=row.validation_date,
+            total_deposits=row.total_deposits,
+            total_bets=row.total_bets,
+            cpa_amount=row.cpa_amount,
+        )
+
+
+@strawberry.type(description="One ledger row: what an affiliate earns for a user at one level.")
+class CpaValidation:
+    id: strawberry.ID
+    affiliate_id: strawberry.ID
+    referred_user_id: strawberry.ID
+    cpa_level: int
+    cpa_amount: Decimal
+    cpa_status: CpaStatus
+    validation_date: datetime = strawberry.field(description="The qualifying instant t*.")
+    user_deposits: Decimal = strawberry.field(description="The user's deposits at t*.")
+    user_bets: Decimal = strawberry.field(description="The user's total stake at t*.")
+    days_active: int = strawberry.field(description="The user's active days at t*.")
+    validation_criteria: JSON = strawberry.field(description="The criteria in force at t*.")
+    created_at: datetime
+    owner_id: strawberry.Private[int]
+
+    @strawberry.field
+    async def affiliate(self, info: Info) -> Affiliate | None:
+        return _affiliate_or_none(await affiliate_resolvers.affiliate_by_id(info.context, self.owner_id))
+
+    @classmethod
+    def from_row(cls, row: Any) -> CpaValidation:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            affiliate_id=strawberry.ID(str(row.affiliate_id)),
+            owner_id=row.affiliate_id,
+            referred_user_id=strawberry.ID(str(row.referred_user_id)),
+            cpa_level=row.cpa_level,
+            cpa_amount=row.cpa_amount,
+            cpa_status=CpaStatus(row.cpa_status),
+            validation_date=row.validation_date,
+            user_deposits=row.user_deposits,
+            user_bets=row.user_bets,
+            days_active=row.days_active,
+            validation_criteria=row.validation_criteria,
+            created_at=row.created_at,
+        )
 
 
 @strawberry.input
@@ -155,3 +230,36 @@ class AffiliateFilter:
 class AffiliateOrder:
     field: AffiliateOrderField = AffiliateOrderField.TOTAL_CPA_EARNED
     direction: OrderDirection = OrderDirection.DESC
+
+
+@strawberry.type
+class AffiliateQueries:
+    @strawberry.field(description="Null when no affiliate has this id or the token may not see it.")
+    async def affiliate(self, info: Info, id: strawberry.ID) -> Affiliate | None:
+        return _affiliate_or_none(await affiliate_resolvers.affiliate(info.context, id))
+
+    @strawberry.field(description="The token's affiliate; null for admin and analyst tokens.")
+    async def me(self, info: Info) -> Affiliate | None:
+        return _affiliate_or_none(await affiliate_resolvers.me(info.context))
+
+    @strawberry.field
+    async def affiliates(
+        self, info: Info, first: int | None = 20, after: str | None = None,
+        filter: AffiliateFilter | None = None, order_by: AffiliateOrder | None = None,
+    ) -> Connection[Affiliate]:
+        page = await affiliate_resolvers.affiliates_list(
+            info.context, first=first, after=after,
+            status=filter.status.value if filter is not None and filter.status is not None else None,
+            search=filter.search if filter is not None else None,
+            order_column=(order_by.field if order_by is not None else AffiliateOrderField.ID).value,
+            descending=order_by is not None and order_by.direction is OrderDirection.DESC,
+        )
+        return connection_of(page, Affiliate.from_row)
+
+    @strawberry.field
+    async def ranking(
+        self, info: Info, metric: RankingMetric = RankingMetric.CPA_EARNED, first: int | None = 20,
+        after: str | None = None,
+    ) -> Connection[Affiliate]:
+        page = await affiliate_resolvers.ranking(info.context, metric=metric.value, first=first, after=after)
+        return connection_of(page, Affiliate.from_row)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import strawberry
+
+from resolvers.pagination import Page
 
 T = TypeVar("T")
 
@@ -54,3 +56,8 @@ def connection(
         ),
         count=count,
     )
+
+
+def connection_of(page: Page[Any], node: Callable[[Any], T]) -> Connection[T]:
+    """A resolver's page as a Relay connection, each item made a node by ``node``."""
+    return connection([node(i) for i in page.items], page.cursors, page.has_next_page, page.after, page.count)

@@ -10,12 +10,9 @@ from strawberry.printer import print_schema
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
-from resolvers import affiliate as affiliate_resolvers
 from resolvers import commission as commission_resolvers
 from resolvers import statement as statement_resolvers
-from resolvers import sync as sync_resolvers
-from resolvers import validation as validation_resolvers
-from schema.affiliate import Affiliate
+from schema.affiliate import AffiliateQueries, CpaValidation
 from schema.commission import (
     AuditEntry,
     CommissionPlan,
@@ -27,32 +24,12 @@ from schema.commission import (
 from schema.errors import ErrorPolicy, log_unexpected
 from schema.execution import FatureExecutionContext
 from schema.limits import RequestLimits
-from schema.pagination import Connection
 from schema.scalars import SCALAR_OVERRIDES
 from schema.statement import CloseMonthResult, Statement
-from schema.sync import SyncStatus
-from schema.validation import CpaValidation, ValidateCpaResult
+from schema.sync import SyncQueries
+from schema.validation import ValidationMutations
 
 SDL_PATH = Path(__file__).resolve().parents[1] / "schema.graphql"
-
-
-@strawberry.type
-class AffiliateQueries:
-    affiliate: Affiliate | None = strawberry.field(
-        resolver=affiliate_resolvers.affiliate,
-        description="Null when no affiliate has this id or the token may not see it.",
-    )
-    me: Affiliate | None = strawberry.field(
-        resolver=affiliate_resolvers.me,
-        description="The token's affiliate; null for admin and analyst tokens.",
-    )
-    affiliates: Connection[Affiliate] = strawberry.field(resolver=affiliate_resolvers.affiliates_list)
-    ranking: Connection[Affiliate] = strawberry.field(resolver=affiliate_resolvers.ranking)
-
-
-@strawberry.type
-class SyncQueries:
-    sync_status: SyncStatus = strawberry.field(resolver=sync_resolvers.sync_status)
 
 
 @strawberry.type
@@ -70,15 +47,6 @@ class CommissionQueries:
 class StatementQueries:
     statement: Statement | None = strawberry.field(resolver=statement_resolvers.statement)
     statements: list[Statement] = strawberry.field(resolver=statement_resolvers.statements)
-
-
-@strawberry.type
-class ValidationMutations:
-    validate_cpa: ValidateCpaResult = strawberry.field(
-        resolver=validation_resolvers.validate_cpa,
-        description="Run the CPA validation step now for this affiliate's network "
-                    "(same code, ledger rules and lock as the ETL); returns the new validations.",
-    )
 
 
 @strawberry.type

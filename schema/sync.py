@@ -6,6 +6,9 @@ from datetime import datetime
 
 import strawberry
 from sqlalchemy.engine import Row
+from strawberry.types import Info
+
+from resolvers import sync as sync_resolvers
 
 
 @strawberry.type
@@ -45,3 +48,18 @@ class SyncStatus:
     data_as_of: datetime | None = strawberry.field(
         description="The data reflects the operation database up to this instant."
     )
+
+
+@strawberry.type
+class SyncQueries:
+    @strawberry.field
+    async def sync_status(self, info: Info) -> SyncStatus:
+        rows = await sync_resolvers.sync_runs(info.context)
+        by_kind = {r.kind: SyncRun.from_row(r) for r in rows if r.kind != "running"}
+        success = next((r for r in rows if r.kind == "success"), None)
+        return SyncStatus(
+            last_successful_run=by_kind.get("success"),
+            last_run=by_kind.get("last"),
+            runs_in_progress=[SyncRun.from_row(r) for r in rows if r.kind == "running"],
+            data_as_of=success.source_as_of if success is not None else None,
+        )
