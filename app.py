@@ -19,7 +19,7 @@ from db.engine import make_engine
 from db.reader import Database
 from db.settings import Settings, get_settings
 from etl import events
-from etl.scheduler import start_scheduler as start_etl_scheduler
+from jobs.scheduler import start_scheduler as start_etl_scheduler
 from schema.root import schema
 from web import health, rest
 from web.exports.reports import routes as export_routes

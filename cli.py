@@ -243,7 +243,7 @@ def etl_status(last: int = typer.Option(10, help="How many runs to show.")) -> N
 @etl_app.command("worker")
 def etl_worker() -> None:
     """Run the ETL schedule in this process until interrupted (no API)."""
-    from etl.scheduler import start_scheduler
+    from jobs.scheduler import start_scheduler
 
     settings = load_settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")

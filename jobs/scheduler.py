@@ -22,7 +22,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from db.settings import Settings
 from etl.sync import EtlBusy, EtlError, run_cycle
 
-log = logging.getLogger("fature.etl.scheduler")
+log = logging.getLogger("fature.jobs")
 
 
 def _hour_minute(text: str) -> tuple[int, int]:

@@ -21,22 +21,16 @@ import asyncpg
 
 from db.engine import DatabaseUnavailable
 from db.reader import Database, sql
+from db.settings import plain_url
+from etl import runs
 from etl.events import EtlCommitted
 from web.metrics import Metrics
 
 log = logging.getLogger("fature.api")
 
-_LAST_SUCCESS = sql(
-    "SELECT id, source_as_of, finished_at FROM etl.runs WHERE status = 'success' "
-    "ORDER BY finished_at DESC NULLS LAST, id DESC LIMIT 1"
-)
-_FINISHED_SINCE = sql(
-    "SELECT id, mode, status, source_as_of, finished_at, "
-    "EXTRACT(EPOCH FROM finished_at - started_at) AS seconds, "
-    "(SELECT COALESCE(sum(value::numeric), 0) FROM jsonb_each_text(rows_written) "
-    " WHERE value ~ '^[0-9]+$') AS rows "
-    "FROM etl.runs WHERE id > :after AND status <> 'running' ORDER BY id"
-)
+_LAST_SUCCESS = sql(runs.LAST_SUCCESS)
+_FINISHED_SINCE = sql(runs.finished_after_sql(":after"))
+_LAST_FINISHED_ID = sql(runs.LAST_FINISHED_ID)
 
 
 @dataclass(frozen=True)
@@ -70,10 +64,8 @@ class Freshness:
             if rows:
                 self._advance(rows[0].id, rows[0].source_as_of)
                 self.last_success_at = rows[0].finished_at
-            runs = await self.database.fetch(sql(
-                "SELECT COALESCE(max(id), 0) AS id FROM etl.runs WHERE status <> 'running'"
-            ))
-            self._last_seen_run = max(self._last_seen_run, int(runs[0].id))
+            finished = await self.database.fetch(_LAST_FINISHED_ID)
+            self._last_seen_run = max(self._last_seen_run, int(finished[0].id))
         except DatabaseUnavailable:
             log.warning("data freshness unknown: the robust database is unavailable")
 
@@ -112,9 +104,6 @@ class Freshness:
         self._listener_task = loop.create_task(self._listen())
 
     async def _listen(self) -> None:
-        from db.settings import plain_url
-        from etl.sync import COMMIT_CHANNEL
-
         url = plain_url(self.database.engine.url.render_as_string(hide_password=False))
 
         def notified(_connection: Any, _pid: int, _channel: str, payload: str) -> None:
@@ -133,7 +122,7 @@ class Freshness:
                 connection = await asyncpg.connect(url, timeout=5)
                 closed = asyncio.Event()
                 connection.add_termination_listener(lambda *_, done=closed: done.set())
-                await connection.add_listener(COMMIT_CHANNEL, notified)
+                await connection.add_listener(runs.COMMIT_CHANNEL, notified)
                 if reconnecting:
                     await self.refresh()  # whatever committed while we were not listening
                 while not closed.is_set():

@@ -11,12 +11,10 @@ from starlette.responses import JSONResponse, Response
 
 from db.engine import DatabaseUnavailable
 from db.reader import sql
+from etl import runs
 from web.metrics import CONTENT_TYPE
 
-_READY = sql(
-    "SELECT finished_at, source_as_of FROM etl.runs WHERE status = 'success' "
-    "ORDER BY finished_at DESC NULLS LAST LIMIT 1"
-)
+_READY = sql(runs.LAST_SUCCESS)
 READY_TIMEOUT_SECONDS = 2.0
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from etl import events
-from etl.scheduler import build_scheduler, start_scheduler
+from jobs.scheduler import build_scheduler, start_scheduler
 from tests.factories import Operation, fetch
 
 
