@@ -22,6 +22,9 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
+    GraphQLNamedType,
+    GraphQLObjectType,
+    GraphQLSchema,
     InlineFragmentNode,
     ListValueNode,
     NoSchemaIntrospectionCustomRule,
@@ -31,6 +34,7 @@ from graphql import (
     ValueNode,
     VariableNode,
     Visitor,
+    get_named_type,
     parse,
     value_from_ast_untyped,
     visit,
@@ -41,11 +45,27 @@ from strawberry.schema.schema import validate_document
 
 from resolvers.errors import QueryTooCostly
 
-# Fields returning lists whose size no argument states: (field name) -> assumed size.
-FIXED_LIST_SIZES = {"levels": 5, "upline": 5, "runsInProgress": 1, "validations": 100}
-# A summaries field without `last` (daily over the whole history): assumed this many periods.
-UNBOUNDED_SUMMARIES = 100
 DEFAULT_PAGE = 20
+# Lists whose size no argument states: (type, field) -> assumed size.
+FIXED_LIST_SIZES: dict[tuple[str, str], int] = {
+    ("Network", "levels"): 5,
+    ("PeriodicSummary", "levels"): 5,
+    ("Affiliate", "upline"): 5,
+    ("SyncStatus", "runsInProgress"): 1,
+    ("ValidateCpaResult", "validations"): 100,
+    ("CommissionSimulation", "affiliates"): DEFAULT_PAGE,  # the simulation's page
+}
+# Paged lists: `first`, or DEFAULT_PAGE without it. Any other field given a `first` is a page too.
+PAGED_FIELDS: frozenset[tuple[str, str]] = frozenset({
+    ("Query", "affiliates"),
+    ("Query", "ranking"),
+    ("Affiliate", "referrals"),
+    ("Affiliate", "cpaValidations"),
+    ("Affiliate", "transactions"),
+})
+# Summaries: `last` periods, or this many without it (daily over the whole history).
+SUMMARY_FIELDS = frozenset({("Affiliate", "summaries")})
+UNBOUNDED_SUMMARIES = 100
 
 
 @lru_cache(maxsize=32)
@@ -119,7 +139,9 @@ class RequestLimits(SchemaExtension):
         ec = self.execution_context
         if ec.graphql_document is not None and ec.result is None:
             budget = ec.context.settings.max_query_cost
-            cost = cached_document_cost(ec.graphql_document, ec.operation_name, ec.variables or {})
+            cost = cached_document_cost(
+                ec.schema._schema, ec.graphql_document, ec.operation_name, ec.variables or {}
+            )
             if cost > budget:
                 error = QueryTooCostly(
                     f"Query cost {cost} exceeds the budget of {budget}: ask for smaller pages "
@@ -139,7 +161,7 @@ _PAGE_VARIABLES: dict[int, tuple[DocumentNode, tuple[str, ...]]] = {}
 
 
 def cached_document_cost(
-    document: DocumentNode, operation_name: str | None, variables: Mapping[str, Any]
+    schema: GraphQLSchema, document: DocumentNode, operation_name: str | None, variables: Mapping[str, Any]
 ) -> int:
     """``document_cost``, computed once per document, operation and page-size variables."""
     names = _page_variables(document)
@@ -148,10 +170,10 @@ def cached_document_cost(
     try:
         cached = _COSTS.get(key)
     except TypeError:  # a variable value that cannot be a key (a list where an Int belongs)
-        return document_cost(document.definitions, operation_name, variables)
+        return document_cost(schema, document.definitions, operation_name, variables)
     if cached is not None and cached[0] is document:
         return cached[1]
-    cost = document_cost(document.definitions, operation_name, variables)
+    cost = document_cost(schema, document.definitions, operation_name, variables)
     if len(_COSTS) >= MAX_CACHED_DOCUMENTS:
         _COSTS.clear()
     _COSTS[key] = (document, cost)
@@ -188,36 +210,49 @@ def _variables_in(node: ValueNode) -> list[VariableNode]:
     return []
 
 
-def document_cost(definitions: Any, operation_name: str | None, variables: Mapping[str, Any]) -> int:
+def document_cost(
+    schema: GraphQLSchema, definitions: Any, operation_name: str | None, variables: Mapping[str, Any]
+) -> int:
     """Estimated number of objects the operation resolves: each field costs 1 plus its children
-    multiplied by the size of the list it returns."""
+    multiplied by the size of the list it returns (sizes keyed by type and field)."""
     fragments = {d.name.value: d for d in definitions if isinstance(d, FragmentDefinitionNode)}
     operations = [d for d in definitions if isinstance(d, OperationDefinitionNode)]
     if operation_name is not None:
         operations = [o for o in operations if o.name is not None and o.name.value == operation_name]
     if not operations:
         return 0
-    return _selection_cost(operations[0].selection_set, fragments, variables, set())
+    root = schema.get_root_type(operations[0].operation)
+    return _selection_cost(schema, root, operations[0].selection_set, fragments, variables, set())
 
 
 def _selection_cost(
-    selection_set: SelectionSetNode | None, fragments: dict[str, FragmentDefinitionNode],
-    variables: Mapping[str, Any], seen: set[str],
+    schema: GraphQLSchema, parent: GraphQLNamedType | None, selection_set: SelectionSetNode | None,
+    fragments: dict[str, FragmentDefinitionNode], variables: Mapping[str, Any], seen: set[str],
 ) -> int:
     if selection_set is None:
         return 0
     total = 0
     for selection in selection_set.selections:
         if isinstance(selection, FieldNode):
-            children = _selection_cost(selection.selection_set, fragments, variables, seen)
-            total += 1 + _list_size(selection, variables) * children
+            field = parent.fields.get(selection.name.value) if isinstance(parent, GraphQLObjectType) else None
+            child_type = get_named_type(field.type) if field is not None else None
+            children = _selection_cost(
+                schema, child_type, selection.selection_set, fragments, variables, seen
+            )
+            key = (parent.name if parent is not None else "", selection.name.value)
+            total += 1 + _list_size(key, selection, variables) * children
         elif isinstance(selection, InlineFragmentNode):
-            total += _selection_cost(selection.selection_set, fragments, variables, seen)
+            condition = selection.type_condition
+            inner = schema.get_type(condition.name.value) if condition is not None else parent
+            total += _selection_cost(schema, inner, selection.selection_set, fragments, variables, seen)
         elif isinstance(selection, FragmentSpreadNode):
             name = selection.name.value
             fragment = fragments.get(name)
             if fragment is not None and name not in seen:  # cycles are a validation error
-                total += _selection_cost(fragment.selection_set, fragments, variables, seen | {name})
+                inner = schema.get_type(fragment.type_condition.name.value)
+                total += _selection_cost(
+                    schema, inner, fragment.selection_set, fragments, variables, seen | {name}
+                )
     return total
 
 
@@ -234,15 +269,14 @@ def _value(node: ValueNode, variables: Mapping[str, Any]) -> Any:
     return value_from_ast_untyped(node, variables)
 
 
-def _list_size(field: FieldNode, variables: Mapping[str, Any]) -> int:
-    name = field.name.value
-    if name in FIXED_LIST_SIZES:
-        return FIXED_LIST_SIZES[name]
-    if name == "summaries":
+def _list_size(key: tuple[str, str], field: FieldNode, variables: Mapping[str, Any]) -> int:
+    fixed = FIXED_LIST_SIZES.get(key)
+    if fixed is not None:
+        return fixed
+    if key in SUMMARY_FIELDS:
         last = _argument(field, "last", variables)
         return max(1, last) if isinstance(last, int) else UNBOUNDED_SUMMARIES
-    has_first = any(a.name.value == "first" for a in field.arguments or ())
-    if has_first or name in {"affiliates", "ranking", "referrals", "cpaValidations", "transactions"}:
+    if key in PAGED_FIELDS or any(a.name.value == "first" for a in field.arguments or ()):
         first = _argument(field, "first", variables)
         return max(1, first) if isinstance(first, int) else DEFAULT_PAGE
     return 1
