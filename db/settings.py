@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     max_query_cost: int = Field(default=50_000, ge=100)
     max_batch_operations: int = Field(default=10, ge=1, le=100)
     introspection_for_affiliates: bool = False
+    # The custom executor's short ways (schema/execution.py); false: graphql-core's executor
+    # exactly as strawberry runs it (the answers are the same; tests compare both).
+    fast_execution: bool = True
 
     # Rate limiting (the `limits` library; Redis when redis_url is set)
     rate_limit_enabled: bool = True

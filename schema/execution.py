@@ -59,7 +59,10 @@ class FatureExecutionContext(StrawberryGraphQLCoreExecutionContext):
         # Plans per grouped field set; collect_subfields memoizes those sets per request, so a
         # list of 100 affiliates builds its plan once. The set is kept alive with its plan.
         self._plans: dict[int, tuple[GroupedFieldSet, GraphQLObjectType, list[PlanEntry] | None]] = {}
-        self._plain = not (self.middleware_manager and self.middleware_manager.middlewares)
+        settings = getattr(self.context_value, "settings", None)
+        # FATURE_FAST_EXECUTION=false: every field goes graphql-core's way.
+        self._fast = getattr(settings, "fast_execution", True) is not False
+        self._plain = self._fast and not (self.middleware_manager and self.middleware_manager.middlewares)
         self._strawberry_schema = getattr(self.schema, "_strawberry_schema", None)
         # graphql-core's helpers hold bound methods of the executor: a reference cycle that
         # kept each request's executor, context, loaders and rows alive until the cyclic
@@ -277,7 +280,8 @@ class FatureExecutionContext(StrawberryGraphQLCoreExecutionContext):
         # complete_object_value would, through the same collected sub-fields.
         item_type = return_type.of_type
         if (
-            type(result) is list
+            self._fast
+            and type(result) is list
             and isinstance(item_type, GraphQLNonNull)
             and isinstance(item_type.of_type, GraphQLObjectType)
             and item_type.of_type.is_type_of is None

@@ -5,14 +5,11 @@ read path returns the same rows, of the same Python types, as SQLAlchemy does.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date
 from typing import Any
 
 import pytest
 from sqlalchemy import text
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from db.reader import Database
 from resolvers.loaders.affiliate import _BY_ID, _UPLINE
@@ -21,7 +18,6 @@ from resolvers.loaders.referral import ReferralArgs, ReferralPageByAffiliateLoad
 from resolvers.loaders.summary import _statement
 from resolvers.loaders.validation import _BY_ID as _VALIDATIONS_BY_ID
 from resolvers.sync import _RUNS
-from schema import fast_fields
 from schema.execution import FatureExecutionContext
 from tests.resolvers.world import Api, World, serve, token
 from web.graphql import DASHBOARD_QUERY
@@ -53,26 +49,40 @@ QUERIES: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-@contextmanager
-def without_shortcuts(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    with monkeypatch.context() as patch:
-        patch.setattr(fast_fields, "basic_field", lambda field_def: None)
-        patch.setattr(fast_fields, "simple_resolver", lambda field_def, schema: None)
-        patch.setattr(FatureExecutionContext, "complete_list_value",
-                      StrawberryGraphQLCoreExecutionContext.complete_list_value)
-        patch.setattr(Database, "_compile", lambda self, statement: None)
-        yield
-
-
 @pytest.mark.parametrize("role", ["admin", "affiliate"])
-async def test_every_query_answers_the_same(api: Api, monkeypatch: pytest.MonkeyPatch, role: str) -> None:
-    headers = {"authorization": f"Bearer {token(api.app.state.api.settings, role, 300 if role == 'affiliate' else None)}"}
-    for query, variables in QUERIES:
-        fast = (await api.client.post("/graphql", json={"query": query, "variables": variables}, headers=headers))
-        with without_shortcuts(monkeypatch):
-            slow = (await api.client.post("/graphql", json={"query": query, "variables": variables}, headers=headers))
-        assert fast.status_code == slow.status_code == 200
-        assert fast.json() == slow.json(), query
+async def test_every_query_answers_the_same(world: World, role: str) -> None:
+    """The same answers with the custom executor on and off (FATURE_FAST_EXECUTION)."""
+    affiliate = 300 if role == "affiliate" else None
+    async with serve(world, fast_execution=True) as fast_api, serve(world, fast_execution=False) as slow_api:
+        assert fast_api.app.state.api.settings.fast_execution is True
+        assert slow_api.app.state.api.settings.fast_execution is False
+        # ... and every read of the slow one through SQLAlchemy, not straight on asyncpg.
+        slow_api.app.state.api.database._compile = lambda statement: None
+        headers = {"authorization": f"Bearer {token(world.settings, role, affiliate)}"}
+        for query, variables in QUERIES:
+            body = {"query": query, "variables": variables}
+            fast = await fast_api.client.post("/graphql", json=body, headers=headers)
+            slow = await slow_api.client.post("/graphql", json=body, headers=headers)
+            assert fast.status_code == slow.status_code == 200
+            assert fast.json()["data"] == slow.json()["data"], query
+            assert fast.json().get("errors") == slow.json().get("errors"), query
+
+
+async def test_the_setting_turns_the_short_ways_off(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    planned: list[bool] = []
+    original = FatureExecutionContext._plan
+
+    def spy(self: FatureExecutionContext, *args: Any) -> Any:
+        plan = original(self, *args)
+        planned.append(plan is not None)
+        return plan
+
+    monkeypatch.setattr(FatureExecutionContext, "_plan", spy)
+    for fast in (True, False):
+        planned.clear()
+        async with serve(world, fast_execution=fast) as api:
+            assert (await api.data(DASHBOARD_QUERY, {"id": "300"}))["affiliate"] is not None
+        assert any(planned) is fast
 
 
 async def test_direct_reads_equal_sqlalchemy_rows(api: Api) -> None:
