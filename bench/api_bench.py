@@ -535,9 +535,9 @@ async def main() -> None:
                 cached.setdefault(name, []).append(report.completed / report.seconds)
                 cached_p99.setdefault(name, []).append(pct(report.latencies[name], 0.99))
                 if pgl is not None:
-                    theirs = drive(args.pgl_port, [pgl_dashboard(args.pgl_port, affiliate_id, name)],
-                                   concurrency=32, seconds=args.seconds)
-                    throughput[f"pgl:{name}"].append(theirs.completed / theirs.seconds)
+                    pgl_report = drive(args.pgl_port, [pgl_dashboard(args.pgl_port, affiliate_id, name)],
+                                       concurrency=32, seconds=args.seconds)
+                    throughput[f"pgl:{name}"].append(pgl_report.completed / pgl_report.seconds)
         for name in ("small", "largest"):
             ours = statistics.median(cached[name])
             text = f"Fature {ours:,.0f} req/s, p99 {statistics.median(cached_p99[name]):.1f} ms"

@@ -58,7 +58,7 @@ async def main() -> None:
             )
         return conn
 
-    sync.connect = traced_connect  # type: ignore[assignment]
+    sync.connect = traced_connect
     times = []
     for n in range(args.repeat):
         slow.clear()

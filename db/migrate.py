@@ -27,7 +27,10 @@ def alembic_config(url: str) -> Config:
 
 
 def head_revision() -> str:
-    return ScriptDirectory.from_config(alembic_config("postgresql://x@localhost/x")).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config("postgresql://x@localhost/x")).get_current_head()
+    if head is None:
+        raise MigrationError("no migrations found (db/migrations/versions)")
+    return head
 
 
 async def current_revision(url: str) -> str | None:

@@ -238,7 +238,7 @@ async def _same_codecs_as_sqlalchemy(connection: asyncpg.Connection) -> None:
 
 
 @lru_cache(maxsize=256)
-def _row_class(columns: tuple[str, ...]) -> type:
+def _row_class(columns: tuple[str, ...]) -> Any:
     """A named tuple per result shape, with SQLAlchemy's ``_mapping`` view."""
     base = namedtuple("Row", columns, rename=True)  # type: ignore[misc]  # noqa: PYI024
     return type("Row", (base,), {

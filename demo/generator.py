@@ -8,6 +8,7 @@ withdrawals, bets), run as set-based statements in one transaction. The same
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import time
@@ -173,7 +174,7 @@ class _Seeder:
         self.total = self.done + len(chunks) + 2
         bets = self._render(self.activity["bets"])
         for lo, hi in chunks:
-            await self._step("casino_bets_v", lambda lo=lo, hi=hi: self._bets(bets, lo, hi))
+            await self._step("casino_bets_v", functools.partial(self._bets, bets, lo, hi))
         await self._step("indexes", self._restore_indexes)
         await self._step("analyze", self._analyze)
         if self.progress:

@@ -10,6 +10,7 @@ columns.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -95,7 +96,7 @@ async def _pipe(
         finally:
             await queue.put(None)
 
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks() -> AsyncIterator[bytes]:
         while (chunk := await queue.get()) is not None:
             yield chunk
 

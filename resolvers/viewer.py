@@ -32,8 +32,8 @@ _DOWNLINE_MEMBERS = sql(
 
 # Built once: a column built per request is a small reference cycle left to the collector.
 _REFERRALS = table("affiliate_referrals")
-_REFERRED_ID = literal_column("referred_id")
-_REFERRER_ID = literal_column("referrer_id")
+_REFERRED_ID: ColumnElement[Any] = literal_column("referred_id")
+_REFERRER_ID: ColumnElement[Any] = literal_column("referrer_id")
 
 
 @dataclass(frozen=True)

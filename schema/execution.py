@@ -299,7 +299,7 @@ class FatureExecutionContext(StrawberryGraphQLCoreExecutionContext):
 
     def _complete_object_list(
         self, item_type: GraphQLNonNull[Any], object_type: GraphQLObjectType,
-        field_details_list: FieldDetailsList, info: GraphQLResolveInfo, path: Path, items: list[Any],
+        field_details_list: FieldDetailsList, info: GraphQLResolveInfo | None, path: Path, items: list[Any],
         grouped_field_set: GroupedFieldSet, new_defer_usages: Any, position_context: Any,
         items_checked: bool = False,
     ) -> Any:
@@ -314,6 +314,7 @@ class FatureExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 item_path = path.add_key(index, None)
                 if not items_checked and (item is None or isinstance(item, Exception) or is_awaitable(item)):
                     # graphql-core's own handling of this item (null, error or awaitable).
+                    assert info is not None  # only a caller that checked the items passes none
                     if is_awaitable(item):
                         completed.append(self.complete_awaitable_list_item_value(
                             item, item_type, field_details_list, info, item_path, position_context

@@ -109,7 +109,7 @@ def _basic_field(field_def: GraphQLField) -> FastField | None:
         return None
     return_type = field_def.type
     nullable = not isinstance(return_type, GraphQLNonNull)
-    named = return_type if nullable else return_type.of_type
+    named = return_type.of_type if isinstance(return_type, GraphQLNonNull) else return_type
     read = attrgetter(strawberry_field.python_name)
     if isinstance(named, GraphQLObjectType):
         return FastField(read, None, OBJECT, named, return_type) if named.is_type_of is None else None

@@ -130,6 +130,7 @@ class RequestLimits(SchemaExtension):
 
     def on_validate(self) -> Iterator[None]:
         ec = self.execution_context
+        assert ec.graphql_document is not None  # on_parse set it
         ec.pre_execution_errors = _validate(ec.schema._schema, ec.graphql_document, ec.validation_rules)
         yield
 
@@ -266,7 +267,7 @@ def _argument(field: FieldNode, name: str, variables: Mapping[str, Any]) -> Any:
 def _value(node: ValueNode, variables: Mapping[str, Any]) -> Any:
     if isinstance(node, VariableNode):
         return variables.get(node.name.value)
-    return value_from_ast_untyped(node, variables)
+    return value_from_ast_untyped(node, dict(variables))
 
 
 def _list_size(key: tuple[str, str], field: FieldNode, variables: Mapping[str, Any]) -> int:

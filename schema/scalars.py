@@ -11,8 +11,9 @@ from strawberry.schema.types.base_scalars import (
     DateTimeDefinition,
     DecimalDefinition,
 )
+from strawberry.types.scalar import ScalarDefinition
 
-SCALAR_OVERRIDES = {
+SCALAR_OVERRIDES: dict[object, ScalarDefinition] = {
     decimal.Decimal: dataclasses.replace(
         DecimalDefinition,
         description="Money: an exact decimal (reais, 2 places) serialised as a string, never a float.",

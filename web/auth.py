@@ -123,7 +123,7 @@ class Authenticator:
 
 def _viewer(claims: dict[str, Any]) -> Viewer:
     try:
-        role = Role(claims.get("role"))
+        role = Role(str(claims.get("role")))
     except ValueError as exc:
         raise AuthError("invalid role") from exc
     subject = claims["sub"]
@@ -132,7 +132,7 @@ def _viewer(claims: dict[str, Any]) -> Viewer:
     affiliate_id = claims.get("affiliate_id")
     if role is Role.AFFILIATE:
         try:
-            affiliate_id = int(affiliate_id)
+            affiliate_id = int(affiliate_id)  # type: ignore[arg-type]  # a bad claim raises below
         except (TypeError, ValueError) as exc:
             raise AuthError("affiliate token without a valid affiliate_id") from exc
         if isinstance(claims.get("affiliate_id"), bool) or affiliate_id <= 0:

@@ -87,7 +87,7 @@ class Rejected(Exception):
         self.status, self.code, self.message, self.headers = status, code, message, headers or {}
 
 
-class FatureGraphQL(GraphQL):
+class FatureGraphQL(GraphQL[RequestContext, None]):
     """Strawberry's ASGI view with Fature's context, the response cache, batch caps, the
     data's as-of instant in ``extensions.asOf``, orjson, and the preloaded GraphiQL."""
 
@@ -104,7 +104,7 @@ class FatureGraphQL(GraphQL):
             await send({"type": "http.response.start", "status": rejected.status, "headers": headers})
             await send({"type": "http.response.body", "body": raw})
 
-    async def get_context(self, request: Any, response: Any) -> RequestContext:  # type: ignore[override]
+    async def get_context(self, request: Any, response: Any) -> RequestContext:
         context = RequestContext.build(request.app.state.api, viewer_for(request), request, response)
         request.state.context = context
         return context
@@ -112,7 +112,7 @@ class FatureGraphQL(GraphQL):
     def parse_json(self, data: str | bytes) -> Any:
         return orjson.loads(data)
 
-    async def execute_operation(  # type: ignore[override]
+    async def execute_operation(
         self, request: Request, request_adapter: Any, request_data: Any, context: RequestContext,
         root_value: Any, sub_response: Any,
     ) -> Any:
@@ -139,7 +139,7 @@ class FatureGraphQL(GraphQL):
             request, request_adapter, request_data, context, root_value, sub_response
         )
 
-    async def execute_single(  # type: ignore[override]
+    async def execute_single(
         self, request: Request, request_adapter: Any, sub_response: Any, context: RequestContext,
         root_value: Any, request_data: Any,
     ) -> ExecutionResult:
@@ -161,7 +161,8 @@ class FatureGraphQL(GraphQL):
         response = await super().process_result(request, result)
         context: RequestContext | None = getattr(request.state, "context", None)
         if context is not None:
-            response["extensions"] = {**response.get("extensions", {}), "asOf": context.snapshot.as_of_text}
+            extensions = response.get("extensions") or {}
+            response["extensions"] = {**extensions, "asOf": context.snapshot.as_of_text}
         return response
 
     def encode_json(self, data: object) -> bytes:

@@ -46,7 +46,7 @@ async def readyz(request: Request) -> Response:
             checks["last_etl_age_seconds"] = round(age, 1)
             if age > limit:
                 reasons.append(f"the last successful ETL run is older than {limit} s")
-    body = {"status": "ready" if not reasons else "not ready", "checks": checks}
+    body: dict[str, object] = {"status": "ready" if not reasons else "not ready", "checks": checks}
     if reasons:
         body["reasons"] = reasons
     return JSONResponse(body, status_code=200 if not reasons else 503)

@@ -54,6 +54,7 @@ def rejection(
     extensions: dict[str, Any] = {"code": code}
     if code == "UNAUTHENTICATED":
         extensions["reason"] = message
+    body: dict[str, Any]
     if scope["path"].startswith("/graphql"):
         body = {"errors": [{"message": _sentence(code, message), "extensions": extensions}]}
     else:

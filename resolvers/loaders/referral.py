@@ -14,7 +14,8 @@ class ReferralArgs(PageArgs):
     status: str | None = None
 
     def conditions(self) -> tuple[list[str], dict[str, Any]]:
-        conditions, params = [], {}
+        conditions: list[str] = []
+        params: dict[str, object] = {}
         if self.level is not None:
             conditions.append("mlm_level = :level")
             params["level"] = self.level

@@ -183,7 +183,7 @@ async def test_moves_to_a_free_port_when_the_remembered_one_is_taken(settings: S
                 squatter.bind(("127.0.0.1", remembered))
                 break
             except OSError:
-                time.sleep(0.1)
+                await asyncio.sleep(0.1)
         else:
             pytest.fail(f"port {remembered} never became free after the server stopped")
         squatter.listen()
