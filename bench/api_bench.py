@@ -388,8 +388,8 @@ async def old_flow(operation_url: str, affiliate_id: int, runs: int = 3) -> tupl
         times = []
         for _ in range(runs):
             started = time.perf_counter()
-            for statement in OLD_FLOW:
-                await conn.fetch(statement, affiliate_id)
+            for query in OLD_FLOW:
+                await conn.fetch(query, affiliate_id)
             times.append(time.perf_counter() - started)
         return statistics.median(times), times
     finally:
@@ -515,7 +515,7 @@ async def main() -> None:
         if not args.skip_old:
             old_median, old_times = await old_flow(operation_url, largest)
             ours_p50, _ = single_client(port, dashboard(port, admin, largest, "largest"), 100)
-            row(f"old flow (recursive query on the operation DB, 3 statements), affiliate {largest}",
+            row(f"old flow (recursive query on the operation DB, 3 queries), affiliate {largest}",
                 f"{old_median * 1000:,.0f} ms (median of {len(old_times)}) vs Fature {ours_p50:.2f} ms: "
                 f"{old_median * 1000 / ours_p50:,.0f}x faster")
     finally:

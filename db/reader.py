@@ -43,22 +43,22 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 
 
 @lru_cache(maxsize=256)
-def sql(statement: str) -> TextClause:
+def sql(query: str) -> TextClause:
     """One TextClause per distinct SQL text, so its compiled forms are reused."""
-    return text(statement)
+    return text(query)
 
 
 class Database:
-    """The robust database as the API reads it: read-only statements in autocommit mode
-    (no BEGIN/ROLLBACK round trips), one pooled connection per statement.
+    """The robust database as the API reads it: read-only queries in autocommit mode
+    (no BEGIN/ROLLBACK round trips), one pooled connection per query.
 
-    ``sql()`` statements (all the loaders' reads) go straight to asyncpg on connections of
-    their own: SQLAlchemy's execution and pool checkout cost ~0.3 ms of CPU a statement, more
-    than most of these statements take in PostgreSQL. Anything else (the Core ``select()`` of
+    ``sql()`` queries (all the loaders' reads) go straight to asyncpg on connections of
+    their own: SQLAlchemy's execution and pool checkout cost ~0.3 ms of CPU a query, more
+    than most of these queries take in PostgreSQL. Anything else (the Core ``select()`` of
     the affiliate lists) runs through the engine. Rows of both are named tuples read like
     SQLAlchemy rows (``row.total_ggr``, ``row[0]``, ``row._mapping["level_1_count"]``).
-    ``statement_listeners`` are called with the SQL of each statement sent on the asyncpg
-    path (the tests count statements with them and with the engine's cursor events).
+    ``query_listeners`` are called with the SQL of each query sent on the asyncpg
+    path (the tests count queries with them and with the engine's cursor events).
     """
 
     def __init__(self, engine: AsyncEngine, *, max_connections: int = 10) -> None:
@@ -69,16 +69,16 @@ class Database:
         self._connections: ReadConnections | None = None
         # id(TextClause) -> (the clause, its compiled form); the entry keeps its clause alive.
         self._compiled: dict[int, tuple[TextClause, tuple[str, tuple[str, ...]] | None]] = {}
-        self.statement_listeners: list[Callable[[str], None]] = []
+        self.query_listeners: list[Callable[[str], None]] = []
 
-    async def fetch(self, statement: Executable, params: Mapping[str, Any] | None = None) -> Sequence[Any]:
-        if isinstance(statement, TextClause):
-            compiled = self._compile(statement)
+    async def fetch(self, query: Executable, params: Mapping[str, Any] | None = None) -> Sequence[Any]:
+        if isinstance(query, TextClause):
+            compiled = self._compile(query)
             if compiled is not None:
                 return await self._fetch_direct(compiled, params or {})
         try:
             async with self._reader.connect() as conn:
-                result = await conn.execute(statement, dict(params or {}))
+                result = await conn.execute(query, dict(params or {}))
                 rows = result.all()
                 columns = tuple(result.keys())
         except UNAVAILABLE_ERRORS as exc:
@@ -91,20 +91,20 @@ class Database:
         make = _row_class(columns)._make
         return [make(r) for r in rows]
 
-    def _compile(self, statement: TextClause) -> tuple[str, tuple[str, ...]] | None:
-        """(SQL with $n placeholders, parameter names in order); None for a statement with
+    def _compile(self, query: TextClause) -> tuple[str, tuple[str, ...]] | None:
+        """(SQL with $n placeholders, parameter names in order); None for a query with
         typed or expanding parameters, which SQLAlchemy processes (the engine runs those)."""
-        cached = self._compiled.get(id(statement))
-        if cached is not None and cached[0] is statement:
+        cached = self._compiled.get(id(query))
+        if cached is not None and cached[0] is query:
             return cached[1]
         compiled: tuple[str, tuple[str, ...]] | None = None
-        binds = statement._bindparams.values()
+        binds = query._bindparams.values()
         if all(b.type._isnull and not b.expanding for b in binds):
-            form = statement.compile(dialect=self.engine.dialect)
+            form = query.compile(dialect=self.engine.dialect)
             compiled = (form.string, tuple(form.positiontup or ()))
         if len(self._compiled) >= MAX_COMPILED:
             self._compiled.clear()
-        self._compiled[id(statement)] = (statement, compiled)
+        self._compiled[id(query)] = (query, compiled)
         return compiled
 
     async def _fetch_direct(
@@ -119,7 +119,7 @@ class Database:
             conn = await connections.acquire()
             reusable = False
             try:
-                for listener in self.statement_listeners:
+                for listener in self.query_listeners:
                     listener(query)
                 records = await conn.fetch(query, *args)
                 reusable = True
@@ -149,7 +149,7 @@ POOL_TIMEOUT_SECONDS = 30  # as SQLAlchemy's pool: how long a read waits for a f
 class ReadConnections:
     """The direct path's connections: at most ``size`` open, idle ones reused last in first
     out (their prepared statements are warm), a read waiting up to ``POOL_TIMEOUT_SECONDS``
-    when all are busy. asyncpg's own pool costs ~80 µs of CPU a statement (a proxy object, an
+    when all are busy. asyncpg's own pool costs ~80 µs of CPU a query (a proxy object, an
     idle timer and a reset per checkout); only autocommit reads run here, so a connection
     needs no reset, and one that failed other than by an error from the server (a cancelled
     or broken read) is closed, never reused."""

@@ -87,8 +87,8 @@ async def _page(
         order[1] = ident.asc()
     if single_key:
         order = order[:1]
-    statement = select(*affiliates.c).where(*keyset).order_by(*order).limit(size + 1)
-    rows = list(await ctx.access.listing(statement))
+    query = select(*affiliates.c).where(*keyset).order_by(*order).limit(size + 1)
+    rows = list(await ctx.access.listing(query))
     page, has_next = rows[:size], len(rows) > size
     ctx.loaders.affiliate_by_id.prime_many({r.affiliate_id: r for r in page})
 

@@ -107,7 +107,7 @@ class Viewer:
 class DataAccess:
     """``Database`` seen through a ``Viewer``: what every loader and resolver calls.
 
-    For an affiliate, membership of the downline is decided here with one batched statement
+    For an affiliate, membership of the downline is decided here with one batched query
     per loader batch, for the ids this request has not checked yet (its own id never costs one).
     """
 
@@ -132,17 +132,17 @@ class DataAccess:
         return [i for i in ids if i == me or self._member.get(i, False)]
 
     async def for_affiliates(
-        self, statement: Executable, affiliate_ids: Iterable[int], **params: Any
+        self, query: Executable, affiliate_ids: Iterable[int], **params: Any
     ) -> Sequence[Row]:
-        """Run a statement keyed by ``:ids`` (affiliate ids), restricted to visible ones."""
+        """Run a query keyed by ``:ids`` (affiliate ids), restricted to visible ones."""
         visible = await self.visible_ids(affiliate_ids)
         if not visible:
             return []
-        return await self.database.fetch(statement, {"ids": visible, **params})
+        return await self.database.fetch(query, {"ids": visible, **params})
 
-    async def listing(self, statement: Executable, **params: Any) -> Sequence[Row]:
+    async def listing(self, query: Executable, **params: Any) -> Sequence[Row]:
         """Run a list query; the caller built it with ``scoped`` so the viewer's predicate applies."""
-        return await self.database.fetch(statement, params)
+        return await self.database.fetch(query, params)
 
     def scoped(self, column: ColumnElement[Any]) -> list[ColumnElement[bool]]:
         predicate = self.viewer.affiliate_predicate(column)
@@ -153,6 +153,6 @@ class DataAccess:
         visible = set(await self.visible_ids({getattr(r, attribute) for r in rows}))
         return [r for r in rows if getattr(r, attribute) in visible]
 
-    async def global_state(self, statement: Executable, **params: Any) -> Sequence[Row]:
+    async def global_state(self, query: Executable, **params: Any) -> Sequence[Row]:
         """Data about the system, not an affiliate (ETL runs)."""
-        return await self.database.fetch(statement, params)
+        return await self.database.fetch(query, params)

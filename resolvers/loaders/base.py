@@ -1,4 +1,4 @@
-"""What every loader shares: one statement per batch (per distinct argument set), each on its
+"""What every loader shares: one query per batch (per distinct argument set), each on its
 own pooled connection through ``DataAccess``; keyset pages fetched with one LATERAL join."""
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ class Page:
 
 class PageLoader(BatchLoader[tuple[int, A], Page], Generic[A]):
     """Pages of a child table for many owners at once: ``unnest(ids) CROSS JOIN LATERAL``
-    (the ordered, limited keyset scan per owner); one statement per distinct argument set."""
+    (the ordered, limited keyset scan per owner); one query per distinct argument set."""
 
     table: str
     owner_column: str
@@ -92,7 +92,7 @@ class PageLoader(BatchLoader[tuple[int, A], Page], Generic[A]):
     order_by: str
     keyset: str  # a condition over :after_0, :after_1, ... (the sort key of the cursor)
 
-    def statement(self, args: A) -> tuple[TextClause, dict[str, Any]]:
+    def query(self, args: A) -> tuple[TextClause, dict[str, Any]]:
         conditions, params = args.conditions()
         if args.after is not None:
             conditions.append(self.keyset)
@@ -111,8 +111,8 @@ class PageLoader(BatchLoader[tuple[int, A], Page], Generic[A]):
         pages: dict[tuple[int, A], Page] = {}
 
         async def fetch(args: A, owners: list[int]) -> None:
-            statement, params = self.statement(args)
-            rows = await self.access.for_affiliates(statement, owners, limit=args.first + 1, **params)
+            query, params = self.query(args)
+            rows = await self.access.for_affiliates(query, owners, limit=args.first + 1, **params)
             by_owner = group_rows(rows, self.owner_column)
             for owner in owners:
                 found = by_owner.get(owner, [])
@@ -137,11 +137,11 @@ class CountLoader(BatchLoader[tuple[int, A], int], Generic[A]):
         async def fetch(args: A, owners: list[int]) -> None:
             conditions, params = args.conditions()
             where = "".join(f" AND {c}" for c in conditions)
-            statement = sql(
+            query = sql(
                 f"SELECT {self.owner_column} AS owner, count(*) AS n FROM {self.table} "
                 f"WHERE {self.owner_column} = ANY(:ids){where} GROUP BY {self.owner_column}"
             )
-            rows = await self.access.for_affiliates(statement, owners, **params)
+            rows = await self.access.for_affiliates(query, owners, **params)
             found = {r.owner: r.n for r in rows}
             for owner in owners:
                 counts[(owner, args)] = found.get(owner, 0)

@@ -25,7 +25,7 @@ _FIGURES = (
 _COLUMNS = f"{_FIGURES}, level_breakdown::text AS level_breakdown"
 
 
-def _statement(has_from: bool, has_to: bool, has_last: bool) -> Any:
+def _query(has_from: bool, has_to: bool, has_last: bool) -> Any:
     where = "period_type = :period"
     if has_from:
         where += " AND period_start >= :start"
@@ -33,7 +33,7 @@ def _statement(has_from: bool, has_to: bool, has_last: bool) -> Any:
         where += " AND period_start <= :end"
     if has_last:
         # The text of level_breakdown is made for the kept rows only, after the LIMIT (the
-        # largest network has ~350 daily rows: the cast of all of them doubled the statement).
+        # largest network has ~350 daily rows: the cast of all of them doubled the query).
         outer = ", ".join(f"s.{c}" for c in _FIGURES.split(", "))
         return sql(
             f"SELECT {outer}, s.level_breakdown::text AS level_breakdown "
@@ -49,7 +49,7 @@ def _statement(has_from: bool, has_to: bool, has_last: bool) -> Any:
 
 
 class SummariesByAffiliateAndPeriodLoader(BatchLoader[AffiliatePeriod, list[Row]]):
-    """Oldest period first; one statement per distinct (period, from, to, last)."""
+    """Oldest period first; one query per distinct (period, from, to, last)."""
 
     async def load_batch(self, keys: list[AffiliatePeriod]) -> Sequence[list[Row]]:
         groups: dict[SummaryRange, list[int]] = defaultdict(list)
@@ -59,7 +59,7 @@ class SummariesByAffiliateAndPeriodLoader(BatchLoader[AffiliatePeriod, list[Row]
 
         async def fetch(group: SummaryRange, ids: list[int]) -> None:
             period, start, end, last = group
-            statement = _statement(start is not None, end is not None, last is not None)
+            query = _query(start is not None, end is not None, last is not None)
             params: dict[str, Any] = {"period": period}
             if start is not None:
                 params["start"] = start
@@ -67,7 +67,7 @@ class SummariesByAffiliateAndPeriodLoader(BatchLoader[AffiliatePeriod, list[Row]
                 params["end"] = end
             if last is not None:
                 params["last"] = last
-            by_affiliate = group_rows(await self.access.for_affiliates(statement, ids, **params),
+            by_affiliate = group_rows(await self.access.for_affiliates(query, ids, **params),
                                       "affiliate_id")
             for affiliate_id in ids:
                 found[(affiliate_id, *group)] = by_affiliate.get(affiliate_id, [])

@@ -1,6 +1,6 @@
 """The hot path's shortcuts change no answer: on ETL-built data, every query below answers the
 same JSON with them (the execution context's short ways, reads straight on asyncpg) and
-without them (graphql-core's execution, every statement through SQLAlchemy); and the direct
+without them (graphql-core's execution, every query through SQLAlchemy); and the direct
 read path returns the same rows, of the same Python types, as SQLAlchemy does."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from db.reader import Database
 from resolvers.loaders.affiliate import _BY_ID, _UPLINE
 from resolvers.loaders.network import _NETWORK
 from resolvers.loaders.referral import ReferralArgs, ReferralPageByAffiliateLoader
-from resolvers.loaders.summary import _statement
+from resolvers.loaders.summary import _query
 from resolvers.loaders.validation import _BY_ID as _VALIDATIONS_BY_ID
 from resolvers.sync import _RUNS
 from schema.execution import FatureExecutionContext
@@ -57,7 +57,7 @@ async def test_every_query_answers_the_same(world: World, role: str) -> None:
         assert fast_api.app.state.api.settings.fast_execution is True
         assert slow_api.app.state.api.settings.fast_execution is False
         # ... and every read of the slow one through SQLAlchemy, not straight on asyncpg.
-        slow_api.app.state.api.database._compile = lambda statement: None
+        slow_api.app.state.api.database._compile = lambda query: None
         headers = {"authorization": f"Bearer {token(world.settings, role, affiliate)}"}
         for query, variables in QUERIES:
             body = {"query": query, "variables": variables}
@@ -87,7 +87,7 @@ async def test_the_setting_turns_the_short_ways_off(world: World, monkeypatch: p
 
 async def test_direct_reads_equal_sqlalchemy_rows(api: Api) -> None:
     database: Database = api.app.state.api.database
-    referrals, params = ReferralPageByAffiliateLoader.statement(
+    referrals, params = ReferralPageByAffiliateLoader.query(
         ReferralPageByAffiliateLoader, ReferralArgs(first=5, after=None, level=2))  # type: ignore[arg-type]
     ids = [300, 301, 326, 101, 999999]
     cases = [
@@ -95,20 +95,20 @@ async def test_direct_reads_equal_sqlalchemy_rows(api: Api) -> None:
         (_BY_ID, {"ids": ids}),
         (_UPLINE, {"ids": ids}),
         (_NETWORK, {"ids": ids}),
-        (_statement(True, True, False), {"ids": ids, "period": "daily", "start": date(2025, 3, 1),
+        (_query(True, True, False), {"ids": ids, "period": "daily", "start": date(2025, 3, 1),
                                          "end": date(2025, 3, 31)}),
-        (_statement(False, False, True), {"ids": ids, "period": "weekly", "last": 3}),
+        (_query(False, False, True), {"ids": ids, "period": "weekly", "last": 3}),
         (referrals, {"ids": ids, "limit": 6, **params}),
         (_VALIDATIONS_BY_ID, {"ids": list(range(1, 40))}),
     ]
-    for statement, values in cases:
-        assert database._compile(statement) is not None  # it takes the direct path
-        direct = await database.fetch(statement, values)
+    for query, values in cases:
+        assert database._compile(query) is not None  # it takes the direct path
+        direct = await database.fetch(query, values)
         async with database.engine.connect() as conn:
-            result = await conn.execute(statement, values)
+            result = await conn.execute(query, values)
             through_sqlalchemy = result.all()
             columns = list(result.keys())
-        assert direct, statement.text
+        assert direct, query.text
         assert [tuple(r) for r in direct] == [tuple(r) for r in through_sqlalchemy]
         for mine, theirs in zip(direct, through_sqlalchemy, strict=True):
             assert [type(v) for v in mine] == [type(v) for v in theirs]
@@ -123,7 +123,7 @@ async def test_a_statement_with_typed_parameters_goes_through_sqlalchemy(api: Ap
     database: Database = api.app.state.api.database
     typed = text("SELECT :n + 1 AS m").bindparams(bindparam("n", type_=Integer))
     assert database._compile(typed) is None
-    with api.statements() as seen:
+    with api.queries() as seen:
         rows = await database.fetch(typed, {"n": 41})
     assert rows[0].m == 42 and rows[0]._mapping == {"m": 42} and len(seen) == 1
 

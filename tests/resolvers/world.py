@@ -131,7 +131,7 @@ class Api:
     @contextmanager
     def statements(self) -> Iterator[list[str]]:
         """Every SQL statement the app sends while the block runs: the loaders' reads go to
-        asyncpg directly (``Database.statement_listeners``), the rest through the engine."""
+        asyncpg directly (``Database.query_listeners``), the rest through the engine."""
         seen: list[str] = []
         database = self.app.state.api.database
         engine = database.engine.sync_engine
@@ -140,11 +140,11 @@ class Api:
             seen.append(statement)
 
         event.listen(engine, "before_cursor_execute", record)
-        database.statement_listeners.append(seen.append)
+        database.query_listeners.append(seen.append)
         try:
             yield seen
         finally:
-            database.statement_listeners.remove(seen.append)
+            database.query_listeners.remove(seen.append)
             event.remove(engine, "before_cursor_execute", record)
 
 

@@ -9,7 +9,8 @@ import uuid
 from tests.resolvers.world import World, serve, token
 
 QUERY = {"query": '{ affiliate(id: "300") { id } }'}
-LIMITED = {"rate_limit_enabled": True, "rate_limit": "1000/minute", "rate_limit_burst": "3/second",
+# A burst window of a few seconds, so that three requests on a loaded machine still fall in it.
+LIMITED = {"rate_limit_enabled": True, "rate_limit": "1000/minute", "rate_limit_burst": "3/4 seconds",
            "rate_limit_anonymous": "2/minute"}
 
 
@@ -24,7 +25,7 @@ async def test_429_with_retry_after_then_recovery(world: World) -> None:
         assert refused.status_code == 429
         assert refused.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
         retry_after = int(refused.headers["retry-after"])
-        assert 1 <= retry_after <= 2
+        assert 1 <= retry_after <= 5
         rest = await api.client.get("/api/v1/affiliates/301", headers=mine)
         assert rest.status_code == 429 and rest.json()["error"]["code"] == "RATE_LIMITED"
         assert (await api.client.post("/graphql", json=QUERY, headers=other)).status_code == 200  # per token
