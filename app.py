@@ -22,7 +22,7 @@ from etl import events
 from jobs.scheduler import start_scheduler as start_etl_scheduler
 from schema.root import schema
 from web import health, rest
-from web.exports.reports import routes as export_routes
+from web.exports.streaming import routes as export_routes
 from web.graphql import FatureGraphQL
 from web.middleware import ApiMiddleware
 from web.state import ApiState

@@ -39,7 +39,7 @@ class Settings(BaseSettings):
         default="10000000.00", description="Source amounts above this are held as anomalies."
     )
 
-    # Commissions: the scheduled job closing the previous month (etl/statements.py)
+    # Commissions: the scheduled job closing the previous month (commissions.service.close_previous_month)
     commission_close_day: int = Field(default=5, ge=1, le=28, description="Local day of the month.")
     commission_close_at: str = Field(default="06:00", description="Local time of the monthly close.")
 

@@ -1,13 +1,27 @@
-"""Commission plans (the Config service), their versions and inputs, the audit log, and the
-what-if simulation of a proposed plan."""
+"""Commission plans (the Config service), their versions and inputs, the audit log, the
+what-if simulation of a proposed plan, and their root fields with who may use them."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 import strawberry
 from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from commissions import service
+from resolvers import commission as resolvers
+from schema.permissions import AdminOnly, StaffOnly
+
+
+class MayListPlans(StaffOnly):
+    message = "Only admin and analyst tokens may list commission plans"
+
+
+class MaySimulatePlans(StaffOnly):
+    message = "Only admin and analyst tokens may simulate plans"
 
 
 @strawberry.type(description="What a plan pays from effectiveFrom (a local date) until the next version.")
@@ -21,6 +35,15 @@ class CommissionPlanVersion:
     min_payout: Decimal
     created_at: datetime
 
+    @classmethod
+    def from_record(cls, v: service.PlanVersion) -> CommissionPlanVersion:
+        return cls(
+            id=strawberry.ID(str(v.id)), plan_id=strawberry.ID(str(v.plan_id)),
+            effective_from=v.effective_from, cpa_by_level=v.cpa_by_level,
+            rev_share_by_level=v.rev_share_by_level,
+            negative_carryover=v.negative_carryover, min_payout=v.min_payout, created_at=v.created_at,
+        )
+
 
 @strawberry.type(description="A commission plan; affiliates not assigned one are on the default plan.")
 class CommissionPlan:
@@ -32,6 +55,16 @@ class CommissionPlan:
     current_version: CommissionPlanVersion | None = strawberry.field(
         description="The version in force today (business time zone).")
 
+    @classmethod
+    def from_record(cls, plan: service.Plan) -> CommissionPlan:
+        current = plan.current_version
+        return cls(
+            id=strawberry.ID(str(plan.id)), name=plan.name, is_default=plan.is_default,
+            created_at=plan.created_at,
+            versions=[CommissionPlanVersion.from_record(v) for v in plan.versions],
+            current_version=CommissionPlanVersion.from_record(current) if current is not None else None,
+        )
+
 
 @strawberry.input(description="What a plan version pays. Exactly five levels each.")
 class CommissionPlanTermsInput:
@@ -39,6 +72,10 @@ class CommissionPlanTermsInput:
     rev_share_by_level: list[Decimal]
     negative_carryover: bool = True
     min_payout: Decimal = Decimal("300.00")
+
+    def to_terms(self) -> service.PlanTerms:
+        return service.PlanTerms(self.cpa_by_level, self.rev_share_by_level, self.negative_carryover,
+                                 self.min_payout)
 
 
 @strawberry.type(description="The program's qualification criteria from effectiveFrom.")
@@ -51,6 +88,16 @@ class QualificationCriteria:
     window_days: int | None
     created_at: datetime
 
+    @classmethod
+    def from_row(cls, r: Any) -> QualificationCriteria:
+        """A row of qualification_criteria_versions."""
+        return cls(
+            id=strawberry.ID(str(r["id"])), effective_from=r["effective_from"],
+            min_deposits=r["min_deposits"], min_stake=r["min_stake"], min_active_days=r["min_active_days"],
+            window_days=r["window_days"],
+            created_at=r["created_at"],
+        )
+
 
 @strawberry.input
 class QualificationCriteriaInput:
@@ -59,12 +106,21 @@ class QualificationCriteriaInput:
     min_active_days: int
     window_days: int | None = None
 
+    def to_terms(self) -> service.QualificationTerms:
+        return service.QualificationTerms(self.min_deposits, self.min_stake, self.min_active_days,
+                                          self.window_days)
+
 
 @strawberry.type(description="An affiliate's plan from a local date on.")
 class CommissionPlanAssignment:
     affiliate_id: strawberry.ID
     plan_id: strawberry.ID
     effective_from: date
+
+    @classmethod
+    def from_record(cls, a: service.Assignment) -> CommissionPlanAssignment:
+        return cls(affiliate_id=strawberry.ID(str(a.affiliate_id)), plan_id=strawberry.ID(str(a.plan_id)),
+                   effective_from=a.effective_from)
 
 
 @strawberry.type(description="One admin change: who, when, what, and the state before and after.")
@@ -78,12 +134,21 @@ class AuditEntry:
     before: JSON | None
     after: JSON | None
 
+    @classmethod
+    def from_record(cls, e: service.LogEntry) -> AuditEntry:
+        return cls(id=strawberry.ID(str(e.id)), at=e.at, actor=e.actor, action=e.action, entity=e.entity,
+                   entity_id=e.entity_id, before=e.before, after=e.after)
+
 
 @strawberry.type
 class CommissionAmounts:
     cpa: Decimal
     rev: Decimal
     total: Decimal
+
+    @classmethod
+    def from_record(cls, amounts: service.Amounts) -> CommissionAmounts:
+        return cls(cpa=amounts.cpa, rev=amounts.rev, total=amounts.total)
 
 
 @strawberry.type(description="One affiliate's month: what it earned and what the proposed plan would pay.")
@@ -92,6 +157,13 @@ class SimulatedAffiliate:
     actual: CommissionAmounts
     simulated: CommissionAmounts
     difference: Decimal = strawberry.field(description="simulated.total - actual.total")
+
+    @classmethod
+    def from_record(cls, c: service.Comparison) -> SimulatedAffiliate:
+        return cls(
+            affiliate_id=strawberry.ID(str(c.affiliate_id)), actual=CommissionAmounts.from_record(c.actual),
+            simulated=CommissionAmounts.from_record(c.simulated), difference=c.difference,
+        )
 
 
 @strawberry.type
@@ -103,3 +175,77 @@ class CommissionSimulation:
     actual: CommissionAmounts = strawberry.field(description="Totals over every affiliate.")
     simulated: CommissionAmounts
     difference: Decimal
+
+    @classmethod
+    def from_record(cls, s: service.Simulation) -> CommissionSimulation:
+        return cls(
+            month=s.month, affiliates=[SimulatedAffiliate.from_record(a) for a in s.affiliates],
+            affiliate_count=s.affiliate_count, actual=CommissionAmounts.from_record(s.actual),
+            simulated=CommissionAmounts.from_record(s.simulated), difference=s.difference,
+        )
+
+
+@strawberry.type
+class CommissionQueries:
+    @strawberry.field(permission_classes=[MayListPlans])
+    async def commission_plans(self, info: Info) -> list[CommissionPlan]:
+        return [CommissionPlan.from_record(p) for p in await resolvers.commission_plans(info.context)]
+
+    @strawberry.field
+    async def commission_plan(self, info: Info, id: strawberry.ID) -> CommissionPlan | None:
+        plan = await resolvers.commission_plan(info.context, id)
+        return CommissionPlan.from_record(plan) if plan is not None else None
+
+    @strawberry.field
+    async def qualification_criteria(self, info: Info) -> list[QualificationCriteria]:
+        rows = await resolvers.qualification_criteria(info.context)
+        return [QualificationCriteria.from_row(r) for r in rows]
+
+    @strawberry.field(permission_classes=[AdminOnly])
+    async def commission_audit_log(
+        self, info: Info, entity: str | None = None, entity_id: str | None = None, first: int = 50,
+        before: strawberry.ID | None = None,
+    ) -> list[AuditEntry]:
+        found = await resolvers.audit_log(info.context, entity, entity_id, first, before)
+        return [AuditEntry.from_record(e) for e in found]
+
+    @strawberry.field(permission_classes=[MaySimulatePlans])
+    async def simulate_commission_plan(
+        self, info: Info, terms: CommissionPlanTermsInput, month: date, first: int = 100,
+        after: strawberry.ID | None = None,
+    ) -> CommissionSimulation:
+        found = await resolvers.simulate_commission_plan(info.context, terms.to_terms(), month, first, after)
+        return CommissionSimulation.from_record(found)
+
+
+@strawberry.type
+class CommissionMutations:
+    @strawberry.field(permission_classes=[AdminOnly])
+    async def create_commission_plan(
+        self, info: Info, name: str, terms: CommissionPlanTermsInput
+    ) -> CommissionPlan:
+        plan = await resolvers.create_commission_plan(info.context, name, terms.to_terms())
+        return CommissionPlan.from_record(plan)
+
+    @strawberry.field(permission_classes=[AdminOnly])
+    async def schedule_commission_plan_version(
+        self, info: Info, plan_id: strawberry.ID, effective_from: date, terms: CommissionPlanTermsInput
+    ) -> CommissionPlanVersion:
+        version = await resolvers.schedule_commission_plan_version(info.context, plan_id, effective_from,
+                                                                   terms.to_terms())
+        return CommissionPlanVersion.from_record(version)
+
+    @strawberry.field(permission_classes=[AdminOnly])
+    async def assign_commission_plan(
+        self, info: Info, affiliate_id: strawberry.ID, plan_id: strawberry.ID
+    ) -> CommissionPlanAssignment:
+        assignment = await resolvers.assign_commission_plan(info.context, affiliate_id, plan_id)
+        return CommissionPlanAssignment.from_record(assignment)
+
+    @strawberry.field(permission_classes=[AdminOnly])
+    async def schedule_qualification_criteria(
+        self, info: Info, effective_from: date, criteria: QualificationCriteriaInput
+    ) -> QualificationCriteria:
+        row = await resolvers.schedule_qualification_criteria(info.context, effective_from,
+                                                              criteria.to_terms())
+        return QualificationCriteria.from_row(row)

@@ -1,12 +1,20 @@
-"""Monthly commission statements (the Commission service) and their lines."""
+"""Monthly commission statements (the Commission service), their lines, and the root fields:
+Query.statement/statements, Mutation.closeMonth and the payout workflow (admins only)."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
+from typing import Any
 
 import strawberry
+from strawberry.types import Info
+
+from commissions.service import CloseResult, StatementRecord
+from resolvers import statement as resolvers
+from schema.affiliate import CpaValidation
+from schema.permissions import AdminOnly
 
 
 @strawberry.enum(description="open (live) -> closed -> approved -> paid; on_hold: below the minimum "
@@ -46,6 +54,18 @@ class StatementLine:
     corrects_month: date | None = strawberry.field(description="Adjustments: the closed month corrected.")
     description: str
 
+    @classmethod
+    def from_row(cls, row: Any) -> StatementLine:
+        """A line as ``commissions.service.statement_lines`` reads it."""
+        adjustment = row["kind"].endswith("_adjustment")
+        return cls(
+            kind=StatementLineKind(row["kind"]), amount=row["amount"], amount_paid=row["amount_paid"],
+            level=row["level"], day=row["day"],
+            validation_id=strawberry.ID(str(row["validation_id"])) if row["validation_id"] else None,
+            referred_user_id=strawberry.ID(str(row["referred_user_id"])) if row["referred_user_id"] else None,
+            corrects_month=row["for_month"] if adjustment else None, description=row["description"],
+        )
+
 
 @strawberry.type(description="What an affiliate is paid for a local month. Money: CPA + CPA adjustments "
                              "+ REV paid + held from the previous month = payable.")
@@ -84,10 +104,26 @@ class Statement:
     owner: strawberry.Private[int]
 
     @strawberry.field(description="Every line, traceable to validations and daily REV.")
-    async def lines(self, info: strawberry.Info) -> list[StatementLine]:
-        from resolvers.statement import statement_lines
+    async def lines(self, info: Info) -> list[StatementLine]:
+        rows = await resolvers.statement_lines(info.context, self.owner, self.month,
+                                               self.status is StatementStatus.OPEN)
+        return [StatementLine.from_row(r) for r in rows]
 
-        return await statement_lines(info, self)
+    @classmethod
+    def from_record(cls, s: StatementRecord) -> Statement:
+        return cls(
+            id=strawberry.ID(f"{s.affiliate_id}:{s.month:%Y-%m}"),
+            affiliate_id=strawberry.ID(str(s.affiliate_id)), owner=s.affiliate_id,
+            month=s.month, status=StatementStatus(s.status),
+            plan_id=strawberry.ID(str(s.plan_id)), plan_version_id=strawberry.ID(str(s.plan_version_id)),
+            negative_carryover=s.negative_carryover, min_payout=s.min_payout,
+            cpa_validated=s.cpa_validated, cpa_rejected=s.cpa_rejected, cpa=s.cpa, rev=s.rev,
+            cpa_adjustments=s.cpa_adjustments, rev_adjustments=s.rev_adjustments, adjustments=s.adjustments,
+            carryover_in=s.carryover_in, rev_payable=s.rev_payable, carryover_out=s.carryover_out,
+            held_in=s.held_in, payable=s.payable, held_out=s.held_out, below_min_payout=s.below_min_payout,
+            closed_at=s.closed_at, approved_at=s.approved_at, paid_at=s.paid_at,
+            payment_reference=s.payment_reference,
+        )
 
 
 @strawberry.type
@@ -95,3 +131,43 @@ class CloseMonthResult:
     months: list[date] = strawberry.field(description="Months closed, oldest first.")
     statements: int
     lines: int
+
+    @classmethod
+    def from_record(cls, result: CloseResult) -> CloseMonthResult:
+        return cls(months=result.months, statements=result.statements, lines=result.lines)
+
+
+@strawberry.type
+class StatementQueries:
+    @strawberry.field
+    async def statement(self, info: Info, id: strawberry.ID) -> Statement | None:
+        found = await resolvers.statement(info.context, id)
+        return Statement.from_record(found) if found is not None else None
+
+    @strawberry.field
+    async def statements(
+        self, info: Info, month: date, affiliate_id: strawberry.ID | None = None,
+        status: StatementStatus | None = None, first: int | None = 20, after: strawberry.ID | None = None,
+    ) -> list[Statement]:
+        found = await resolvers.statements(info.context, month, affiliate_id,
+                                           status.value if status is not None else None, first, after)
+        return [Statement.from_record(s) for s in found]
+
+
+@strawberry.type
+class StatementMutations:
+    @strawberry.field(permission_classes=[AdminOnly])
+    async def close_month(self, info: Info, month: date) -> CloseMonthResult:
+        return CloseMonthResult.from_record(await resolvers.close_month(info.context, month))
+
+    @strawberry.field(permission_classes=[AdminOnly])
+    async def approve_statement(self, info: Info, id: strawberry.ID) -> Statement:
+        return Statement.from_record(await resolvers.approve_statement(info.context, id))
+
+    @strawberry.field(permission_classes=[AdminOnly])
+    async def mark_statement_paid(self, info: Info, id: strawberry.ID, reference: str) -> Statement:
+        return Statement.from_record(await resolvers.mark_statement_paid(info.context, id, reference))
+
+    @strawberry.field(permission_classes=[AdminOnly])
+    async def reject_cpa_validation(self, info: Info, id: strawberry.ID, reason: str) -> CpaValidation:
+        return CpaValidation.from_row(await resolvers.reject_cpa_validation(info.context, id, reason))

@@ -8,7 +8,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from etl.statements import local_today
+from commissions.months import local_today
 from tests.commissions.conftest import Program
 from tests.resolvers.world import rows
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal as D
 
-from etl.statements import Carry, MonthFigures, PayoutTerms, settle
+from commissions.payout import Carry, MonthFigures, PayoutTerms, settle
 
 ON = PayoutTerms(1, 1, True, D("300.00"))
 OFF = PayoutTerms(1, 1, False, D("300.00"))

@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from etl import statements as st
+from commissions.open_statements import stream_open_statements
 from tests.resolvers.world import Api, World, api, world  # noqa: F401 - shared fixtures
 
 PAGE = """query P($m: Date!, $first: Int, $after: ID) { statements(month: $m, first: $first, after: $after) {
@@ -86,13 +86,13 @@ async def test_a_late_page_reads_only_the_affiliates_after_it(
     from datetime import date
 
     tz, day = world.settings.timezone, date.fromisoformat(month)
-    full = [s async for s in st.stream_open_statements(counting, tz, day)]
+    full = [s async for s in stream_open_statements(counting, tz, day)]
     read_by_full_scan = list(counting.streamed)
     assert len({s.affiliate_id for s in full}) == len(full) >= 6
 
     counting.streamed.clear()
     after = full[-4].affiliate_id
-    late = [s async for s in st.stream_open_statements(counting, tz, day, after=after, limit=2)]
+    late = [s async for s in stream_open_statements(counting, tz, day, after=after, limit=2)]
     assert late == full[-3:-1]
     # The keyset reached the SQL: no row of an affiliate at or before the bound was read.
     assert counting.streamed and min(counting.streamed) > after
@@ -101,14 +101,14 @@ async def test_a_late_page_reads_only_the_affiliates_after_it(
     # (one a month), not every affiliate after the bound.
     counting.streamed.clear()
     after = full[0].affiliate_id
-    assert [s async for s in st.stream_open_statements(counting, tz, day, after=after, limit=1)] == [full[1]]
+    assert [s async for s in stream_open_statements(counting, tz, day, after=after, limit=1)] == [full[1]]
     months = 1 + (day.month - 3)
     assert len(counting.streamed) <= 2 * months < len([a for a in read_by_full_scan if a > after])
 
     # one affiliate's own statement, after its own id: nothing
     own = full[0].affiliate_id
     counting.streamed.clear()
-    assert [s async for s in st.stream_open_statements(counting, tz, day, [own], after=own)] == []
+    assert [s async for s in stream_open_statements(counting, tz, day, [own], after=own)] == []
     assert counting.streamed == []
 
 

@@ -148,7 +148,8 @@ async def test_scoping_and_mutations_for_admins_only(program: Program) -> None:
 
 
 async def test_scheduled_close_of_the_previous_month(program: Program) -> None:
-    from etl.statements import add_months, close_previous_month, local_today, month_start
+    from commissions.months import add_months, local_today, month_start
+    from commissions.service import close_previous_month
 
     tz = program.world.settings.timezone
     result = await close_previous_month(program.world.robust_url, tz)
@@ -167,7 +168,8 @@ async def test_concurrent_closes_of_one_month_give_one_clear_refusal(program: Pr
 
     import asyncpg
 
-    from etl.statements import StatementError, close_month
+    from commissions.errors import WorkflowConflict
+    from commissions.service import close_month
 
     tz = program.world.settings.timezone
     conns = [await asyncpg.connect(program.world.robust_url) for _ in range(2)]
@@ -180,7 +182,7 @@ async def test_concurrent_closes_of_one_month_give_one_clear_refusal(program: Pr
             await conn.close()
     refused = [r for r in results if isinstance(r, Exception)]
     assert len(refused) == 1, results
-    assert isinstance(refused[0], StatementError) and "already closed" in str(refused[0]), refused
+    assert isinstance(refused[0], WorkflowConflict) and "already closed" in str(refused[0]), refused
     stored = await rows(program.world.robust_url, "SELECT count(*) AS n FROM commission_statements")
     assert stored[0]["n"] == 2
 

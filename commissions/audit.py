@@ -1,11 +1,12 @@
 """The commission audit log: who changed what, when, with the state before and after.
 
-Every admin mutation of the Config and Commission services writes one row in the same
-transaction as its change, so the log and the data never disagree.
+Every change of plans, criteria and statements writes one row in the same transaction as
+the change, so the log and the data never disagree.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -52,3 +53,34 @@ async def record(
         as_json(before),
         as_json(after),
     )
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    entity: str
+    entity_id: str | None
+    before: Any  # the JSON as stored, decoded; None when there was no state
+    after: Any
+
+
+async def entries(
+    conn: asyncpg.Connection, *, entity: str | None, entity_id: str | None, before_id: int | None, first: int
+) -> list[LogEntry]:
+    """The log, newest first, optionally of one entity; ``before_id`` pages with an entry id."""
+    rows = await conn.fetch(
+        "SELECT id, at, actor, action, entity, entity_id, before::text AS before, after::text AS after "
+        "FROM commission_audit_log WHERE ($1::text IS NULL OR entity = $1) "
+        "AND ($2::text IS NULL OR entity_id = $2) AND ($3::bigint IS NULL OR id < $3) "
+        "ORDER BY id DESC LIMIT $4", entity, entity_id, before_id, first)
+    return [
+        LogEntry(
+            id=r["id"], at=r["at"], actor=r["actor"], action=r["action"], entity=r["entity"],
+            entity_id=r["entity_id"], before=orjson.loads(r["before"]) if r["before"] else None,
+            after=orjson.loads(r["after"]) if r["after"] else None,
+        )
+        for r in rows
+    ]
