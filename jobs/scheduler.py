@@ -1,4 +1,5 @@
-"""APScheduler jobs: the ETL inside the API process or a standalone worker.
+"""APScheduler jobs, inside the API process or a standalone worker (`fature etl worker`): the
+ETL cycles and the monthly commission close.
 
 - incremental cycle every ``FATURE_ETL_INTERVAL_MINUTES`` (default 15);
 - daily finalisation at ``FATURE_ETL_DAILY_AT`` local time (00:30): a cycle right after the
@@ -19,6 +20,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from commissions.service import close_previous_month
 from db.settings import Settings
 from etl.sync import EtlBusy, EtlError, run_cycle
 
@@ -92,8 +94,6 @@ def build_scheduler(settings: Settings, robust_url: str, operation_url: str) -> 
     close_hour, close_minute = _hour_minute(settings.commission_close_at)
 
     async def close_month() -> None:
-        from etl.statements import close_previous_month
-
         try:
             await close_previous_month(robust_url, tz)
         except Exception:  # a failed close is retried next month-day run; never kill the loop

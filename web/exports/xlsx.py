@@ -67,7 +67,7 @@ class XlsxReport:
         elif isinstance(value, Decimal):
             if len(value.as_tuple().digits) <= _EXACT_DIGITS:
                 # xlsxwriter writes the number's own text ("{:.16G}"): the exact decimal, no float
-                sheet.write_number(row, col, value, self.money)  # type: ignore[arg-type]
+                sheet.write_number(row, col, value, self.money)
             else:
                 sheet.write_string(row, col, format(value, "f"))
         elif isinstance(value, int):
