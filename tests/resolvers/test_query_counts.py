@@ -21,7 +21,7 @@ RICH_LIST = """query($n: Int) { affiliates(first: $n, orderBy: {field: TOTAL_NET
 
 async def count(api: Api, query: str, variables: dict | None = None) -> list[str]:
     await api.data(query, variables)  # warm: the pool's first connections, caches
-    with api.statements() as seen:
+    with api.queries() as seen:
         await api.data(query, variables)
     return seen
 

@@ -129,7 +129,7 @@ class Api:
         return body["errors"][0]
 
     @contextmanager
-    def statements(self) -> Iterator[list[str]]:
+    def queries(self) -> Iterator[list[str]]:
         """Every SQL statement the app sends while the block runs: the loaders' reads go to
         asyncpg directly (``Database.query_listeners``), the rest through the engine."""
         seen: list[str] = []

@@ -32,7 +32,7 @@ async def test_keyed_by_viewer(secure: Clients) -> None:
     first = await secure.post(one, ME)
     second = await secure.post(two, ME)
     assert first.json()["data"]["me"]["id"] == "301" and second.json()["data"]["me"]["id"] == "326"
-    with secure.api.statements() as seen:
+    with secure.api.queries() as seen:
         again = [await secure.post(one, ME), await secure.post(two, ME)]
     assert seen == []  # both from the cache, each its own answer
     assert [r.json()["data"]["me"]["id"] for r in again] == ["301", "326"]
@@ -46,7 +46,7 @@ async def test_concurrent_misses_compute_once(world: World) -> None:
         headers = {"authorization": f"Bearer {token(world.settings, 'analyst')}"}
         payload = {"query": DASHBOARD_QUERY, "variables": {"id": "341"}}
         await api.client.post("/graphql", json={"query": '{ affiliate(id: "1") { id } }'}, headers=headers)  # warm
-        with api.statements() as seen:
+        with api.queries() as seen:
             answers = await asyncio.gather(*(api.client.post("/graphql", json=payload, headers=headers)
                                              for _ in range(12)))
         assert len({a.text for a in answers}) == 1 and answers[0].json()["data"]["affiliate"]["id"] == "341"
@@ -69,7 +69,7 @@ async def test_an_etl_commit_invalidates(own_world: World) -> None:
         query = {"query": "{ me { totalDeposits network { levels { deposits } } } }"}
         before = (await api.client.post("/graphql", json=query, headers=headers)).json()
         assert before["data"]["me"]["totalDeposits"] == "70.00"
-        with api.statements() as seen:
+        with api.queries() as seen:
             assert (await api.client.post("/graphql", json=query, headers=headers)).json() == before
         assert seen == []
         op = await Operation.open(world.operation_url)
@@ -136,7 +136,7 @@ async def test_redis_down_answers_uncached_and_recovers(
     async with serve(world, role=None, cache_enabled=True, redis_url=url, cache_retry_seconds=0.3) as api:
         headers = {"authorization": f"Bearer {token(world.settings, 'affiliate', AFFILIATE)}"}
         expected = (await api.client.post("/graphql", json={"query": ME}, headers=headers)).json()
-        with api.statements() as seen:
+        with api.queries() as seen:
             assert (await api.client.post("/graphql", json={"query": ME}, headers=headers)).json() == expected
         assert seen == []  # served from Redis
 
@@ -152,7 +152,7 @@ async def test_redis_down_answers_uncached_and_recovers(
         throwaway_redis.start()
         await asyncio.sleep(0.4)
         await api.client.post("/graphql", json={"query": ME}, headers=headers)  # refills the cache
-        with api.statements() as seen:
+        with api.queries() as seen:
             assert (await api.client.post("/graphql", json={"query": ME}, headers=headers)).json() == expected
         assert seen == []
         assert any("available again" in r.getMessage() for r in caplog.records)

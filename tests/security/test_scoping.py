@@ -142,7 +142,7 @@ async def test_scoping_adds_at_most_one_statement(api: Api, world: World) -> Non
         headers = {"authorization": f"Bearer {token(world.settings, role, affiliate_id)}"}
         payload = {"query": DASHBOARD_QUERY, "variables": {"id": str(target)}}
         await api.client.post("/graphql", json=payload, headers=headers)  # warm the pool
-        with api.statements() as seen:
+        with api.queries() as seen:
             response = await api.client.post("/graphql", json=payload, headers=headers)
         assert response.json()["data"]["affiliate"]["id"] == str(target)
         assert len(seen) == 5 + extra, "\n".join(seen)
