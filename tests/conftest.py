@@ -1,69 +1,57 @@
-"""Shared fixtures: real PostgreSQL databases, one robust and one operation database a test.
+"""Every shared fixture of the suite (helpers live in tests/support/).
 
-The robust schema is migrated once per session into a template database; each test gets a
-copy of it (CREATE DATABASE ... TEMPLATE), which is fast and fully isolated.
+Real PostgreSQL databases: the robust schema is migrated once per session into a template
+database, and each test that writes gets a copy of it (CREATE DATABASE ... TEMPLATE), which is
+fast and fully isolated; read-only tests share one ETL-built ``world`` and its served ``api``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import asyncpg
 import pytest
 
 from db import migrate
 from db.settings import Settings
-
-ADMIN_URL = os.environ.get("FATURE_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-OPERATION_SQL = Path(__file__).resolve().parents[1] / "db" / "sql" / "operation_db.sql"
-
-
-def _db_url(name: str) -> str:
-    base, _, _ = ADMIN_URL.rpartition("/")
-    return f"{base}/{name}"
-
-
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(ADMIN_URL)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
+from tests.support.clients import Clients
+from tests.support.databases import OPERATION_SQL, admin, db_url
+from tests.support.factories import Operation
+from tests.support.program import Program, write_program
+from tests.support.world import JWT_SECRET, PLAIN, Api, World, build_world, drop_world, serve
 
 
 @pytest.fixture(scope="session")
 def robust_template() -> Iterator[str]:
     name = f"fature_tpl_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_admin(f"CREATE DATABASE {name}"))
-    migrate.upgrade(_db_url(name))
+    asyncio.run(admin(f"CREATE DATABASE {name}"))
+    migrate.upgrade(db_url(name))
     yield name
-    asyncio.run(_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
 @pytest.fixture
 async def robust_url(robust_template: str) -> AsyncIterator[str]:
     name = f"fature_r_{uuid.uuid4().hex[:10]}"
-    await _admin(f"CREATE DATABASE {name} TEMPLATE {robust_template}")
-    yield _db_url(name)
-    await _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    await admin(f"CREATE DATABASE {name} TEMPLATE {robust_template}")
+    yield db_url(name)
+    await admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture
 async def operation_url() -> AsyncIterator[str]:
     name = f"fature_o_{uuid.uuid4().hex[:10]}"
-    await _admin(f"CREATE DATABASE {name}")
-    url = _db_url(name)
+    await admin(f"CREATE DATABASE {name}")
+    url = db_url(name)
     conn = await asyncpg.connect(url)
     try:
         await conn.execute(OPERATION_SQL.read_text())
     finally:
         await conn.close()
     yield url
-    await _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    await admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture
@@ -74,3 +62,45 @@ def settings(robust_url: str, operation_url: str) -> Settings:
         etl_scheduler_enabled=False,
         _env_file=None,
     )
+
+
+@pytest.fixture(scope="session")
+async def world(robust_template: str) -> AsyncIterator[World]:
+    """The shared read-only world (tests/support/world.py), built by the real ETL."""
+    built = await build_world(robust_template)
+    yield built
+    await drop_world(built)
+
+
+@pytest.fixture(scope="session")
+async def api(world: World) -> AsyncIterator[Api]:
+    """The app serving the world with an admin token (no cache, no rate limits)."""
+    async with serve(world) as served:
+        yield served
+
+
+@pytest.fixture(scope="session")
+async def secure(world: World) -> AsyncIterator[Clients]:
+    """The app with the response cache on (memory), rate limits off (test_rate_limit.py turns
+    them on), and no default token: clients per role."""
+    async with serve(world, role=None, cache_enabled=True) as served:
+        yield Clients(served)
+
+
+@pytest.fixture
+async def program(robust_url: str, operation_url: str) -> AsyncIterator[Program]:
+    """A small commissions program in its own databases (these tests write), ETL-built and served
+    to an admin (tests/support/program.py)."""
+    op = await Operation.open(operation_url)
+    try:
+        await write_program(op)
+    finally:
+        await op.close()
+    settings = Settings(database_url=robust_url, operation_database_url=operation_url,
+                        etl_scheduler_enabled=False, jwt_secret=JWT_SECRET, _env_file=None, **PLAIN)
+    world = World(robust_url, operation_url, settings)
+    program_ = Program(world, None)  # type: ignore[arg-type]
+    await program_.etl()
+    async with serve(world, role="admin") as served:
+        program_.api = served
+        yield program_

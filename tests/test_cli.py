@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.factories import Operation
+from tests.support.factories import Operation
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,8 +9,8 @@ from decimal import Decimal as D
 import pytest
 
 from commissions.months import local_today
-from tests.commissions.conftest import Program
-from tests.resolvers.world import rows
+from tests.support.program import Program
+from tests.support.world import rows
 
 TERMS = {"cpaByLevel": ["60.00", "20", "10", "5", "5"], "revShareByLevel": ["0.3", "0.1", "0.05", "0.03", "0.02"],
          "negativeCarryover": False, "minPayout": "100.00"}

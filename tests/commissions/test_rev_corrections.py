@@ -10,9 +10,9 @@ from __future__ import annotations
 from decimal import Decimal as D
 from typing import Any
 
-from tests.commissions.conftest import Program, past_plan
-from tests.factories import Operation
-from tests.resolvers.world import rows
+from tests.support.factories import Operation
+from tests.support.program import Program, past_plan
+from tests.support.world import rows
 
 STATEMENT = """
 query S($id: ID!) { statement(id: $id) {

@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from commissions.open_statements import stream_open_statements
-from tests.resolvers.world import Api, World, api, world  # noqa: F401 - shared fixtures
+from tests.support.world import Api, World
 
 PAGE = """query P($m: Date!, $first: Int, $after: ID) { statements(month: $m, first: $first, after: $after) {
   id affiliateId status cpaValidated cpaRejected cpa rev cpaAdjustments revAdjustments carryoverIn revPayable
@@ -19,12 +19,12 @@ PAGE = """query P($m: Date!, $first: Int, $after: ID) { statements(month: $m, fi
 MONTHS = ["2025-03-01", "2025-04-01"]
 
 
-async def statements(api: Api, month: str, **page: Any) -> list[dict[str, Any]]:  # noqa: F811
+async def statements(api: Api, month: str, **page: Any) -> list[dict[str, Any]]:
     return (await api.data(PAGE, {"m": month, **page}))["statements"]
 
 
 @pytest.mark.parametrize("month", MONTHS)
-async def test_pages_equal_a_full_scan(api: Api, month: str) -> None:  # noqa: F811
+async def test_pages_equal_a_full_scan(api: Api, month: str) -> None:
     full = await statements(api, month, first=100)
     assert 6 <= len(full) < 100
     ids = [int(s["affiliateId"]) for s in full]
@@ -69,7 +69,7 @@ class CountingConnection(asyncpg.Connection):
 
 
 @pytest.fixture
-async def counting(world: World) -> Iterator[CountingConnection]:  # noqa: F811
+async def counting(world: World) -> Iterator[CountingConnection]:
     conn = await asyncpg.connect(world.robust_url, connection_class=CountingConnection)
     conn.streamed = []
     try:
@@ -81,7 +81,7 @@ async def counting(world: World) -> Iterator[CountingConnection]:  # noqa: F811
 
 @pytest.mark.parametrize("month", MONTHS)
 async def test_a_late_page_reads_only_the_affiliates_after_it(
-    world: World, counting: CountingConnection, month: str  # noqa: F811
+    world: World, counting: CountingConnection, month: str
 ) -> None:
     from datetime import date
 
@@ -113,7 +113,7 @@ async def test_a_late_page_reads_only_the_affiliates_after_it(
 
 
 @pytest.mark.parametrize("month", MONTHS)
-async def test_every_open_statement_has_a_line_or_a_carry(api: Api, month: str) -> None:  # noqa: F811
+async def test_every_open_statement_has_a_line_or_a_carry(api: Api, month: str) -> None:
     """What closing would store: no statement made of zeros for an affiliate whose money was
     all in an earlier open month."""
     query = """query P($m: Date!) { statements(month: $m, first: 100) { id cpaValidated rev heldIn carryoverIn

@@ -8,9 +8,9 @@ from decimal import Decimal as D
 
 import pytest
 
-from tests.commissions.conftest import Program, past_plan
-from tests.factories import Operation
-from tests.resolvers.world import rows
+from tests.support.factories import Operation
+from tests.support.program import Program, past_plan
+from tests.support.world import rows
 
 STATEMENT = """
 query S($id: ID!) { statement(id: $id) {

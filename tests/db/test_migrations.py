@@ -22,8 +22,8 @@ import pytest
 from alembic import command
 
 from db import migrate
-from tests.conftest import _admin, _db_url
-from tests.factories import fetch
+from tests.support.databases import admin, db_url
+from tests.support.factories import fetch
 
 VERSIONS = migrate.MIGRATIONS / "versions"
 EDITED_SQL = Path(__file__).resolve().parent / "robust_schema_edited.sql"
@@ -163,8 +163,8 @@ async def test_views_and_partitioning(robust_url: str) -> None:
 
 def test_upgrade_downgrade_upgrade_on_an_empty_database() -> None:
     name = f"fature_m_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_admin(f"CREATE DATABASE {name}"))
-    url = _db_url(name)
+    asyncio.run(admin(f"CREATE DATABASE {name}"))
+    url = db_url(name)
     try:
         migrate.upgrade(url)
         assert asyncio.run(migrate.current_revision(url)) == migrate.head_revision()
@@ -181,13 +181,13 @@ def test_upgrade_downgrade_upgrade_on_an_empty_database() -> None:
         migrate.upgrade(url)
         assert asyncio.run(migrate.current_revision(url)) == migrate.head_revision()
     finally:
-        asyncio.run(_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
 def test_unknown_revision_is_refused_and_nothing_changes() -> None:
     name = f"fature_m_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_admin(f"CREATE DATABASE {name}"))
-    url = _db_url(name)
+    asyncio.run(admin(f"CREATE DATABASE {name}"))
+    url = db_url(name)
     try:
         asyncio.run(fetch(url, "CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY)"))
         asyncio.run(fetch(url, "INSERT INTO alembic_version VALUES ('9999_from_the_future')"))
@@ -196,7 +196,7 @@ def test_unknown_revision_is_refused_and_nothing_changes() -> None:
         tables = asyncio.run(fetch(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))
         assert [t[0] for t in tables] == ["alembic_version"]
     finally:
-        asyncio.run(_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
 # ---------------------------------------------------------------- frozen migrations
@@ -326,11 +326,11 @@ def assert_same_catalog(
 @contextmanager
 def empty_database() -> Iterator[str]:
     name = f"fature_m_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_admin(f"CREATE DATABASE {name}"))
+    asyncio.run(admin(f"CREATE DATABASE {name}"))
     try:
-        yield _db_url(name)
+        yield db_url(name)
     finally:
-        asyncio.run(_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
 async def execute(url: str, sql: str) -> None:

@@ -8,7 +8,7 @@ from decimal import Decimal as D
 import pytest
 
 from etl.sync import run_cycle
-from tests.factories import Operation, fetch, write_worked_example
+from tests.support.factories import Operation, fetch, write_worked_example
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from etl import extract, mirror, pipeline
 from etl.cycle import Cycle
 from etl.pipeline import IDLE_CHECK_READS, MODES, PIPELINE, Step, tables_after
 from etl.sync import run_cycle
-from tests.factories import Operation, fetch
+from tests.support.factories import Operation, fetch
 
 ALL_CREATED = {t for step in PIPELINE for t in step.creates}
 ALL_SCRATCH = {t for step in PIPELINE for t in step.scratch}

@@ -36,8 +36,8 @@ from hypothesis import strategies as st
 
 from db.settings import Settings
 from etl.sync import STEPS, InjectedFailure, run_cycle
-from tests.conftest import OPERATION_SQL, _admin, _db_url
 from tests.etl import oracle
+from tests.support.databases import OPERATION_SQL, admin, db_url
 
 # ---------------------------------------------------------------------------- databases
 
@@ -47,8 +47,8 @@ def operation_template() -> str:
     name = f"fature_otpl_{uuid.uuid4().hex[:8]}"
 
     async def make() -> None:
-        await _admin(f"CREATE DATABASE {name}")
-        conn = await asyncpg.connect(_db_url(name))
+        await admin(f"CREATE DATABASE {name}")
+        conn = await asyncpg.connect(db_url(name))
         try:
             await conn.execute(OPERATION_SQL.read_text())
         finally:
@@ -56,7 +56,7 @@ def operation_template() -> str:
 
     asyncio.run(make())
     yield name
-    asyncio.run(_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
 class Databases:
@@ -66,8 +66,8 @@ class Databases:
     def __init__(self, robust_template: str, operation_template: str) -> None:
         self.robust_name = f"fature_pr_{uuid.uuid4().hex[:10]}"
         self.operation_name = f"fature_po_{uuid.uuid4().hex[:10]}"
-        self.robust_url = _db_url(self.robust_name)
-        self.operation_url = _db_url(self.operation_name)
+        self.robust_url = db_url(self.robust_name)
+        self.operation_url = db_url(self.operation_name)
         self.robust_template = robust_template
         self.operation_template = operation_template
         self.tables: list[str] = []
@@ -75,8 +75,8 @@ class Databases:
         self.sequences: list[tuple[str, int | None, int]] = []
 
     async def create(self) -> None:
-        await _admin(f"CREATE DATABASE {self.robust_name} TEMPLATE {self.robust_template}")
-        await _admin(f"CREATE DATABASE {self.operation_name} TEMPLATE {self.operation_template}")
+        await admin(f"CREATE DATABASE {self.robust_name} TEMPLATE {self.robust_template}")
+        await admin(f"CREATE DATABASE {self.operation_name} TEMPLATE {self.operation_template}")
         conn = await asyncpg.connect(self.robust_url)
         try:
             for schema, name in await conn.fetch(
@@ -119,8 +119,8 @@ class Databases:
             await conn.close()
 
     async def drop(self) -> None:
-        await _admin(f"DROP DATABASE IF EXISTS {self.robust_name} WITH (FORCE)")
-        await _admin(f"DROP DATABASE IF EXISTS {self.operation_name} WITH (FORCE)")
+        await admin(f"DROP DATABASE IF EXISTS {self.robust_name} WITH (FORCE)")
+        await admin(f"DROP DATABASE IF EXISTS {self.operation_name} WITH (FORCE)")
 
 
 @pytest.fixture
@@ -476,6 +476,7 @@ PROFILE = dict(deadline=None, derandomize=False, print_blob=True,
                                       HealthCheck.function_scoped_fixture])
 
 
+@pytest.mark.slow
 @hsettings(max_examples=examples(20), **PROFILE)
 @given(history=histories(), full=st.booleans())
 def test_single_run_equals_oracle_and_is_idempotent(
@@ -501,6 +502,7 @@ def test_single_run_equals_oracle_and_is_idempotent(
     asyncio.run(body())
 
 
+@pytest.mark.slow
 @hsettings(max_examples=examples(15), **PROFILE)
 @given(history=histories(), lagged=st.booleans())
 def test_incremental_batches_equal_full_recompute(
@@ -537,6 +539,7 @@ def test_incremental_batches_equal_full_recompute(
     asyncio.run(body())
 
 
+@pytest.mark.slow
 @hsettings(max_examples=examples(3), **PROFILE)
 @given(history=histories(min_users=5, max_users=10), split=st.floats(0.2, 0.8))
 def test_injected_failure_changes_nothing(
@@ -578,7 +581,7 @@ def test_injected_failure_changes_nothing(
 
 async def test_oracle_reproduces_worked_example(operation_url: str, settings, robust_url: str) -> None:
     """The oracle agrees with EXAMPLE.md (and so does the ETL on it)."""
-    from tests.factories import Operation, write_worked_example
+    from tests.support.factories import Operation, write_worked_example
 
     op = await Operation.open(operation_url)
     await write_worked_example(op)
@@ -616,7 +619,7 @@ async def test_ledger_survives_move_and_cancellation(operation_url: str, setting
     """The ledger path, always exercised: 102 validates under 101 (not flagged), then its
     referral moves to 103 and its deposit is cancelled. The CPA stays with 101, which stays
     an affiliate (team reading); 103 gets 102 as a validated referral with no CPA."""
-    from tests.factories import Operation
+    from tests.support.factories import Operation
 
     op = await Operation.open(operation_url)
     await op.user(101, "Ana")

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from etl.sync import STEPS, EtlBusy, InjectedFailure, run_cycle
-from tests.factories import Operation, fetch
+from tests.support.factories import Operation, fetch
 
 
 @pytest.fixture
@@ -596,7 +596,7 @@ async def test_mirrors_emptied_by_crash_recovery_make_the_next_cycle_a_full_load
     op, settings, robust_url, operation_url
 ):
     from tests.etl.test_properties import snapshot, snapshot_diff
-    from tests.factories import write_worked_example
+    from tests.support.factories import write_worked_example
 
     await write_worked_example(op)
     assert (await etl(settings, robust_url, operation_url)).mode == "full"

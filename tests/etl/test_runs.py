@@ -9,7 +9,7 @@ from sqlalchemy import text
 from etl import runs
 from etl.status import read_status
 from etl.sync import ETL_LOCK_KEY, EtlBusy, InjectedFailure, run_cycle
-from tests.factories import Operation
+from tests.support.factories import Operation
 
 
 async def test_runs_recorded_and_read(settings, robust_url, operation_url) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from etl import events
 from jobs.scheduler import build_scheduler, start_scheduler
-from tests.factories import Operation, fetch
+from tests.support.factories import Operation, fetch
 
 
 def test_jobs_and_their_guards(settings) -> None:

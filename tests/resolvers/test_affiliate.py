@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal as D
 
-from tests.resolvers.world import Api, World, rows
+from tests.support.world import Api, World, rows
 
 FIELDS = """id name email phone status totalReferrals totalValidatedReferrals totalDeposits
 totalWithdrawals totalBets totalGgr totalCpaEarned totalRevEarned totalNetworkSize rankCpa

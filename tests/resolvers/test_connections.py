@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal as D
 from typing import Any
 
-from tests.resolvers.world import Api, World, rows
+from tests.support.world import Api, World, rows
 
 
 async def walk(api: Api, field: str, args: str, node: str, page: int, affiliate: int = 300) -> tuple[list, int]:

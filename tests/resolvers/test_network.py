@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from decimal import Decimal as D
 
-from tests.resolvers.world import Api, World, rows
+from tests.support.world import Api, World, rows
 
 LEVEL_FIELDS = ("count", "deposits", "bets", "ggr", "cpa", "rev")
 

@@ -7,8 +7,8 @@ from pydantic import SecretStr
 
 from etl.sync import EtlBusy, run_cycle
 from resolvers import validation as validation_resolvers
-from tests.factories import Operation
-from tests.resolvers.world import JWT_SECRET, PLAIN, Api, World, rows, serve
+from tests.support.factories import Operation
+from tests.support.world import JWT_SECRET, PLAIN, Api, World, rows, serve
 
 MUTATION = """mutation($id: ID!) { validateCpa(affiliateId: $id) { affiliateId
   validations { id affiliateId referredUserId cpaLevel cpaAmount validationDate affiliate { name } } } }"""

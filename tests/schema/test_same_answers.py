@@ -19,7 +19,7 @@ from resolvers.loaders.summary import _query
 from resolvers.loaders.validation import _BY_ID as _VALIDATIONS_BY_ID
 from resolvers.sync import _RUNS
 from schema.execution import FatureExecutionContext
-from tests.resolvers.world import Api, World, serve, token
+from tests.support.world import Api, World, serve, token
 from web.graphql import DASHBOARD_QUERY
 
 LEVELS = "level count deposits bets ggr cpa rev"

@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import SecretStr
 
-from tests.resolvers.world import JWT_SECRET, Api, World, serve
-from tests.security.conftest import Clients
+from tests.support.clients import Clients
+from tests.support.world import JWT_SECRET, Api, World, serve
 from web.auth import mint_token
 
 QUERY = '{ affiliate(id: "300") { id } }'

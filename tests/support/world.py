@@ -1,7 +1,8 @@
 """A small world built by the real ETL: the EXAMPLE.md network plus a deeper tree of 62
 affiliates (so lists have several pages), and the app serving it.
 
-Shared (session-scoped) and read-only: tests that write get their own databases.
+Shared (the session-scoped ``world`` and ``api`` fixtures of tests/conftest.py) and read-only:
+tests that write get their own databases.
 """
 
 from __future__ import annotations
@@ -15,15 +16,14 @@ from typing import Any
 
 import asyncpg
 import httpx
-import pytest
 from sqlalchemy import event
 from starlette.applications import Starlette
 
 from app import create_app
 from db.settings import Settings
 from etl.sync import run_cycle
-from tests.conftest import OPERATION_SQL, _admin, _db_url
-from tests.factories import Operation, write_worked_example
+from tests.support.databases import OPERATION_SQL, admin, db_url
+from tests.support.factories import Operation, write_worked_example
 from web.auth import mint_token
 
 ROOT = 300
@@ -79,10 +79,10 @@ async def write_tree(op: Operation) -> None:
 
 
 async def build_world(robust_template: str) -> World:
-    robust_url = _db_url(f"fature_r_{uuid.uuid4().hex[:10]}")
-    operation_url = _db_url(f"fature_o_{uuid.uuid4().hex[:10]}")
-    await _admin(f"CREATE DATABASE {robust_url.rsplit('/', 1)[1]} TEMPLATE {robust_template}")
-    await _admin(f"CREATE DATABASE {operation_url.rsplit('/', 1)[1]}")
+    robust_url = db_url(f"fature_r_{uuid.uuid4().hex[:10]}")
+    operation_url = db_url(f"fature_o_{uuid.uuid4().hex[:10]}")
+    await admin(f"CREATE DATABASE {robust_url.rsplit('/', 1)[1]} TEMPLATE {robust_template}")
+    await admin(f"CREATE DATABASE {operation_url.rsplit('/', 1)[1]}")
     conn = await asyncpg.connect(operation_url)
     try:
         await conn.execute(OPERATION_SQL.read_text())
@@ -103,7 +103,7 @@ async def build_world(robust_template: str) -> World:
 
 async def drop_world(world: World) -> None:
     for url in (world.robust_url, world.operation_url):
-        await _admin(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
+        await admin(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
 
 
 class Api:
@@ -165,19 +165,6 @@ async def serve(world: World, role: str | None = "admin", **overrides: Any) -> A
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test", headers=headers) as client:
             yield Api(app, client)
-
-
-@pytest.fixture(scope="session")
-async def world(robust_template: str) -> AsyncIterator[World]:
-    built = await build_world(robust_template)
-    yield built
-    await drop_world(built)
-
-
-@pytest.fixture(scope="session")
-async def api(world: World) -> AsyncIterator[Api]:
-    async with serve(world) as served:
-        yield served
 
 
 async def rows(url: str, query: str, *args: Any) -> list[asyncpg.Record]:

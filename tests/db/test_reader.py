@@ -13,7 +13,7 @@ import pytest
 import db.reader as access
 from db.engine import DatabaseUnavailable, make_engine
 from db.reader import Database, sql
-from tests.resolvers.world import World
+from tests.support.world import World
 
 SLEEP = sql("SELECT true AS slept, pg_backend_pid() AS pid FROM pg_sleep(:seconds)")
 PID = sql("SELECT pg_backend_pid() AS pid")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.resolvers.world import Api
+from tests.support.world import Api
 
 
 async def test_affiliate_matches_graphql(api: Api) -> None:

@@ -14,7 +14,7 @@ from gql.transport.httpx import HTTPXAsyncTransport
 
 import app as app_module
 from app import create_app
-from tests.resolvers.world import Api, World, rows, serve, token
+from tests.support.world import Api, World, rows, serve, token
 from web.graphql import DASHBOARD_QUERY
 
 

@@ -16,8 +16,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.commissions.conftest import Program
-from tests.resolvers.world import Api, World, serve, token, world  # noqa: F401 - shared fixtures
+from tests.support.program import Program
+from tests.support.world import Api, World, serve, token
 
 ROOT, AFFILIATE, CHILD, GRANDCHILD, SIBLING = 300, 301, 326, 341, 302
 
@@ -28,7 +28,7 @@ def camel(name: str) -> str:
 
 
 class Exports:
-    def __init__(self, served: Api, world: World) -> None:  # noqa: F811
+    def __init__(self, served: Api, world: World) -> None:
         self.api, self.world = served, world
 
     def headers(self, role: str, affiliate_id: int | None = None) -> dict[str, str]:
@@ -73,7 +73,7 @@ class Exports:
 
 
 @pytest.fixture(scope="session")
-async def exports(world: World) -> AsyncIterator[Exports]:  # noqa: F811
+async def exports(world: World) -> AsyncIterator[Exports]:
     async with serve(world, role=None) as served:
         yield Exports(served, world)
 
@@ -417,6 +417,7 @@ async def _get_streamed(program: Program, path: str, query: bytes,
     return state
 
 
+@pytest.mark.slow
 async def test_million_rows_in_constant_memory(program: Program) -> None:
     n = 1_000_000
     expected_deposits = await _many_referrals(program, n)
@@ -446,6 +447,7 @@ async def test_million_rows_in_constant_memory(program: Program) -> None:
     assert state["elapsed"] < 60, state["elapsed"]
 
 
+@pytest.mark.slow
 async def test_xlsx_of_many_rows_in_constant_memory(program: Program, tmp_path: Any) -> None:
     """The workbook is written to disk row by row and streamed back in chunks: the process
     grows by a small fraction of the sheet, and every amount arrives exact."""

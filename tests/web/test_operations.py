@@ -8,10 +8,10 @@ import json
 import logging
 from urllib.parse import urlsplit
 
-from tests.conftest import ADMIN_URL
-from tests.resolvers.test_failures import Proxy
-from tests.resolvers.world import World, serve, token
-from tests.security.conftest import AFFILIATE, Clients
+from tests.support.clients import AFFILIATE, Clients
+from tests.support.databases import ADMIN_URL
+from tests.support.proxy import Proxy
+from tests.support.world import World, serve, token
 from web.access_log import configure_logging
 
 METRICS = (

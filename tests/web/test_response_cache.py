@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 import pytest
 
 from etl.sync import run_cycle
-from tests.factories import Operation
-from tests.resolvers.world import World, build_world, drop_world, serve, token
-from tests.security.conftest import AFFILIATE, CHILD, Clients
+from tests.support.clients import AFFILIATE, CHILD, Clients
+from tests.support.factories import Operation
+from tests.support.world import World, build_world, drop_world, serve, token
 from web.graphql import DASHBOARD_QUERY
 
 ME = "query Me { me { id totalCpaEarned network { totalNetworkSize } } syncStatus { dataAsOf } }"

@@ -7,16 +7,12 @@ March: CPA 50.00, below the minimum payout).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
-
-from db.settings import Settings
 from etl.sync import run_cycle
-from tests.factories import Operation
-from tests.resolvers.world import JWT_SECRET, PLAIN, Api, World, serve, token
+from tests.support.factories import Operation
+from tests.support.world import Api, World, token
 
 
 @dataclass
@@ -63,23 +59,6 @@ async def write_program(op: Operation) -> None:
         await op.bet(user, "60.00", "40.00", "2025-03-03 13:00Z")
     await op.deposit(18, "100.00", "2025-04-02 12:00Z")
     await op.bet(18, "100.00", "900.00", "2025-04-02 13:00Z")  # GGR -800: REV -200.00
-
-
-@pytest.fixture
-async def program(robust_url: str, operation_url: str) -> AsyncIterator[Program]:
-    op = await Operation.open(operation_url)
-    try:
-        await write_program(op)
-    finally:
-        await op.close()
-    settings = Settings(database_url=robust_url, operation_database_url=operation_url,
-                        etl_scheduler_enabled=False, jwt_secret=JWT_SECRET, _env_file=None, **PLAIN)
-    world = World(robust_url, operation_url, settings)
-    program_ = Program(world, None)  # type: ignore[arg-type]
-    await program_.etl()
-    async with serve(world, role="admin") as api:
-        program_.api = api
-        yield program_
 
 
 async def past_plan(url: str, affiliate_id: int, versions: list[dict[str, Any]]) -> list[int]:

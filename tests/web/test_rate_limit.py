@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from tests.resolvers.world import World, serve, token
+from tests.support.world import World, serve, token
 
 QUERY = {"query": '{ affiliate(id: "300") { id } }'}
 # A burst window of a few seconds, so that three requests on a loaded machine still fall in it.

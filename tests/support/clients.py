@@ -1,17 +1,15 @@
-"""Fixtures of the security tests: the shared ETL-built world, served with the door's
-features on (cache, limits), and clients holding tokens of each role."""
+"""Clients holding tokens of each role on one served app (the ``secure`` fixture), and the
+affiliates of the shared world's tree the scoping tests use."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import pytest
 
-from tests.resolvers.world import Api, World, api, serve, token, world  # noqa: F401 - shared fixtures
+from tests.support.world import Api, token
 
-# The tree of tests/resolvers/world.py: 300 is the root; 301 is one of its children, whose
+# The tree of tests/support/world.py: 300 is the root; 301 is one of its children, whose
 # children are 326, 329, ... (326..340 split over 301..303), and 326 has 341..350 below it.
 ROOT, AFFILIATE, CHILD, GRANDCHILD, SIBLING = 300, 301, 326, 341, 302
 
@@ -38,11 +36,3 @@ class Clients:
         body = response.json()
         assert "errors" not in body, body["errors"]
         return body["data"]
-
-
-@pytest.fixture(scope="session")
-async def secure(world: World) -> AsyncIterator[Clients]:  # noqa: F811
-    """The app with the response cache on (memory), rate limits off (tests/security/
-    test_rate_limit.py turns them on), and no default token."""
-    async with serve(world, role=None, cache_enabled=True) as served:
-        yield Clients(served)

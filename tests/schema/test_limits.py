@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.security.conftest import AFFILIATE, Clients
+from tests.support.clients import AFFILIATE, Clients
 
 
 def nested(depth: int) -> str:

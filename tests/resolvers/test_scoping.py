@@ -9,8 +9,8 @@ import types
 
 import pytest
 
-from tests.resolvers.world import Api, World, rows, token
-from tests.security.conftest import AFFILIATE, CHILD, GRANDCHILD, ROOT, SIBLING, Clients
+from tests.support.clients import AFFILIATE, CHILD, GRANDCHILD, ROOT, SIBLING, Clients
+from tests.support.world import Api, World, rows, token
 from web.graphql import DASHBOARD_QUERY
 
 EVERY_FIELD = """query($id: ID!) { affiliate(id: $id) {

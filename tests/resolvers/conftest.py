@@ -1,1 +1,0 @@
-from tests.resolvers.world import api, world  # noqa: F401 - shared fixtures
