@@ -42,6 +42,7 @@ from typing import Any
 
 import asyncpg
 
+from etl import runs
 from web.graphql import DASHBOARD_QUERY
 
 LARGEST = 1622968  # the seed-scale database's largest network; other databases use their own
@@ -399,10 +400,7 @@ async def old_flow(operation_url: str, affiliate_id: int, runs: int = 3) -> tupl
 async def last_success(robust_url: str) -> tuple[int, datetime | None]:
     conn = await asyncpg.connect(robust_url)
     try:
-        row = await conn.fetchrow(
-            "SELECT id, source_as_of FROM etl.runs WHERE status = 'success' "
-            "ORDER BY finished_at DESC NULLS LAST, id DESC LIMIT 1"
-        )
+        row = await runs.last_success(conn)
         return (row["id"], row["source_as_of"]) if row else (0, None)
     finally:
         await conn.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncpg
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from db.settings import async_url, masked_url, plain_url
 
@@ -23,10 +23,6 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEn
         # connection is discarded by the pool on its first error and the next one reconnects.
         connect_args={"timeout": 5, "command_timeout": 30},
     )
-
-
-def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker:
-    return async_sessionmaker(engine, expire_on_commit=False)
 
 
 async def connect(url: str, *, connect_timeout: float = 10.0) -> asyncpg.Connection:

@@ -2,7 +2,7 @@
 
 Real PostgreSQL databases: the robust schema is migrated once per session into a template
 database, and each test that writes gets a copy of it (CREATE DATABASE ... TEMPLATE), which is
-fast and fully isolated; read-only tests share one ETL-built ``world`` and its served ``api``.
+fast and fully isolated; read-only tests share one ETL-built ``deployment`` and its served ``api``.
 """
 
 from __future__ import annotations
@@ -18,9 +18,17 @@ from db import migrate
 from db.settings import Settings
 from tests.support.clients import Clients
 from tests.support.databases import OPERATION_SQL, admin, db_url
+from tests.support.deployment import (
+    JWT_SECRET,
+    PLAIN,
+    Api,
+    Deployment,
+    build_deployment,
+    drop_deployment,
+    serve,
+)
 from tests.support.factories import Operation
 from tests.support.program import Program, write_program
-from tests.support.world import JWT_SECRET, PLAIN, Api, World, build_world, drop_world, serve
 
 
 @pytest.fixture(scope="session")
@@ -65,25 +73,25 @@ def settings(robust_url: str, operation_url: str) -> Settings:
 
 
 @pytest.fixture(scope="session")
-async def world(robust_template: str) -> AsyncIterator[World]:
-    """The shared read-only world (tests/support/world.py), built by the real ETL."""
-    built = await build_world(robust_template)
+async def deployment(robust_template: str) -> AsyncIterator[Deployment]:
+    """The shared read-only deployment (tests/support/deployment.py), built by the real ETL."""
+    built = await build_deployment(robust_template)
     yield built
-    await drop_world(built)
+    await drop_deployment(built)
 
 
 @pytest.fixture(scope="session")
-async def api(world: World) -> AsyncIterator[Api]:
-    """The app serving the world with an admin token (no cache, no rate limits)."""
-    async with serve(world) as served:
+async def api(deployment: Deployment) -> AsyncIterator[Api]:
+    """The app serving the deployment with an admin token (no cache, no rate limits)."""
+    async with serve(deployment) as served:
         yield served
 
 
 @pytest.fixture(scope="session")
-async def secure(world: World) -> AsyncIterator[Clients]:
+async def secure(deployment: Deployment) -> AsyncIterator[Clients]:
     """The app with the response cache on (memory), rate limits off (test_rate_limit.py turns
     them on), and no default token: clients per role."""
-    async with serve(world, role=None, cache_enabled=True) as served:
+    async with serve(deployment, role=None, cache_enabled=True) as served:
         yield Clients(served)
 
 
@@ -98,9 +106,9 @@ async def program(robust_url: str, operation_url: str) -> AsyncIterator[Program]
         await op.close()
     settings = Settings(database_url=robust_url, operation_database_url=operation_url,
                         etl_scheduler_enabled=False, jwt_secret=JWT_SECRET, _env_file=None, **PLAIN)
-    world = World(robust_url, operation_url, settings)
-    program_ = Program(world, None)  # type: ignore[arg-type]
+    deployment = Deployment(robust_url, operation_url, settings)
+    program_ = Program(deployment, None)  # type: ignore[arg-type]
     await program_.etl()
-    async with serve(world, role="admin") as served:
+    async with serve(deployment, role="admin") as served:
         program_.api = served
         yield program_

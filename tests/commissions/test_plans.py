@@ -9,8 +9,8 @@ from decimal import Decimal as D
 import pytest
 
 from commissions.months import local_today
+from tests.support.deployment import rows
 from tests.support.program import Program
-from tests.support.world import rows
 
 TERMS = {"cpaByLevel": ["60.00", "20", "10", "5", "5"], "revShareByLevel": ["0.3", "0.1", "0.05", "0.03", "0.02"],
          "negativeCarryover": False, "minPayout": "100.00"}
@@ -22,7 +22,7 @@ ASSIGN = "mutation A($a: ID!, $p: ID!) { assignCommissionPlan(affiliateId: $a, p
 
 
 def today(program: Program) -> date:
-    return local_today(program.world.settings.timezone)
+    return local_today(program.deployment.settings.timezone)
 
 
 async def test_default_plan_holds_the_spec_defaults(program: Program) -> None:
@@ -54,7 +54,7 @@ async def test_create_schedule_assign_and_audit(program: Program) -> None:
 
     assigned = (await program.data(ASSIGN, {"a": "1", "p": plan["id"]}))["assignCommissionPlan"]
     assert assigned == {"planId": plan["id"], "effectiveFrom": today(program).isoformat()}
-    history = await rows(program.world.robust_url,
+    history = await rows(program.deployment.robust_url,
                          "SELECT effective_from, plan_id FROM affiliate_plan_history WHERE affiliate_id = 1 "
                          "ORDER BY effective_from")
     assert [(r["effective_from"], r["plan_id"]) for r in history] == [

@@ -10,9 +10,9 @@ from __future__ import annotations
 from decimal import Decimal as D
 from typing import Any
 
+from tests.support.deployment import rows
 from tests.support.factories import Operation
 from tests.support.program import Program, past_plan
-from tests.support.world import rows
 
 STATEMENT = """
 query S($id: ID!) { statement(id: $id) {
@@ -31,7 +31,7 @@ async def statement(program: Program, id: str) -> dict[str, Any]:
 async def rev_day(program: Program, affiliate_id: int, day: str, rev: str) -> None:
     """The daily REV of level 1 as the ETL writes it (GGR at the default 25%): setting it
     again is late data for that day."""
-    await rows(program.world.robust_url, """
+    await rows(program.deployment.robust_url, """
         INSERT INTO etl.affiliate_level_periods (affiliate_id, period_type, period_start, level, new_referrals,
             deposits, deposit_count, withdrawals, withdrawal_count, stake, win, bet_count, cpa, validations, rev)
         VALUES ($1, 'daily', $2::text::date, 1, 0, 0, 0, 0, 0, greatest($3::text::numeric * 4, 0),
@@ -55,12 +55,12 @@ async def test_a_correction_of_a_forgiven_negative_month_pays_only_what_the_mont
     """The example of the rule, through the real ETL: affiliate 1 (carryover off) closed
     April with REV -200.00, paid 0; a late bet makes April's REV +100.00. May pays 100.00,
     not the 300.00 of the raw change, whatever May's own REV."""
-    await past_plan(program.world.robust_url, 1, OFF)
+    await past_plan(program.deployment.robust_url, 1, OFF)
     await close(program, "2025-04-01")
     april = await statement(program, "1:2025-04")
     assert (D(april["rev"]), D(april["revPayable"]), D(april["payable"])) == (D("-200.00"), 0, 0)
 
-    op = await Operation.open(program.world.operation_url)
+    op = await Operation.open(program.deployment.operation_url)
     try:
         await op.bet(18, "1200.00", "0.00", "2025-04-02 14:00Z")  # same day: GGR +1200, REV +300.00
         await op.user(31, at="2025-05-01 12:00Z")
@@ -82,7 +82,7 @@ async def test_a_correction_of_a_forgiven_negative_month_pays_only_what_the_mont
     assert D(may["revPayable"]) == D("100.00") and D(may["payable"]) == D("100.00")
     assert not may["belowMinPayout"] and D(may["carryoverOut"]) == 0
     # the books still add up: April as closed + its later adjustments = the robust tables' April
-    summary = await rows(program.world.robust_url,
+    summary = await rows(program.deployment.robust_url,
                          "SELECT rev_earned FROM affiliate_periodic_summaries WHERE affiliate_id = 1 "
                          "AND period_type = 'monthly' AND period_start = DATE '2025-04-01'")
     assert D(april["rev"]) + D(may["revAdjustments"]) == summary[0]["rev_earned"] == D("100.00")
@@ -99,7 +99,7 @@ async def test_corrections_of_a_month_settled_with_carryover_off(program: Progra
     goes negative and rolls over); 903: -200 -> -250 changes nothing paid."""
     cases = {901: ("-200.00", "100.00"), 902: ("100.00", "-200.00"), 903: ("-200.00", "-250.00")}
     for affiliate_id, (before, _) in cases.items():
-        await past_plan(program.world.robust_url, affiliate_id, OFF)
+        await past_plan(program.deployment.robust_url, affiliate_id, OFF)
         await rev_day(program, affiliate_id, "2025-03-10", before)
     await close(program, "2025-03-01")
     closed = {a: await statement(program, f"{a}:2025-03") for a in cases}
@@ -125,7 +125,7 @@ async def test_successive_corrections_of_one_month(program: Program) -> None:
     +100: pays 100) and is closed; May brings -150 on the same day and +30 on another (March
     now -20: max(0, -20) - max(0, 100) = -100, line by line in day order), added to May's own
     REV (+40) as is."""
-    await past_plan(program.world.robust_url, 901, OFF)
+    await past_plan(program.deployment.robust_url, 901, OFF)
     await rev_day(program, 901, "2025-03-10", "-200.00")
     await close(program, "2025-03-01")
     await rev_day(program, 901, "2025-03-10", "100.00")
@@ -157,7 +157,7 @@ async def test_corrections_with_carryover_on_join_the_running_balance(program: P
     """Unchanged: 901 (carryover on) carried March's -200; +300 to March makes April's balance
     -200 + 300 = 100. 902 (on) was paid March's +100; -300 to March leaves -300 carried."""
     for affiliate_id, before in [(901, "-200.00"), (902, "100.00")]:
-        await past_plan(program.world.robust_url, affiliate_id, ON)
+        await past_plan(program.deployment.robust_url, affiliate_id, ON)
         await rev_day(program, affiliate_id, "2025-03-10", before)
     await close(program, "2025-03-01")
     await rev_day(program, 901, "2025-03-10", "100.00")
@@ -178,7 +178,7 @@ async def test_a_correction_of_a_month_that_had_no_statement(program: Program) -
     """A closed month where the affiliate had nothing (no statement stored) is settled by the
     terms in force on its last day: 901 (its own plan, carryover off) pays max(0, -50) - 0 = 0;
     904 (the default plan, carryover on) carries the -50."""
-    await past_plan(program.world.robust_url, 901, OFF)
+    await past_plan(program.deployment.robust_url, 901, OFF)
     await close(program, "2025-03-01")
     await rev_day(program, 901, "2025-03-10", "-50.00")
     await rev_day(program, 904, "2025-03-10", "-50.00")

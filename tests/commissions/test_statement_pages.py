@@ -1,4 +1,4 @@
-"""Pages of open statements over every affiliate (the shared world: March and April 2025 are
+"""Pages of open statements over every affiliate (the shared deployment: March and April 2025 are
 open, April chained on March): keyset pages equal a full scan, and the keyset and the page
 size reach the SQL, so a late page does not read the affiliates before it."""
 
@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from commissions.open_statements import stream_open_statements
-from tests.support.world import Api, World
+from tests.support.deployment import Api, Deployment
 
 PAGE = """query P($m: Date!, $first: Int, $after: ID) { statements(month: $m, first: $first, after: $after) {
   id affiliateId status cpaValidated cpaRejected cpa rev cpaAdjustments revAdjustments carryoverIn revPayable
@@ -69,8 +69,8 @@ class CountingConnection(asyncpg.Connection):
 
 
 @pytest.fixture
-async def counting(world: World) -> Iterator[CountingConnection]:
-    conn = await asyncpg.connect(world.robust_url, connection_class=CountingConnection)
+async def counting(deployment: Deployment) -> Iterator[CountingConnection]:
+    conn = await asyncpg.connect(deployment.robust_url, connection_class=CountingConnection)
     conn.streamed = []
     try:
         async with conn.transaction(readonly=True, isolation="repeatable_read"):
@@ -81,11 +81,11 @@ async def counting(world: World) -> Iterator[CountingConnection]:
 
 @pytest.mark.parametrize("month", MONTHS)
 async def test_a_late_page_reads_only_the_affiliates_after_it(
-    world: World, counting: CountingConnection, month: str
+    deployment: Deployment, counting: CountingConnection, month: str
 ) -> None:
     from datetime import date
 
-    tz, day = world.settings.timezone, date.fromisoformat(month)
+    tz, day = deployment.settings.timezone, date.fromisoformat(month)
     full = [s async for s in stream_open_statements(counting, tz, day)]
     read_by_full_scan = list(counting.streamed)
     assert len({s.affiliate_id for s in full}) == len(full) >= 6

@@ -8,9 +8,9 @@ from decimal import Decimal as D
 
 import pytest
 
+from tests.support.deployment import rows
 from tests.support.factories import Operation
 from tests.support.program import Program, past_plan
-from tests.support.world import rows
 
 STATEMENT = """
 query S($id: ID!) { statement(id: $id) {
@@ -26,7 +26,7 @@ async def statement(program: Program, id: str, **kw: object) -> dict:
 
 
 async def monthly_summary(program: Program, affiliate_id: int, month: str) -> tuple[D, D]:
-    found = await rows(program.world.robust_url,
+    found = await rows(program.deployment.robust_url,
                        "SELECT cpa_earned, rev_earned FROM affiliate_periodic_summaries "
                        "WHERE affiliate_id = $1 AND period_type = 'monthly' AND period_start = $2::text::date",
                        affiliate_id, month)
@@ -60,7 +60,7 @@ async def test_close_freezes_and_late_data_becomes_an_adjustment(program: Progra
 
     # late data dated in March: a bet of user 11 on March 10th (behind the bets' cursor, so the
     # full recompute picks it up)
-    op = await Operation.open(program.world.operation_url)
+    op = await Operation.open(program.deployment.operation_url)
     try:
         await op.bet(11, "40.00", "0.00", "2025-03-10 13:00Z")
     finally:
@@ -89,7 +89,7 @@ async def test_close_freezes_and_late_data_becomes_an_adjustment(program: Progra
 
 
 async def test_rejection_adjusts_open_or_next_month(program: Program) -> None:
-    ledger = await rows(program.world.robust_url,
+    ledger = await rows(program.deployment.robust_url,
                         "SELECT id, referred_user_id FROM affiliate_cpa_validations WHERE affiliate_id = 1 ORDER BY id")
     reject = """mutation R($id: ID!, $r: String!) { rejectCpaValidation(id: $id, reason: $r) { id cpaStatus } }"""
     first, second = str(ledger[0]["id"]), str(ledger[1]["id"])
@@ -115,7 +115,7 @@ async def test_workflow_and_audit(program: Program) -> None:
     await program.data(CLOSE, {"m": "2025-03-01"})
     assert (await program.error(pay, {"r": "PIX-1"}))["extensions"]["code"] == "BAD_USER_INPUT"  # not approved
     assert (await program.data(approve))["approveStatement"]["status"] == "APPROVED"
-    statuses = await rows(program.world.robust_url,
+    statuses = await rows(program.deployment.robust_url,
                           "SELECT DISTINCT cpa_status FROM affiliate_cpa_validations WHERE affiliate_id = 1")
     assert {r["cpa_status"] for r in statuses} == {"approved"}
     paid = (await program.data(pay, {"r": "PIX-1"}))["markStatementPaid"]
@@ -130,7 +130,7 @@ async def test_workflow_and_audit(program: Program) -> None:
     assert all(e["actor"].startswith("admin:") for e in log)
     # frozen in the database too
     with pytest.raises(Exception, match="frozen"):
-        await rows(program.world.robust_url, "UPDATE commission_statements SET payable = 0")
+        await rows(program.deployment.robust_url, "UPDATE commission_statements SET payable = 0")
 
 
 async def test_scoping_and_mutations_for_admins_only(program: Program) -> None:
@@ -151,11 +151,11 @@ async def test_scheduled_close_of_the_previous_month(program: Program) -> None:
     from commissions.months import add_months, local_today, month_start
     from commissions.service import close_previous_month
 
-    tz = program.world.settings.timezone
-    result = await close_previous_month(program.world.robust_url, tz)
+    tz = program.deployment.settings.timezone
+    result = await close_previous_month(program.deployment.robust_url, tz)
     assert result is not None and result.months[0].isoformat() == "2025-03-01"
     assert result.months[-1] == add_months(month_start(local_today(tz)), -1)
-    assert await close_previous_month(program.world.robust_url, tz) is None  # idempotent
+    assert await close_previous_month(program.deployment.robust_url, tz) is None  # idempotent
     # affiliate 1's April carryover (-200) travels through the empty months
     last = (await statement(program, f"1:{result.months[-1]:%Y-%m}"))
     assert D(last["carryoverIn"]) == D("-200.00") and last["status"] == "ON_HOLD"
@@ -171,8 +171,8 @@ async def test_concurrent_closes_of_one_month_give_one_clear_refusal(program: Pr
     from commissions.errors import WorkflowConflict
     from commissions.service import close_month
 
-    tz = program.world.settings.timezone
-    conns = [await asyncpg.connect(program.world.robust_url) for _ in range(2)]
+    tz = program.deployment.settings.timezone
+    conns = [await asyncpg.connect(program.deployment.robust_url) for _ in range(2)]
     try:
         results = await asyncio.gather(
             *(close_month(conn, tz, date(2025, 3, 1), f"admin:{i}") for i, conn in enumerate(conns)),
@@ -183,7 +183,7 @@ async def test_concurrent_closes_of_one_month_give_one_clear_refusal(program: Pr
     refused = [r for r in results if isinstance(r, Exception)]
     assert len(refused) == 1, results
     assert isinstance(refused[0], WorkflowConflict) and "already closed" in str(refused[0]), refused
-    stored = await rows(program.world.robust_url, "SELECT count(*) AS n FROM commission_statements")
+    stored = await rows(program.deployment.robust_url, "SELECT count(*) AS n FROM commission_statements")
     assert stored[0]["n"] == 2
 
 
@@ -196,7 +196,7 @@ async def test_open_statements_are_what_closing_stores(program: Program) -> None
     """With March and April open, April lists what closing April will store: affiliate 2 was
     paid in full in March (its plan has no minimum), so it has no April statement at all
     (not one made of zeros that would vanish when March closes)."""
-    await past_plan(program.world.robust_url, 2, [{"effective_from": "1900-01-01", "min_payout": "0.00"}])
+    await past_plan(program.deployment.robust_url, 2, [{"effective_from": "1900-01-01", "min_payout": "0.00"}])
     assert D((await statement(program, "2:2025-03"))["payable"]) == D("65.00")  # paid, not held
     open_april = (await program.data(LIST, {"m": "2025-04-01"}))["statements"]
     assert [s["id"] for s in open_april] == ["1:2025-04"]
@@ -213,11 +213,11 @@ async def test_terms_of_the_last_day_rev_by_day_cpa_by_t_star_and_the_held_chain
     negative carryover off, minimum payout 10.00. March (terms of 31 March: minimum 300) holds
     its 65.00; April settles under the terms of 30 April; approving April approves what it
     pays, the held March included; a rejection after that is recovered in May."""
-    march_terms, april_terms = await past_plan(program.world.robust_url, 2, [
+    march_terms, april_terms = await past_plan(program.deployment.robust_url, 2, [
         {"effective_from": "1900-01-01"},
         {"effective_from": "2025-04-15", "cpa_level_1": "80.00", "rev_share_level_1": "0.50",
          "negative_carryover": False, "min_payout": "10.00"}])
-    op = await Operation.open(program.world.operation_url)
+    op = await Operation.open(program.deployment.operation_url)
     try:
         await op.user(22, at="2025-04-01 12:00Z")
         await op.track(22, 2, "2025-04-01 12:00Z")
@@ -246,7 +246,7 @@ async def test_terms_of_the_last_day_rev_by_day_cpa_by_t_star_and_the_held_chain
     assert stored_march["status"] == "ON_HOLD" and stored_march["planVersionId"] == str(march_terms)
     approved = await program.data('mutation { approveStatement(id: "2:2025-04") { status payable } }')
     assert approved["approveStatement"] == {"status": "APPROVED", "payable": "145.00"}
-    ledger = await rows(program.world.robust_url,
+    ledger = await rows(program.deployment.robust_url,
                         "SELECT id, referred_user_id, cpa_status FROM affiliate_cpa_validations "
                         "WHERE affiliate_id = 2 ORDER BY referred_user_id")
     assert [(r["referred_user_id"], r["cpa_status"]) for r in ledger] == [(21, "approved"), (22, "approved")]
@@ -255,7 +255,7 @@ async def test_terms_of_the_last_day_rev_by_day_cpa_by_t_star_and_the_held_chain
     reject = 'mutation R($id: ID!) { rejectCpaValidation(id: $id, reason: "chargeback") { cpaStatus } }'
     await program.data(reject, {"id": str(ledger[0]["id"])})
     await program.data('mutation { markStatementPaid(id: "2:2025-04", reference: "PIX-2") { status } }')
-    statuses = await rows(program.world.robust_url, "SELECT referred_user_id, cpa_status FROM "
+    statuses = await rows(program.deployment.robust_url, "SELECT referred_user_id, cpa_status FROM "
                           "affiliate_cpa_validations WHERE affiliate_id = 2 ORDER BY referred_user_id")
     assert [r["cpa_status"] for r in statuses] == ["rejected", "paid"]
     may = await statement(program, "2:2025-05")
@@ -267,7 +267,7 @@ async def test_terms_of_the_last_day_rev_by_day_cpa_by_t_star_and_the_held_chain
 async def test_a_page_reads_on_past_affiliates_with_nothing_in_the_month(program: Program) -> None:
     """Affiliates 901-904 earned (and were paid) REV in March only, 905 earns in April: the
     April page after affiliate 2 skips them, however many rows that takes, and finds 905."""
-    await rows(program.world.robust_url, """
+    await rows(program.deployment.robust_url, """
         INSERT INTO etl.affiliate_level_periods (affiliate_id, period_type, period_start, level, new_referrals,
             deposits, deposit_count, withdrawals, withdrawal_count, stake, win, bet_count, cpa, validations, rev)
         SELECT a, 'daily', CASE WHEN a = 905 THEN DATE '2025-04-10' ELSE DATE '2025-03-10' END, 1, 0, 0, 0, 0,

@@ -13,15 +13,15 @@ import pytest
 import db.reader as access
 from db.engine import DatabaseUnavailable, make_engine
 from db.reader import Database, sql
-from tests.support.world import World
+from tests.support.deployment import Deployment
 
 SLEEP = sql("SELECT true AS slept, pg_backend_pid() AS pid FROM pg_sleep(:seconds)")
 PID = sql("SELECT pg_backend_pid() AS pid")
 
 
 @pytest.fixture
-async def database(world: World) -> AsyncIterator[Database]:
-    engine = make_engine(world.robust_url)
+async def database(deployment: Deployment) -> AsyncIterator[Database]:
+    engine = make_engine(deployment.robust_url)
     database = Database(engine, max_connections=2)
     yield database
     await database.close()

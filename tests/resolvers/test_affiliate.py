@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal as D
 
-from tests.support.world import Api, World, rows
+from tests.support.deployment import Api, Deployment, rows
 
 FIELDS = """id name email phone status totalReferrals totalValidatedReferrals totalDeposits
 totalWithdrawals totalBets totalGgr totalCpaEarned totalRevEarned totalNetworkSize rankCpa
@@ -46,8 +46,8 @@ async def test_the_worked_example_to_the_cent(api: Api) -> None:
     assert (b["totalCpaEarned"], b["totalRevEarned"], b["totalValidatedReferrals"]) == ("0.00", "12.50", 0)
 
 
-async def test_every_affiliate_equals_its_row(api: Api, world: World) -> None:
-    table = {r["affiliate_id"]: r for r in await rows(world.robust_url, "SELECT * FROM affiliates_ranked")}
+async def test_every_affiliate_equals_its_row(api: Api, deployment: Deployment) -> None:
+    table = {r["affiliate_id"]: r for r in await rows(deployment.robust_url, "SELECT * FROM affiliates_ranked")}
     nodes = await all_pages(api)
     assert [int(n["id"]) for n in nodes] == sorted(table)  # default order: id ascending
     assert len(nodes) > 60
@@ -67,8 +67,8 @@ async def test_unknown_affiliate_is_null(api: Api) -> None:
     assert (await api.data('{ affiliate(id: "999999") { id } }')) == {"affiliate": None}
 
 
-async def test_order_by_a_total_both_ways_with_stable_cursors(api: Api, world: World) -> None:
-    table = await rows(world.robust_url, "SELECT affiliate_id, total_cpa_earned FROM affiliates")
+async def test_order_by_a_total_both_ways_with_stable_cursors(api: Api, deployment: Deployment) -> None:
+    table = await rows(deployment.robust_url, "SELECT affiliate_id, total_cpa_earned FROM affiliates")
     expected_desc = [r["affiliate_id"] for r in sorted(table, key=lambda r: (-r[1], -r[0]))]
     desc = await all_pages(api, ", orderBy: {field: TOTAL_CPA_EARNED, direction: DESC}", page=9)
     assert [int(n["id"]) for n in desc] == expected_desc
@@ -84,9 +84,9 @@ async def test_order_by_a_total_both_ways_with_stable_cursors(api: Api, world: W
     assert [e["node"]["id"] for e in again[0][:2]] == [e["node"]["id"] for e in first[3:]]
 
 
-async def test_filter_by_status_and_search(api: Api, world: World) -> None:
+async def test_filter_by_status_and_search(api: Api, deployment: Deployment) -> None:
     inactive = await all_pages(api, ", filter: {status: INACTIVE}")
-    expected = await rows(world.robust_url, "SELECT affiliate_id FROM affiliates WHERE status = 'inactive' ORDER BY 1")
+    expected = await rows(deployment.robust_url, "SELECT affiliate_id FROM affiliates WHERE status = 'inactive' ORDER BY 1")
     assert [int(n["id"]) for n in inactive] == [r[0] for r in expected] and inactive
     found = await all_pages(api, ', filter: {search: "bia"}')
     assert [n["name"] for n in found] == ["Bia Raiz"]
@@ -95,8 +95,8 @@ async def test_filter_by_status_and_search(api: Api, world: World) -> None:
     assert await all_pages(api, ', filter: {search: "100%_"}') == []
 
 
-async def test_ranking_is_the_precomputed_rank(api: Api, world: World) -> None:
-    table = await rows(world.robust_url, "SELECT affiliate_id, rank_cpa, rank_referrals FROM affiliates_ranked "
+async def test_ranking_is_the_precomputed_rank(api: Api, deployment: Deployment) -> None:
+    table = await rows(deployment.robust_url, "SELECT affiliate_id, rank_cpa, rank_referrals FROM affiliates_ranked "
                                           "WHERE rank_cpa IS NOT NULL")
     for metric, column in (("CPA_EARNED", "rank_cpa"), ("VALIDATED_REFERRALS", "rank_referrals")):
         nodes, after = [], None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.world import Api
+from tests.support.deployment import Api
 
 BAD = [
     ("{ affiliates(first: 1000) { totalCount } }", "first must be between 0 and 100, got 1000"),

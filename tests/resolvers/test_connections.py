@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal as D
 from typing import Any
 
-from tests.support.world import Api, World, rows
+from tests.support.deployment import Api, Deployment, rows
 
 
 async def walk(api: Api, field: str, args: str, node: str, page: int, affiliate: int = 300) -> tuple[list, int]:
@@ -29,8 +29,8 @@ async def walk(api: Api, field: str, args: str, node: str, page: int, affiliate:
 REFERRAL = "referredUserId level referralDate status validationDate totalDeposits totalBets cpaAmount"
 
 
-async def test_referrals_every_page(api: Api, world: World) -> None:
-    table = await rows(world.robust_url, "SELECT * FROM affiliate_referrals WHERE referrer_id = 300 "
+async def test_referrals_every_page(api: Api, deployment: Deployment) -> None:
+    table = await rows(deployment.robust_url, "SELECT * FROM affiliate_referrals WHERE referrer_id = 300 "
                                           "ORDER BY referral_date DESC, referred_id")
     nodes, total = await walk(api, "referrals", "", REFERRAL, 20)
     assert total == len(table) == len(nodes) == 60  # 361 is at level 6
@@ -44,11 +44,11 @@ async def test_referrals_every_page(api: Api, world: World) -> None:
             row["total_deposits"], row["total_bets"], row["cpa_amount"])
 
 
-async def test_referral_filters_and_counts(api: Api, world: World) -> None:
+async def test_referral_filters_and_counts(api: Api, deployment: Deployment) -> None:
     level1, total1 = await walk(api, "referrals", ", level: 1", "referredUserId level", 7)
     assert total1 == len(level1) == 25 and {n["level"] for n in level1} == {1}
     validated, total_v = await walk(api, "referrals", ", status: VALIDATED", "referredUserId status", 10)
-    expected = await rows(world.robust_url, "SELECT count(*) FROM affiliate_referrals "
+    expected = await rows(deployment.robust_url, "SELECT count(*) FROM affiliate_referrals "
                                              "WHERE referrer_id = 300 AND status = 'validated'")
     assert total_v == len(validated) == expected[0][0] > 0
     both, total_b = await walk(api, "referrals", ", level: 2, status: PENDING", "referredUserId level status", 100)
@@ -58,8 +58,8 @@ async def test_referral_filters_and_counts(api: Api, world: World) -> None:
 VALIDATION = "id affiliateId referredUserId cpaLevel cpaAmount cpaStatus validationDate userDeposits userBets daysActive"
 
 
-async def test_cpa_validations_every_page(api: Api, world: World) -> None:
-    table = await rows(world.robust_url, "SELECT * FROM affiliate_cpa_validations WHERE affiliate_id = 300 "
+async def test_cpa_validations_every_page(api: Api, deployment: Deployment) -> None:
+    table = await rows(deployment.robust_url, "SELECT * FROM affiliate_cpa_validations WHERE affiliate_id = 300 "
                                           "ORDER BY validation_date DESC, id DESC")
     nodes, total = await walk(api, "cpaValidations", "", VALIDATION, 6)
     assert total == len(nodes) == len(table) > 6
@@ -84,8 +84,8 @@ async def test_example_validation(api: Api) -> None:
 TRANSACTION = "id userId level type amount transactionDate"
 
 
-async def test_transactions_every_page(api: Api, world: World) -> None:
-    table = await rows(world.robust_url, "SELECT * FROM affiliate_financial_transactions "
+async def test_transactions_every_page(api: Api, deployment: Deployment) -> None:
+    table = await rows(deployment.robust_url, "SELECT * FROM affiliate_financial_transactions "
                                           "WHERE affiliate_id = 300 ORDER BY transaction_date DESC, id DESC")
     nodes, total = await walk(api, "transactions", "", TRANSACTION, 100)
     assert total == len(nodes) == len(table) > 100
@@ -95,10 +95,10 @@ async def test_transactions_every_page(api: Api, world: World) -> None:
         assert node["transactionDate"] == row["transaction_date"].isoformat()
 
 
-async def test_transaction_filters(api: Api, world: World) -> None:
+async def test_transaction_filters(api: Api, deployment: Deployment) -> None:
     args = ', type: DEPOSIT, level: 1, from: "2025-03-10T00:00:00-03:00", to: "2025-03-20T00:00:00Z"'
     nodes, total = await walk(api, "transactions", args, TRANSACTION, 4)
-    expected = await rows(world.robust_url, """
+    expected = await rows(deployment.robust_url, """
         SELECT id FROM affiliate_financial_transactions WHERE affiliate_id = 300 AND transaction_type = 'deposit'
         AND mlm_level = 1 AND transaction_date >= '2025-03-10T03:00Z' AND transaction_date < '2025-03-20Z'
         ORDER BY transaction_date DESC, id DESC""")
@@ -108,12 +108,12 @@ async def test_transaction_filters(api: Api, world: World) -> None:
     assert [int(n["id"]) for n in naive] == [r[0] for r in expected]
 
 
-async def test_referred_affiliate_and_sync_status(api: Api, world: World) -> None:
+async def test_referred_affiliate_and_sync_status(api: Api, deployment: Deployment) -> None:
     data = await api.data('{ affiliate(id: 101) { referrals(level: 2) { nodes { referredUserId referredAffiliate { id } } } } '
                           'syncStatus { dataAsOf runsInProgress { id } lastRun { status mode } '
                           'lastSuccessfulRun { id sourceAsOf finishedAt } } }')
     assert data["affiliate"]["referrals"]["nodes"] == [{"referredUserId": "103", "referredAffiliate": None}]
-    run = (await rows(world.robust_url, "SELECT * FROM etl.runs WHERE status = 'success'"))[0]
+    run = (await rows(deployment.robust_url, "SELECT * FROM etl.runs WHERE status = 'success'"))[0]
     sync = data["syncStatus"]
     assert sync["runsInProgress"] == [] and sync["lastRun"]["status"] == "success"
     assert sync["lastRun"]["mode"] in {"incremental", "full"}  # the first cycle may be a full load

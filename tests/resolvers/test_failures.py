@@ -9,19 +9,19 @@ import pytest
 
 from schema.affiliate import Affiliate
 from tests.support.databases import ADMIN_URL
+from tests.support.deployment import Api, Deployment, serve
 from tests.support.proxy import Proxy
-from tests.support.world import Api, World, serve
 
 QUERY = '{ affiliate(id: "101") { totalDeposits network { levels { count } } } }'
 
 
-async def test_database_down_then_back(world: World, caplog: pytest.LogCaptureFixture) -> None:
+async def test_database_down_then_back(deployment: Deployment, caplog: pytest.LogCaptureFixture) -> None:
     proxy = Proxy()
     await proxy.start()
-    name = world.robust_url.rsplit("/", 1)[1]
+    name = deployment.robust_url.rsplit("/", 1)[1]
     user = urlsplit(ADMIN_URL).username or "postgres"
-    through_proxy = World(f"postgresql://{user}@127.0.0.1:{proxy.port}/{name}", world.operation_url,
-                          world.settings)
+    through_proxy = Deployment(f"postgresql://{user}@127.0.0.1:{proxy.port}/{name}", deployment.operation_url,
+                          deployment.settings)
     async with serve(through_proxy) as api:
         healthy = await api.data(QUERY)
         assert healthy["affiliate"]["totalDeposits"] == "70.00"

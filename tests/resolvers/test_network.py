@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from decimal import Decimal as D
 
-from tests.support.world import Api, World, rows
+from tests.support.deployment import Api, Deployment, rows
 
 LEVEL_FIELDS = ("count", "deposits", "bets", "ggr", "cpa", "rev")
 
 
-async def test_network_levels_equal_the_mlm_structure(api: Api, world: World) -> None:
-    mlm = {r["affiliate_id"]: r for r in await rows(world.robust_url, "SELECT * FROM affiliate_mlm_structure")}
+async def test_network_levels_equal_the_mlm_structure(api: Api, deployment: Deployment) -> None:
+    mlm = {r["affiliate_id"]: r for r in await rows(deployment.robust_url, "SELECT * FROM affiliate_mlm_structure")}
     data = await api.data(
         "{ affiliates(first: 100) { edges { node { id network { totalNetworkSize "
         "levels { level count deposits bets ggr cpa rev } } } } } }"
@@ -43,8 +43,8 @@ SUMMARY = """query($id: ID!, $p: PeriodType!) { affiliate(id: $id) { summaries(p
   revEarned levels { level newReferrals deposits bets ggr cpa rev } } } }"""
 
 
-async def test_summaries_equal_the_table(api: Api, world: World) -> None:
-    table = await rows(world.robust_url, "SELECT * FROM affiliate_periodic_summaries "
+async def test_summaries_equal_the_table(api: Api, deployment: Deployment) -> None:
+    table = await rows(deployment.robust_url, "SELECT * FROM affiliate_periodic_summaries "
                                           "WHERE affiliate_id IN (101, 300, 301, 341) "
                                           "ORDER BY affiliate_id, period_type, period_start")
     for affiliate_id in (101, 300, 301, 341):

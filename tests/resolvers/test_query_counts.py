@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.world import Api
+from tests.support.deployment import Api
 from web.graphql import DASHBOARD_QUERY
 
 LIST = """query($n: Int) { affiliates(first: $n) { edges { node {

@@ -10,7 +10,7 @@ import types
 import pytest
 
 from tests.support.clients import AFFILIATE, CHILD, GRANDCHILD, ROOT, SIBLING, Clients
-from tests.support.world import Api, World, rows, token
+from tests.support.deployment import Api, Deployment, rows, token
 from web.graphql import DASHBOARD_QUERY
 
 EVERY_FIELD = """query($id: ID!) { affiliate(id: $id) {
@@ -134,12 +134,12 @@ async def test_mutations_are_for_admins(secure: Clients, monkeypatch: pytest.Mon
     assert (await secure.api.client.post("/api/v1/affiliates/301/validate-cpa", headers=admin)).status_code == 200
 
 
-async def test_scoping_adds_at_most_one_statement(api: Api, world: World) -> None:
+async def test_scoping_adds_at_most_one_statement(api: Api, deployment: Deployment) -> None:
     """The own dashboard costs no extra statement; a downline member's costs one (uncached app)."""
     for (role, affiliate_id), target, extra in ((("admin", None), ROOT, 0),
                                                 (("affiliate", AFFILIATE), AFFILIATE, 0),
                                                 (("affiliate", AFFILIATE), CHILD, 1)):
-        headers = {"authorization": f"Bearer {token(world.settings, role, affiliate_id)}"}
+        headers = {"authorization": f"Bearer {token(deployment.settings, role, affiliate_id)}"}
         payload = {"query": DASHBOARD_QUERY, "variables": {"id": str(target)}}
         await api.client.post("/graphql", json=payload, headers=headers)  # warm the pool
         with api.queries() as seen:

@@ -7,8 +7,8 @@ from pydantic import SecretStr
 
 from etl.sync import EtlBusy, run_cycle
 from resolvers import validation as validation_resolvers
+from tests.support.deployment import JWT_SECRET, PLAIN, Api, Deployment, rows, serve
 from tests.support.factories import Operation
-from tests.support.world import JWT_SECRET, PLAIN, Api, World, rows, serve
 
 MUTATION = """mutation($id: ID!) { validateCpa(affiliateId: $id) { affiliateId
   validations { id affiliateId referredUserId cpaLevel cpaAmount validationDate affiliate { name } } } }"""
@@ -18,8 +18,8 @@ def fake_module(monkeypatch: pytest.MonkeyPatch, impl: object) -> None:
     monkeypatch.setattr(validation_resolvers, "validate_affiliate_network", impl)
 
 
-async def test_returns_the_validations_written(api: Api, world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    ledger = await rows(world.robust_url, "SELECT id FROM affiliate_cpa_validations WHERE affiliate_id = 300 "
+async def test_returns_the_validations_written(api: Api, deployment: Deployment, monkeypatch: pytest.MonkeyPatch) -> None:
+    ledger = await rows(deployment.robust_url, "SELECT id FROM affiliate_cpa_validations WHERE affiliate_id = 300 "
                                            "ORDER BY id LIMIT 2")
     calls = []
 
@@ -29,7 +29,7 @@ async def test_returns_the_validations_written(api: Api, world: World, monkeypat
 
     fake_module(monkeypatch, validate)
     result = (await api.data(MUTATION, {"id": "300"}))["validateCpa"]
-    assert calls == [(world.robust_url, 300, world.settings)]
+    assert calls == [(deployment.robust_url, 300, deployment.settings)]
     assert result["affiliateId"] == "300"
     assert [int(v["id"]) for v in result["validations"]] == [r[0] for r in ledger]
     assert {v["affiliate"]["name"] for v in result["validations"]} == {"Bia Raiz"}
@@ -60,7 +60,7 @@ async def test_real_validation_of_a_newly_qualified_user(settings, robust_url: s
     await op.bet(102, "30.00", "45.00", "2025-03-04 02:30Z")  # 102 qualifies now
     await op.close()
     settings = settings.model_copy(update={"jwt_secret": SecretStr(JWT_SECRET), **PLAIN})
-    async with serve(World(robust_url, operation_url, settings)) as api:
+    async with serve(Deployment(robust_url, operation_url, settings)) as api:
         result = (await api.data(MUTATION, {"id": "101"}))["validateCpa"]
     assert [(v["affiliateId"], v["referredUserId"], v["cpaLevel"], v["cpaAmount"])
             for v in result["validations"]] == [("101", "102", 1, "50.00")]

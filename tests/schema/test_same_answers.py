@@ -19,7 +19,7 @@ from resolvers.loaders.summary import _query
 from resolvers.loaders.validation import _BY_ID as _VALIDATIONS_BY_ID
 from resolvers.sync import _RUNS
 from schema.execution import FatureExecutionContext
-from tests.support.world import Api, World, serve, token
+from tests.support.deployment import Api, Deployment, serve, token
 from web.graphql import DASHBOARD_QUERY
 
 LEVELS = "level count deposits bets ggr cpa rev"
@@ -50,15 +50,15 @@ QUERIES: list[tuple[str, dict[str, Any]]] = [
 
 
 @pytest.mark.parametrize("role", ["admin", "affiliate"])
-async def test_every_query_answers_the_same(world: World, role: str) -> None:
+async def test_every_query_answers_the_same(deployment: Deployment, role: str) -> None:
     """The same answers with the custom executor on and off (FATURE_FAST_EXECUTION)."""
     affiliate = 300 if role == "affiliate" else None
-    async with serve(world, fast_execution=True) as fast_api, serve(world, fast_execution=False) as slow_api:
+    async with serve(deployment, fast_execution=True) as fast_api, serve(deployment, fast_execution=False) as slow_api:
         assert fast_api.app.state.api.settings.fast_execution is True
         assert slow_api.app.state.api.settings.fast_execution is False
         # ... and every read of the slow one through SQLAlchemy, not straight on asyncpg.
         slow_api.app.state.api.database._compile = lambda query: None
-        headers = {"authorization": f"Bearer {token(world.settings, role, affiliate)}"}
+        headers = {"authorization": f"Bearer {token(deployment.settings, role, affiliate)}"}
         for query, variables in QUERIES:
             body = {"query": query, "variables": variables}
             fast = await fast_api.client.post("/graphql", json=body, headers=headers)
@@ -68,7 +68,7 @@ async def test_every_query_answers_the_same(world: World, role: str) -> None:
             assert fast.json().get("errors") == slow.json().get("errors"), query
 
 
-async def test_the_setting_turns_the_short_ways_off(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_setting_turns_the_short_ways_off(deployment: Deployment, monkeypatch: pytest.MonkeyPatch) -> None:
     planned: list[bool] = []
     original = FatureExecutionContext._plan
 
@@ -80,7 +80,7 @@ async def test_the_setting_turns_the_short_ways_off(world: World, monkeypatch: p
     monkeypatch.setattr(FatureExecutionContext, "_plan", spy)
     for fast in (True, False):
         planned.clear()
-        async with serve(world, fast_execution=fast) as api:
+        async with serve(deployment, fast_execution=fast) as api:
             assert (await api.data(DASHBOARD_QUERY, {"id": "300"}))["affiliate"] is not None
         assert any(planned) is fast
 
@@ -128,8 +128,8 @@ async def test_a_statement_with_typed_parameters_goes_through_sqlalchemy(api: Ap
     assert rows[0].m == 42 and rows[0]._mapping == {"m": 42} and len(seen) == 1
 
 
-async def test_reads_recover_after_the_pool_is_closed(world: World) -> None:
-    async with serve(world) as api:
+async def test_reads_recover_after_the_pool_is_closed(deployment: Deployment) -> None:
+    async with serve(deployment) as api:
         assert (await api.data('{ affiliate(id: "300") { id } }'))["affiliate"]["id"] == "300"
         await api.app.state.api.database.close()  # as at shutdown; a late read opens a new pool
         assert (await api.data('{ affiliate(id: "300") { id } }'))["affiliate"]["id"] == "300"

@@ -1,5 +1,5 @@
 """Clients holding tokens of each role on one served app (the ``secure`` fixture), and the
-affiliates of the shared world's tree the scoping tests use."""
+affiliates of the shared deployment's tree the scoping tests use."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Any
 
 import httpx
 
-from tests.support.world import Api, token
+from tests.support.deployment import Api, token
 
-# The tree of tests/support/world.py: 300 is the root; 301 is one of its children, whose
+# The tree of tests/support/deployment.py: 300 is the root; 301 is one of its children, whose
 # children are 326, 329, ... (326..340 split over 301..303), and 326 has 341..350 below it.
 ROOT, AFFILIATE, CHILD, GRANDCHILD, SIBLING = 300, 301, 326, 341, 302
 

@@ -11,22 +11,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from etl.sync import run_cycle
+from tests.support.deployment import Api, Deployment, token
 from tests.support.factories import Operation
-from tests.support.world import Api, World, token
 
 
 @dataclass
 class Program:
-    world: World
+    deployment: Deployment
     api: Api
 
     async def etl(self, full: bool = False) -> None:
-        result = await run_cycle(self.world.settings, self.world.robust_url, self.world.operation_url,
+        result = await run_cycle(self.deployment.settings, self.deployment.robust_url, self.deployment.operation_url,
                                  full=full)
         assert result.status == "success"
 
     def headers(self, role: str, affiliate_id: int | None = None) -> dict[str, str]:
-        return {"authorization": f"Bearer {token(self.world.settings, role, affiliate_id)}"}
+        return {"authorization": f"Bearer {token(self.deployment.settings, role, affiliate_id)}"}
 
     async def gql(self, query: str, variables: dict[str, Any] | None = None, *, role: str = "admin",
                   affiliate_id: int | None = None) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import SecretStr
 
 from tests.support.clients import Clients
-from tests.support.world import JWT_SECRET, Api, World, serve
+from tests.support.deployment import JWT_SECRET, Api, Deployment, serve
 from web.auth import mint_token
 
 QUERY = '{ affiliate(id: "300") { id } }'
@@ -85,10 +85,10 @@ async def test_open_endpoints(secure: Clients) -> None:
     assert (await client.get("/metrics")).status_code == 200  # the test client is loopback
 
 
-async def test_metrics_from_elsewhere_need_an_admin_token(world: World) -> None:
+async def test_metrics_from_elsewhere_need_an_admin_token(deployment: Deployment) -> None:
     import httpx
 
-    async with serve(world, role=None) as api:
+    async with serve(deployment, role=None) as api:
         transport = httpx.ASGITransport(app=api.app, client=("10.1.2.3", 5555))
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as remote:
             assert (await remote.get("/metrics")).status_code == 401
@@ -99,8 +99,8 @@ async def test_metrics_from_elsewhere_need_an_admin_token(world: World) -> None:
             assert (await remote.get("/healthz")).status_code == 200
 
 
-async def test_audience_and_issuer_are_checked_when_configured(world: World) -> None:
-    async with serve(world, role=None, jwt_audience="fature-api", jwt_issuer="https://auth.example") as api:
+async def test_audience_and_issuer_are_checked_when_configured(deployment: Deployment) -> None:
+    async with serve(deployment, role=None, jwt_audience="fature-api", jwt_issuer="https://auth.example") as api:
         settings = api.app.state.api.settings
         good = mint_token(settings, "admin")
         ok = await api.client.post("/graphql", json={"query": QUERY}, headers={"authorization": f"Bearer {good}"})
@@ -115,8 +115,8 @@ async def test_audience_and_issuer_are_checked_when_configured(world: World) -> 
             assert response.json()["errors"][0]["extensions"]["reason"] == reason
 
 
-async def test_short_ttl_tokens_expire(world: World) -> None:
-    async with serve(world, role=None, jwt_leeway_seconds=0) as api:
+async def test_short_ttl_tokens_expire(deployment: Deployment) -> None:
+    async with serve(deployment, role=None, jwt_leeway_seconds=0) as api:
         brief = mint_token(api.app.state.api.settings, "admin", ttl=timedelta(seconds=1))
         headers = {"authorization": f"Bearer {brief}"}
         assert (await api.client.post("/graphql", json={"query": QUERY}, headers=headers)).status_code == 200
@@ -125,17 +125,17 @@ async def test_short_ttl_tokens_expire(world: World) -> None:
         assert response.status_code == 401 and response.json()["errors"][0]["extensions"]["reason"] == "token expired"
 
 
-def test_mint_token_refuses_what_it_cannot_sign(world: World) -> None:
+def test_mint_token_refuses_what_it_cannot_sign(deployment: Deployment) -> None:
     with pytest.raises(ValueError):
-        mint_token(world.settings, "affiliate")  # no affiliate_id
+        mint_token(deployment.settings, "affiliate")  # no affiliate_id
     with pytest.raises(ValueError):
-        mint_token(world.settings, "superuser")
+        mint_token(deployment.settings, "superuser")
     with pytest.raises(ValueError):
-        mint_token(world.settings.model_copy(update={"jwt_secret": None}), "admin")
+        mint_token(deployment.settings.model_copy(update={"jwt_secret": None}), "admin")
 
 
 @pytest.fixture
-async def rs256(world: World, tmp_path: Path) -> AsyncIterator[tuple[Api, Api, Path]]:
+async def rs256(deployment: Deployment, tmp_path: Path) -> AsyncIterator[tuple[Api, Api, Path]]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     private = tmp_path / "private.pem"
     private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -147,8 +147,8 @@ async def rs256(world: World, tmp_path: Path) -> AsyncIterator[tuple[Api, Api, P
     jwks = tmp_path / "jwks.json"
     jwks.write_text(json.dumps({"keys": [{**jwk, "kid": "k1", "use": "sig", "alg": "RS256"}]}))
     common = {"jwt_algorithm": "RS256", "jwt_private_key_file": private}
-    async with serve(world, role=None, jwt_public_key_file=public, **common) as by_pem, \
-            serve(world, role=None, jwt_jwks_file=jwks, **common) as by_jwks:
+    async with serve(deployment, role=None, jwt_public_key_file=public, **common) as by_pem, \
+            serve(deployment, role=None, jwt_jwks_file=jwks, **common) as by_jwks:
         yield by_pem, by_jwks, private
 
 

@@ -16,8 +16,8 @@ from typing import Any
 import asyncpg
 import pytest
 
+from tests.support.deployment import Api, Deployment, serve, token
 from tests.support.program import Program
-from tests.support.world import Api, World, serve, token
 
 ROOT, AFFILIATE, CHILD, GRANDCHILD, SIBLING = 300, 301, 326, 341, 302
 
@@ -28,11 +28,11 @@ def camel(name: str) -> str:
 
 
 class Exports:
-    def __init__(self, served: Api, world: World) -> None:
-        self.api, self.world = served, world
+    def __init__(self, served: Api, deployment: Deployment) -> None:
+        self.api, self.deployment = served, deployment
 
     def headers(self, role: str, affiliate_id: int | None = None) -> dict[str, str]:
-        return {"authorization": f"Bearer {token(self.world.settings, role, affiliate_id)}"}
+        return {"authorization": f"Bearer {token(self.deployment.settings, role, affiliate_id)}"}
 
     async def get(self, report: str, role: str = "admin", me: int | None = None, **params: Any) -> Any:
         """``me``: the token's affiliate; ``params``: the query string."""
@@ -73,9 +73,9 @@ class Exports:
 
 
 @pytest.fixture(scope="session")
-async def exports(world: World) -> AsyncIterator[Exports]:
-    async with serve(world, role=None) as served:
-        yield Exports(served, world)
+async def exports(deployment: Deployment) -> AsyncIterator[Exports]:
+    async with serve(deployment, role=None) as served:
+        yield Exports(served, deployment)
 
 
 def same(csv_value: str, gql_value: Any) -> bool:
@@ -359,7 +359,7 @@ def _rss() -> int:
 
 async def _many_referrals(program: Program, n: int) -> Decimal:
     """``n`` more level-1..5 referrals of affiliate 1; returns the sum of their deposits."""
-    conn = await asyncpg.connect(program.world.robust_url)
+    conn = await asyncpg.connect(program.deployment.robust_url)
     try:
         await conn.execute(
             """INSERT INTO affiliate_referrals (referrer_id, referred_id, mlm_level, referral_date, status,
@@ -381,7 +381,7 @@ async def _get_streamed(program: Program, path: str, query: bytes,
     the status, the bytes and chunks sent, the process's peak growth in memory, the time."""
     app = program.api.app
     headers = [(b"host", b"test"),
-               (b"authorization", f"Bearer {token(program.world.settings, 'admin')}".encode())]
+               (b"authorization", f"Bearer {token(program.deployment.settings, 'admin')}".encode())]
     scope = {
         "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
         "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",

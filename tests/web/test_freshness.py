@@ -7,14 +7,14 @@ import asyncio
 import asyncpg
 
 from etl import runs
-from tests.support.world import World, serve
+from tests.support.deployment import Deployment, serve
 
 
 async def test_a_commit_elsewhere_moves_the_generation_at_once(
-    world: World, robust_url: str, operation_url: str
+    deployment: Deployment, robust_url: str, operation_url: str
 ) -> None:
-    # A database of its own: the shared world's apps listen on theirs and never hear this run.
-    own = World(robust_url, operation_url, world.settings.model_copy(
+    # A database of its own: the shared deployment's apps listen on theirs and never hear this run.
+    own = Deployment(robust_url, operation_url, deployment.settings.model_copy(
         update={"database_url": robust_url, "operation_database_url": operation_url}))
     # No poll: only the NOTIFY path can tell the app about the run.
     async with serve(own, cache_enabled=True, freshness_poll_seconds=0) as served:

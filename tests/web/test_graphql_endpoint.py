@@ -14,7 +14,7 @@ from gql.transport.httpx import HTTPXAsyncTransport
 
 import app as app_module
 from app import create_app
-from tests.support.world import Api, World, rows, serve, token
+from tests.support.deployment import Api, Deployment, rows, serve, token
 from web.graphql import DASHBOARD_QUERY
 
 
@@ -25,9 +25,9 @@ def free_port() -> int:
 
 
 @pytest.fixture
-async def server(world: World) -> AsyncIterator[str]:
+async def server(deployment: Deployment) -> AsyncIterator[str]:
     port = free_port()
-    app = create_app(world.settings, robust_url=world.robust_url, start_scheduler=False)
+    app = create_app(deployment.settings, robust_url=deployment.robust_url, start_scheduler=False)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     uv = uvicorn.Server(config)
     task = asyncio.create_task(uv.serve())
@@ -39,15 +39,15 @@ async def server(world: World) -> AsyncIterator[str]:
     await task
 
 
-async def test_gql_client_runs_the_dashboard_over_http(server: str, world: World) -> None:
+async def test_gql_client_runs_the_dashboard_over_http(server: str, deployment: Deployment) -> None:
     transport = HTTPXAsyncTransport(url=f"{server}/graphql",
-                                    headers={"authorization": f"Bearer {token(world.settings, 'analyst')}"})
+                                    headers={"authorization": f"Bearer {token(deployment.settings, 'analyst')}"})
     async with Client(transport=transport, fetch_schema_from_transport=True) as session:
         request = gql(DASHBOARD_QUERY)
         request.variable_values = {"id": "300"}
         result = await session.execute(request)
     affiliate = result["affiliate"]
-    row = (await rows(world.robust_url, "SELECT * FROM affiliates WHERE affiliate_id = 300"))[0]
+    row = (await rows(deployment.robust_url, "SELECT * FROM affiliates WHERE affiliate_id = 300"))[0]
     assert affiliate["totalCpaEarned"] == f"{row['total_cpa_earned']:.2f}"
     assert affiliate["totalRevEarned"] == f"{row['total_rev_earned']:.2f}"
     assert affiliate["network"]["totalNetworkSize"] == row["total_network_size"] == 60
@@ -75,7 +75,7 @@ async def test_get_queries_health_and_json(api: Api) -> None:
     assert (health.status_code, health.json()) == (200, {"status": "ok"})
 
 
-async def test_lifespan_starts_and_stops_the_scheduler(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_lifespan_starts_and_stops_the_scheduler(deployment: Deployment, monkeypatch: pytest.MonkeyPatch) -> None:
     events: list[str] = []
 
     class FakeScheduler:
@@ -83,15 +83,15 @@ async def test_lifespan_starts_and_stops_the_scheduler(world: World, monkeypatch
             events.append("shutdown")
 
     def start_scheduler(settings: object, robust_url: str, operation_url: str) -> FakeScheduler:
-        events.append(f"start {robust_url == world.robust_url} {operation_url == world.operation_url}")
+        events.append(f"start {robust_url == deployment.robust_url} {operation_url == deployment.operation_url}")
         return FakeScheduler()
 
     monkeypatch.setattr(app_module, "start_etl_scheduler", start_scheduler)
-    async with serve(world) as api:
+    async with serve(deployment) as api:
         assert (await api.client.get("/healthz")).status_code == 200
     assert events == []  # start_scheduler=False in serve()
 
-    app = create_app(world.settings, robust_url=world.robust_url, start_scheduler=True)
+    app = create_app(deployment.settings, robust_url=deployment.robust_url, start_scheduler=True)
     async with app.router.lifespan_context(app):
         assert events == ["start True True"]
     assert events == ["start True True", "shutdown"]

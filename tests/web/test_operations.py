@@ -10,8 +10,8 @@ from urllib.parse import urlsplit
 
 from tests.support.clients import AFFILIATE, Clients
 from tests.support.databases import ADMIN_URL
+from tests.support.deployment import Deployment, serve, token
 from tests.support.proxy import Proxy
-from tests.support.world import World, serve, token
 from web.access_log import configure_logging
 
 METRICS = (
@@ -43,21 +43,21 @@ async def test_operation_labels_are_bounded(secure: Clients) -> None:
     assert 'operation="invalid"' in text
 
 
-async def test_etl_metrics_follow_commits(world: World) -> None:
-    async with serve(world, role=None) as api:
+async def test_etl_metrics_follow_commits(deployment: Deployment) -> None:
+    async with serve(deployment, role=None) as api:
         state = api.app.state.api
         await state.freshness.refresh()
-        # the world's run happened before this app started: counted from the next one on
+        # the deployment's run happened before this app started: counted from the next one on
         assert state.freshness.snapshot.generation >= 1
         assert state.freshness.snapshot.as_of is not None
 
 
-async def test_readiness_flips_with_the_database(world: World) -> None:
+async def test_readiness_flips_with_the_database(deployment: Deployment) -> None:
     proxy = Proxy()
     await proxy.start()
-    name = world.robust_url.rsplit("/", 1)[1]
+    name = deployment.robust_url.rsplit("/", 1)[1]
     user = urlsplit(ADMIN_URL).username or "postgres"
-    through = World(f"postgresql://{user}@127.0.0.1:{proxy.port}/{name}", world.operation_url, world.settings)
+    through = Deployment(f"postgresql://{user}@127.0.0.1:{proxy.port}/{name}", deployment.operation_url, deployment.settings)
     async with serve(through, role=None, ready_max_etl_age_seconds=10**9) as api:
         ready = await api.client.get("/readyz")
         assert ready.status_code == 200 and ready.json()["status"] == "ready"
@@ -70,8 +70,8 @@ async def test_readiness_flips_with_the_database(world: World) -> None:
         await proxy.stop()
 
 
-async def test_readiness_needs_a_recent_etl(world: World) -> None:
-    async with serve(world, role=None, ready_max_etl_age_seconds=1) as api:
+async def test_readiness_needs_a_recent_etl(deployment: Deployment) -> None:
+    async with serve(deployment, role=None, ready_max_etl_age_seconds=1) as api:
         import asyncio
 
         await asyncio.sleep(1.1)

@@ -10,7 +10,7 @@ from collections import Counter
 
 from resolvers.viewer import Role, Viewer
 from schema.root import schema
-from tests.support.world import Api
+from tests.support.deployment import Api
 from web.graphql import DASHBOARD_QUERY
 from web.state import RequestContext
 

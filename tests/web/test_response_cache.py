@@ -15,8 +15,8 @@ import pytest
 
 from etl.sync import run_cycle
 from tests.support.clients import AFFILIATE, CHILD, Clients
+from tests.support.deployment import Deployment, build_deployment, drop_deployment, serve, token
 from tests.support.factories import Operation
-from tests.support.world import World, build_world, drop_world, serve, token
 from web.graphql import DASHBOARD_QUERY
 
 ME = "query Me { me { id totalCpaEarned network { totalNetworkSize } } syncStatus { dataAsOf } }"
@@ -41,9 +41,9 @@ async def test_keyed_by_viewer(secure: Clients) -> None:
     assert as_of and first.json()["data"]["syncStatus"]["dataAsOf"] == as_of
 
 
-async def test_concurrent_misses_compute_once(world: World) -> None:
-    async with serve(world, role=None, cache_enabled=True) as api:
-        headers = {"authorization": f"Bearer {token(world.settings, 'analyst')}"}
+async def test_concurrent_misses_compute_once(deployment: Deployment) -> None:
+    async with serve(deployment, role=None, cache_enabled=True) as api:
+        headers = {"authorization": f"Bearer {token(deployment.settings, 'analyst')}"}
         payload = {"query": DASHBOARD_QUERY, "variables": {"id": "341"}}
         await api.client.post("/graphql", json={"query": '{ affiliate(id: "1") { id } }'}, headers=headers)  # warm
         with api.queries() as seen:
@@ -56,29 +56,29 @@ async def test_concurrent_misses_compute_once(world: World) -> None:
 
 
 @pytest.fixture
-async def own_world(robust_template: str) -> AsyncIterator[World]:
-    built = await build_world(robust_template)
+async def own_deployment(robust_template: str) -> AsyncIterator[Deployment]:
+    built = await build_deployment(robust_template)
     yield built
-    await drop_world(built)
+    await drop_deployment(built)
 
 
-async def test_an_etl_commit_invalidates(own_world: World) -> None:
-    world = own_world
-    async with serve(world, role=None, cache_enabled=True) as api:
-        headers = {"authorization": f"Bearer {token(world.settings, 'affiliate', 101)}"}
+async def test_an_etl_commit_invalidates(own_deployment: Deployment) -> None:
+    deployment = own_deployment
+    async with serve(deployment, role=None, cache_enabled=True) as api:
+        headers = {"authorization": f"Bearer {token(deployment.settings, 'affiliate', 101)}"}
         query = {"query": "{ me { totalDeposits network { levels { deposits } } } }"}
         before = (await api.client.post("/graphql", json=query, headers=headers)).json()
         assert before["data"]["me"]["totalDeposits"] == "70.00"
         with api.queries() as seen:
             assert (await api.client.post("/graphql", json=query, headers=headers)).json() == before
         assert seen == []
-        op = await Operation.open(world.operation_url)
+        op = await Operation.open(deployment.operation_url)
         try:
             now = datetime.now(UTC).isoformat()
             await op.deposit(103, "30.00", "2025-03-06 10:00Z", updated=now)  # a late approval
         finally:
             await op.close()
-        result = await run_cycle(world.settings, world.robust_url, world.operation_url)
+        result = await run_cycle(deployment.settings, deployment.robust_url, deployment.operation_url)
         assert result.status == "success"
         after = (await api.client.post("/graphql", json=query, headers=headers)).json()
         assert after["data"]["me"]["totalDeposits"] == "100.00"  # never older than the commit
@@ -130,11 +130,11 @@ def throwaway_redis() -> Iterator[ThrowawayRedis]:
 
 
 async def test_redis_down_answers_uncached_and_recovers(
-    world: World, throwaway_redis: ThrowawayRedis, caplog: pytest.LogCaptureFixture
+    deployment: Deployment, throwaway_redis: ThrowawayRedis, caplog: pytest.LogCaptureFixture
 ) -> None:
     url = f"redis://127.0.0.1:{throwaway_redis.port}/0"
-    async with serve(world, role=None, cache_enabled=True, redis_url=url, cache_retry_seconds=0.3) as api:
-        headers = {"authorization": f"Bearer {token(world.settings, 'affiliate', AFFILIATE)}"}
+    async with serve(deployment, role=None, cache_enabled=True, redis_url=url, cache_retry_seconds=0.3) as api:
+        headers = {"authorization": f"Bearer {token(deployment.settings, 'affiliate', AFFILIATE)}"}
         expected = (await api.client.post("/graphql", json={"query": ME}, headers=headers)).json()
         with api.queries() as seen:
             assert (await api.client.post("/graphql", json={"query": ME}, headers=headers)).json() == expected

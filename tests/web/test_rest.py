@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.support.world import Api
+from tests.support.deployment import Api
 
 
 async def test_affiliate_matches_graphql(api: Api) -> None:

@@ -1,7 +1,7 @@
-"""A small world built by the real ETL: the EXAMPLE.md network plus a deeper tree of 62
+"""A small deployment built by the real ETL: the EXAMPLE.md network plus a deeper tree of 62
 affiliates (so lists have several pages), and the app serving it.
 
-Shared (the session-scoped ``world`` and ``api`` fixtures of tests/conftest.py) and read-only:
+Shared (the session-scoped ``deployment`` and ``api`` fixtures of tests/conftest.py) and read-only:
 tests that write get their own databases.
 """
 
@@ -34,7 +34,9 @@ PLAIN = {"cache_enabled": False, "rate_limit_enabled": False, "freshness_poll_se
 
 
 @dataclass
-class World:
+class Deployment:
+    """A robust and an operation database, and the settings an app serving them runs with."""
+
     robust_url: str
     operation_url: str
     settings: Settings
@@ -78,7 +80,7 @@ async def write_tree(op: Operation) -> None:
             await op.deposit(user, "99.00", f"{day.isoformat()} 15:00Z", "pendente")
 
 
-async def build_world(robust_template: str) -> World:
+async def build_deployment(robust_template: str) -> Deployment:
     robust_url = db_url(f"fature_r_{uuid.uuid4().hex[:10]}")
     operation_url = db_url(f"fature_o_{uuid.uuid4().hex[:10]}")
     await admin(f"CREATE DATABASE {robust_url.rsplit('/', 1)[1]} TEMPLATE {robust_template}")
@@ -98,11 +100,11 @@ async def build_world(robust_template: str) -> World:
                         etl_scheduler_enabled=False, jwt_secret=JWT_SECRET, _env_file=None, **PLAIN)
     result = await run_cycle(settings, robust_url, operation_url)
     assert result.status == "success"
-    return World(robust_url, operation_url, settings)
+    return Deployment(robust_url, operation_url, settings)
 
 
-async def drop_world(world: World) -> None:
-    for url in (world.robust_url, world.operation_url):
+async def drop_deployment(deployment: Deployment) -> None:
+    for url in (deployment.robust_url, deployment.operation_url):
         await admin(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
 
 
@@ -155,11 +157,11 @@ def token(settings: Settings, role: str = "admin", affiliate_id: int | None = No
 
 
 @asynccontextmanager
-async def serve(world: World, role: str | None = "admin", **overrides: Any) -> AsyncIterator[Api]:
+async def serve(deployment: Deployment, role: str | None = "admin", **overrides: Any) -> AsyncIterator[Api]:
     """The app with its lifespan running, behind an in-process ASGI client that sends a
-    token of ``role`` (None: no token); ``overrides`` change the world's settings."""
-    settings = world.settings.model_copy(update=overrides) if overrides else world.settings
-    app = create_app(settings, robust_url=world.robust_url, start_scheduler=False)
+    token of ``role`` (None: no token); ``overrides`` change the deployment's settings."""
+    settings = deployment.settings.model_copy(update=overrides) if overrides else deployment.settings
+    app = create_app(settings, robust_url=deployment.robust_url, start_scheduler=False)
     headers = {"authorization": f"Bearer {token(settings, role)}"} if role else {}
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
