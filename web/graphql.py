@@ -92,7 +92,7 @@ class FatureGraphQL(GraphQL[RequestContext, None]):
     data's as-of instant in ``extensions.asOf``, orjson, and the preloaded GraphiQL."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get("state", {}).get("operation") == "graphiql":  # the door let it in without a token
+        if scope.get("state", {}).get("operation") == "graphiql":  # the middleware let it in without a token
             page = await self.render_graphql_ide(Request(scope, receive))
             await page(scope, receive, send)
             return
@@ -122,7 +122,7 @@ class FatureGraphQL(GraphQL[RequestContext, None]):
                 raise Rejected(400, "BATCH_TOO_LARGE",
                                f"A batch may hold at most {cap} operations, got {len(request_data)}")
             request.state.operation = "batch"
-            extra = len(request_data) - 1  # the door counted the request once
+            extra = len(request_data) - 1  # the middleware counted the request once
             if extra > 0:
                 verdict = await context.api.rate_limiter.hit(request.state.rate_key, False, cost=extra)
                 if not verdict.allowed:

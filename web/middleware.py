@@ -1,4 +1,4 @@
-"""The door every HTTP request passes: request id, authentication (401), rate limit (429),
+"""The middleware every HTTP request passes: request id, authentication (401), rate limit (429),
 metrics and one structured access-log line.
 
 Open without a token: ``/healthz``, ``/readyz``, GraphiQL's static page (``GET /graphql``

@@ -3,7 +3,7 @@
 Each endpoint runs a fixed GraphQL document through the same schema, resolvers and
 DataLoaders as ``/graphql`` (no second data path); aliases give the REST field names,
 which are the robust database's column names. Errors map to HTTP statuses: 400 bad input,
-401 no valid token (the door), 403 not allowed (mutations are for admins), 404 unknown or
+401 no valid token (the middleware), 403 not allowed (mutations are for admins), 404 unknown or
 invisible affiliate (scoping: an affiliate sees itself and its downline), 409 ETL busy,
 429 rate limited, 503 database unavailable. Answers carry ``X-Data-As-Of``; hot reads go
 through the same response cache as GraphQL.
