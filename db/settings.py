@@ -72,6 +72,21 @@ class Settings(BaseSettings):
     max_query_cost: int = Field(default=50_000, ge=100)
     max_batch_operations: int = Field(default=10, ge=1, le=100)
     introspection_for_affiliates: bool = False
+    # Request and document size (issue 13): a larger body is refused with 413 before it is read
+    # in full; a larger GraphQL document is refused before it is parsed.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, description="Largest request body.")
+    max_document_bytes: int = Field(default=100_000, ge=100, description="Largest GraphQL document.")
+    # Every per-document cache (parse, validation, cost, cache plan) is bounded by this many bytes
+    # of document text, and keyed by the document's hash.
+    document_cache_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
+    # Server-side statement timeouts (PostgreSQL statement_timeout), each answered TIMEOUT.
+    read_timeout_seconds: float = Field(default=5.0, gt=0, description="API reads.")
+    long_read_timeout_seconds: float = Field(default=60.0, gt=0, description="Exports, simulations.")
+    etl_timeout_seconds: float = Field(default=1800.0, gt=0, description="One ETL SQL statement.")
+    # Forwarded headers (X-Forwarded-For) are believed only from these proxy IPs.
+    trusted_proxies: list[str] = Field(default=[])
+    # A suspended affiliate's token is refused; its status is looked up at most this often.
+    account_status_cache_seconds: float = Field(default=5.0, ge=0)
     # The custom executor's short ways (schema/execution.py); false: graphql-core's executor
     # exactly as strawberry runs it (the answers are the same; tests compare both).
     fast_execution: bool = True
