@@ -21,8 +21,15 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import Executable
 
-from db.engine import DatabaseUnavailable
-from db.settings import plain_url
+from db.engine import (
+    DatabaseUnavailable,
+    QueryTimeout,
+    client_timeout,
+    is_timeout,
+    make_engine,
+    timeout_ms,
+)
+from db.settings import Settings, plain_url
 
 log = logging.getLogger("fature.api")
 
@@ -42,6 +49,22 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def api_engine(url: str, settings: Settings, *, pool_size: int = 10) -> AsyncEngine:
+    """The API's engine of the robust database: every connection starts with the read
+    timeout (``FATURE_READ_TIMEOUT_SECONDS``) as its statement_timeout; exports and
+    simulations raise it for their own transaction or connection (``long_read_timeout_seconds``),
+    so the client-side limit is a bit above the longer of the two."""
+    longest = max(settings.read_timeout_seconds, settings.long_read_timeout_seconds)
+    return make_engine(url, pool_size=pool_size,
+                       statement_timeout_ms=timeout_ms(settings.read_timeout_seconds),
+                       command_timeout=client_timeout(longest))
+
+
+def open_database(url: str, settings: Settings) -> Database:
+    """The API's reader with the settings' read timeout on both of its paths."""
+    return Database(api_engine(url, settings), read_timeout_seconds=settings.read_timeout_seconds)
+
+
 @lru_cache(maxsize=256)
 def sql(query: str) -> TextClause:
     """One TextClause per distinct SQL text, so its compiled forms are reused."""
@@ -59,10 +82,16 @@ class Database:
     SQLAlchemy rows (``row.total_ggr``, ``row[0]``, ``row._mapping["level_1_count"]``).
     ``query_listeners`` are called with the SQL of each query sent on the asyncpg
     path (the tests count queries with them and with the engine's cursor events).
+
+    ``read_timeout_seconds``: PostgreSQL's statement_timeout on the direct path's connections
+    (the engine's are set by ``api_engine``); a read the server cancels raises ``QueryTimeout``.
     """
 
-    def __init__(self, engine: AsyncEngine, *, max_connections: int = 10) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, max_connections: int = 10, read_timeout_seconds: float | None = None
+    ) -> None:
         self.engine = engine
+        self.read_timeout_seconds = read_timeout_seconds
         self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._dsn = plain_url(engine.url.render_as_string(hide_password=False))
         self._max_connections = max_connections
@@ -81,12 +110,14 @@ class Database:
                 result = await conn.execute(query, dict(params or {}))
                 rows = result.all()
                 columns = tuple(result.keys())
-        except UNAVAILABLE_ERRORS as exc:
-            raise _unavailable(exc) from exc
         except sa_exc.DBAPIError as exc:
+            if is_timeout(exc):
+                raise _timeout(exc) from exc
             if exc.connection_invalidated or isinstance(exc.orig, UNAVAILABLE_ERRORS):
                 raise _unavailable(exc) from exc
             raise
+        except UNAVAILABLE_ERRORS as exc:
+            raise _unavailable(exc) from exc
         # The same row type as the direct path: SQLAlchemy's rows cost ~1 µs an attribute.
         make = _row_class(columns)._make
         return [make(r) for r in rows]
@@ -114,7 +145,8 @@ class Database:
         args = [params[name] for name in names]
         connections = self._connections
         if connections is None:
-            connections = self._connections = ReadConnections(self._dsn, self._max_connections)
+            connections = self._connections = ReadConnections(
+                self._dsn, self._max_connections, self.read_timeout_seconds)
         try:
             conn = await connections.acquire()
             reusable = False
@@ -128,6 +160,8 @@ class Database:
                 raise
             finally:
                 connections.release(conn, reusable)
+        except asyncpg.QueryCanceledError as exc:  # before UNAVAILABLE_ERRORS: it is one of them
+            raise _timeout(exc) from exc
         except UNAVAILABLE_ERRORS as exc:
             raise _unavailable(exc) from exc
         if not records:
@@ -154,8 +188,9 @@ class ReadConnections:
     needs no reset, and one that failed other than by an error from the server (a cancelled
     or broken read) is closed, never reused."""
 
-    def __init__(self, dsn: str, size: int) -> None:
+    def __init__(self, dsn: str, size: int, timeout_seconds: float | None = None) -> None:
         self._dsn = dsn
+        self._timeout_seconds = timeout_seconds
         self._size = size
         self._idle: list[asyncpg.Connection] = []
         self._open = 0  # connections open or being opened
@@ -172,7 +207,7 @@ class ReadConnections:
             if self._open < self._size:
                 self._open += 1
                 try:
-                    return await _connect(self._dsn)
+                    return await _connect(self._dsn, self._timeout_seconds)
                 except BaseException:
                     self._open -= 1
                     self._wake_one()
@@ -216,9 +251,16 @@ class ReadConnections:
                 conn.terminate()
 
 
-async def _connect(dsn: str) -> asyncpg.Connection:
-    # The same limits as the engine's connections (db/engine.py).
-    conn = await asyncpg.connect(dsn, timeout=5, command_timeout=30)
+async def _connect(dsn: str, timeout_seconds: float | None = None) -> asyncpg.Connection:
+    # The same limits as the engine's connections (db/engine.py, ``api_engine``): the server
+    # cancels a read after ``timeout_seconds``, the client gives up a bit later.
+    if timeout_seconds is None:
+        conn = await asyncpg.connect(dsn, timeout=5, command_timeout=30)
+    else:
+        conn = await asyncpg.connect(
+            dsn, timeout=5, command_timeout=client_timeout(timeout_seconds),
+            server_settings={"statement_timeout": str(timeout_ms(timeout_seconds))},
+        )
     try:
         await _same_codecs_as_sqlalchemy(conn)
     except BaseException:
@@ -249,6 +291,11 @@ def _row_class(columns: tuple[str, ...]) -> Any:
 
 
 UNAVAILABLE_MESSAGE = "The database is unavailable right now; try again shortly."
+
+
+def _timeout(exc: BaseException) -> QueryTimeout:
+    log.warning("robust database read cancelled by its statement_timeout: %s", type(exc).__name__)
+    return QueryTimeout()
 
 
 def _unavailable(exc: BaseException) -> DatabaseUnavailable:

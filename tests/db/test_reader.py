@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
+from sqlalchemy import func, select
 
 import db.reader as access
-from db.engine import DatabaseUnavailable, make_engine
-from db.reader import Database, sql
+from db.engine import DatabaseUnavailable, QueryTimeout, make_engine, timeout_ms
+from db.reader import Database, open_database, sql
 from tests.support.deployment import Deployment
 
 SLEEP = sql("SELECT true AS slept, pg_backend_pid() AS pid FROM pg_sleep(:seconds)")
@@ -74,3 +75,47 @@ async def test_a_closed_pool_opens_again_on_the_next_read(database: Database) ->
     await database.close()
     assert database._connections is None
     assert (await database.fetch(PID))[0].pid
+
+
+# ------------------------------------------------------------------ statement timeouts (issue 13)
+@pytest.fixture
+async def timed(deployment: Deployment) -> AsyncIterator[Database]:
+    """The API's reader as the app builds it, with a 50 ms read timeout."""
+    settings = deployment.settings.model_copy(update={"read_timeout_seconds": 0.05})
+    database = open_database(deployment.robust_url, settings)
+    yield database
+    await database.close()
+    await database.engine.dispose()
+
+
+SHOW_TIMEOUT = "SELECT current_setting('statement_timeout') AS timeout"
+
+
+async def test_the_read_timeout_is_set_on_both_paths(timed: Database) -> None:
+    direct = await timed.fetch(sql(SHOW_TIMEOUT))
+    engine = await timed.fetch(select(func.current_setting("statement_timeout").label("timeout")))
+    assert direct[0].timeout == engine[0].timeout == "50ms"
+
+
+async def test_a_slow_read_is_cancelled_by_the_server_as_a_timeout(timed: Database) -> None:
+    with pytest.raises(QueryTimeout):
+        await timed.fetch(SLEEP, {"seconds": 3})
+    # The server cancelled it (not the client's 2 s later limit): well under a second, and the
+    # connection is kept for the next read.
+    assert timed._connections is not None and timed._connections._open == 1
+    assert (await timed.fetch(sql(SHOW_TIMEOUT)))[0].timeout == "50ms"
+
+
+async def test_a_slow_read_through_the_engine_is_a_timeout(timed: Database) -> None:
+    with pytest.raises(QueryTimeout):
+        await timed.fetch(select(func.pg_sleep(3)))
+
+
+async def test_a_timeout_is_coded_timeout_and_is_a_database_unavailable() -> None:
+    assert issubclass(QueryTimeout, DatabaseUnavailable)
+    assert QueryTimeout.code == "TIMEOUT"
+    assert timeout_ms(0.05) == 50 and timeout_ms(0.0001) == 1  # never 0 (no timeout at all)
+
+
+async def test_without_a_timeout_setting_the_server_default_stays(database: Database) -> None:
+    assert (await database.fetch(sql(SHOW_TIMEOUT)))[0].timeout == "0"
