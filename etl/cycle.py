@@ -14,6 +14,7 @@ from datetime import datetime
 
 import asyncpg
 
+from db.engine import timeout_ms
 from db.settings import Settings
 from etl import runs
 from etl.runs import RunResult
@@ -64,8 +65,13 @@ class Cycle:
 
 async def begin(cycle: Cycle) -> None:
     """Session settings, the cursors, and the mode: an incremental cycle becomes a full load
-    when nothing was ever loaded or the mirrors were lost; a full one empties derived state."""
+    when nothing was ever loaded or the mirrors were lost; a full one empties derived state.
+
+    Every statement of the cycle's transaction may run ``etl_timeout_seconds``
+    (``FATURE_ETL_TIMEOUT_SECONDS``); PostgreSQL cancels a longer one and the cycle fails
+    whole (etl.sync)."""
     conn = cycle.conn
+    await conn.execute("SELECT set_config('statement_timeout', $1, true)", statement_timeout(cycle))
     await conn.execute("SELECT set_config('TimeZone', $1, true)", cycle.settings.timezone)
     await conn.execute("SET LOCAL work_mem = '256MB'")
     cycle.cursors = {
@@ -84,6 +90,11 @@ async def begin(cycle: Cycle) -> None:
         await conn.execute(f"TRUNCATE {', '.join(DERIVED_TABLES)}")
         await conn.execute("UPDATE etl.sync_cursors SET cursor_ts = NULL")
         cycle.cursors = dict.fromkeys(cycle.cursors)
+
+
+def statement_timeout(cycle: Cycle) -> str:
+    """The cycle's statement_timeout (milliseconds) as ``set_config`` takes it."""
+    return str(timeout_ms(cycle.settings.etl_timeout_seconds))
 
 
 async def commit(cycle: Cycle) -> None:

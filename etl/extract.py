@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from etl import mirror
-from etl.cycle import Cycle
+from etl.cycle import Cycle, statement_timeout
 
 # A staging table of an incremental cycle is small and read by plans the cycle pins (seq
 # scans, index probes into the mirrors): its page count is all the planner needs, and
@@ -93,8 +93,12 @@ async def _pipe(
     async def produce() -> None:
         try:
             await source.copy_from_query(query, *args, output=queue.put, format="binary")
-        finally:
+        except asyncio.CancelledError:
+            raise  # the consumer is gone (it failed): nobody waits for the end, the queue may be full
+        except BaseException:
             await queue.put(None)
+            raise
+        await queue.put(None)
 
     async def chunks() -> AsyncIterator[bytes]:
         while (chunk := await queue.get()) is not None:
@@ -113,8 +117,11 @@ async def _pipe(
     finally:
         if not producer.done():
             producer.cancel()
-        # Surface the source's error (e.g. the connection dropped) over the consumer's.
-        await asyncio.gather(producer, return_exceptions=False)
+        # Surface the source's error (e.g. the connection dropped) over the consumer's; a
+        # producer cancelled here because the consumer failed leaves the consumer's error.
+        (outcome,) = await asyncio.gather(producer, return_exceptions=True)
+        if isinstance(outcome, BaseException) and not isinstance(outcome, asyncio.CancelledError):
+            raise outcome
 
 
 async def extract(
@@ -123,12 +130,14 @@ async def extract(
     cursors: dict[str, datetime | None],
     overlap: timedelta,
     direct: dict[str, str] | None = None,
+    statement_timeout: str | None = None,
 ) -> Extracted:
     """Copy every source row changed since ``cursor - overlap`` into staging tables.
 
     ``target`` is inside the cycle's transaction: the staging tables are dropped at commit.
     ``direct`` maps a source table to the table its rows are copied into instead of its
     staging table (a full load copies the bets straight into their emptied mirror).
+    ``statement_timeout`` (milliseconds): each statement of the source's snapshot may run so long.
     Returns rows read per table and each table's new cursor (the source's own timestamps).
     """
     direct = direct or {}
@@ -139,6 +148,8 @@ async def extract(
     rows: dict[str, int] = {}
     new_cursors: dict[str, datetime | None] = {}
     async with source.transaction(isolation="repeatable_read", readonly=True):
+        if statement_timeout is not None:
+            await source.execute("SELECT set_config('statement_timeout', $1, true)", statement_timeout)
         source_as_of = await source.fetchval("SELECT now()")
         for table in SOURCES:
             select = f"SELECT {', '.join(table.columns)} FROM {table.name}"
@@ -172,7 +183,8 @@ async def run(cycle: Cycle) -> None:
         await mirror.prepare_bulk_bets(cycle.conn)
         direct = {"casino_bets_v": "etl.src_bets"}
     overlap = timedelta(minutes=cycle.settings.etl_overlap_minutes)
-    extracted = await extract(cycle.source, cycle.conn, cycle.cursors, overlap, direct)
+    extracted = await extract(cycle.source, cycle.conn, cycle.cursors, overlap, direct,
+                              statement_timeout=statement_timeout(cycle))
     cycle.result.rows_read = extracted.rows
     cycle.result.source_as_of = extracted.source_as_of
     cycle.new_cursors = extracted.cursors

@@ -131,6 +131,11 @@ async def _locked_cycle(
     except InjectedFailure:
         await _record_failure(conn, run_id, f"injected failure after {fail_after}")
         raise
+    except asyncpg.QueryCanceledError as exc:
+        message = (f"ETL cycle failed: a query ran longer than FATURE_ETL_TIMEOUT_SECONDS "
+                   f"({settings.etl_timeout_seconds:g} s) and was cancelled; nothing was written")
+        await _record_failure(conn, run_id, message)
+        raise EtlError(message) from exc
     except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
         message = f"ETL cycle failed: {describe(exc)}"
         if isinstance(exc, OSError | asyncpg.InterfaceError | asyncpg.ConnectionDoesNotExistError):
