@@ -5,10 +5,16 @@ an option. Claims: ``sub``, ``role`` (admin | analyst | affiliate), ``affiliate_
 affiliates, ``exp`` (required), and ``iss``/``aud`` when configured. Only the configured
 algorithm is accepted (never ``none``). A bad token raises ``AuthError`` with a short reason
 the client may see; nothing about the token is ever logged.
+
+Claims must have their JSON types, never converted: ``sub`` a non-empty string, ``role`` one
+of the role strings, ``affiliate_id`` a positive JSON integer (not ``1000986.9``, ``12.0``,
+``"12"`` or ``true``), and ``exp``/``iat``/``nbf`` JSON numbers (PyJWT itself would take the
+string ``"9999999999"``).
 """
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections import OrderedDict
@@ -118,27 +124,53 @@ class Authenticator:
             raise AuthError(f"missing claim: {exc.claim}") from exc
         except (jwt.InvalidTokenError, ValueError, TypeError) as exc:
             raise AuthError("invalid token") from exc
-        return _viewer(claims), float(claims["exp"])
+        expires = _numeric_dates(claims)
+        return _viewer(claims), expires
+
+
+# The largest id PostgreSQL's bigint holds: a larger claim could not name an affiliate.
+MAX_AFFILIATE_ID = 2**63 - 1
+NUMERIC_DATES = ("exp", "iat", "nbf")
+
+
+def _is_number(value: object) -> bool:
+    """A JSON number: int or float (finite), never a bool or a numeric string."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def _numeric_dates(claims: dict[str, Any]) -> float:
+    """``exp`` (and ``iat``/``nbf`` when present) as JSON numbers; returns ``exp``."""
+    for name in NUMERIC_DATES:
+        if name in claims and not _is_number(claims[name]):
+            raise AuthError(f"invalid claim: {name} must be a number")
+    try:
+        return float(claims["exp"])
+    except OverflowError as exc:  # an int beyond any float: no real expiry
+        raise AuthError("invalid claim: exp must be a number") from exc
 
 
 def _viewer(claims: dict[str, Any]) -> Viewer:
+    role_claim = claims.get("role")
     try:
-        role = Role(str(claims.get("role")))
+        if not isinstance(role_claim, str):
+            raise ValueError(role_claim)
+        role = Role(role_claim)
     except ValueError as exc:
         raise AuthError("invalid role") from exc
-    subject = claims["sub"]
-    if not isinstance(subject, str) or not subject:
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not subject.strip():
         raise AuthError("invalid subject")
-    affiliate_id = claims.get("affiliate_id")
+    affiliate_id: int | None = None
     if role is Role.AFFILIATE:
-        try:
-            affiliate_id = int(affiliate_id)  # type: ignore[arg-type]  # a bad claim raises below
-        except (TypeError, ValueError) as exc:
-            raise AuthError("affiliate token without a valid affiliate_id") from exc
-        if isinstance(claims.get("affiliate_id"), bool) or affiliate_id <= 0:
+        claim = claims.get("affiliate_id")
+        # type(...) is int: a JSON integer, neither a bool, a float (1000986.9, 12.0) nor "12".
+        if type(claim) is not int or not 0 < claim <= MAX_AFFILIATE_ID:
             raise AuthError("affiliate token without a valid affiliate_id")
-    else:
-        affiliate_id = None
+        affiliate_id = claim
     return Viewer(role=role, subject=subject, affiliate_id=affiliate_id)
 
 

@@ -17,9 +17,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import SecretStr
 
+from resolvers.viewer import Role
 from tests.support.clients import Clients
 from tests.support.deployment import JWT_SECRET, Api, Deployment, serve
-from web.auth import mint_token
+from web.auth import Authenticator, AuthError, mint_token
 
 QUERY = '{ affiliate(id: "300") { id } }'
 
@@ -55,7 +56,58 @@ def bad_tokens() -> dict[str, tuple[str | None, str]]:
         "affiliate without id": ("Bearer " + jwt.encode(_claims(role="affiliate"), JWT_SECRET, algorithm="HS256"),
                                  "affiliate token without a valid affiliate_id"),
         "HS512": ("Bearer " + jwt.encode(_claims(), JWT_SECRET, algorithm="HS512"), "token algorithm not accepted"),
+        # Issue 13: an affiliate_id of the wrong type was truncated (1000986.9 read as 1000986).
+        "float affiliate_id": ("Bearer " + _signed(role="affiliate", affiliate_id=301.9),
+                               "affiliate token without a valid affiliate_id"),
+        "string exp": ("Bearer " + _signed(exp=str(int(time.time()) + 600)), "invalid claim: exp must be a number"),
     }
+
+
+def _signed(**claims: object) -> str:
+    return jwt.encode(_claims(**claims), JWT_SECRET, algorithm="HS256")
+
+
+# Issue 13: each claim has its JSON type, never converted (name -> claims, the reason told).
+WRONG_TYPES: dict[str, tuple[dict[str, object], str]] = {
+    "float affiliate_id": ({"role": "affiliate", "affiliate_id": 1000986.9}, "affiliate token without a valid affiliate_id"),
+    "integral float affiliate_id": ({"role": "affiliate", "affiliate_id": 301.0},
+                                    "affiliate token without a valid affiliate_id"),
+    "string affiliate_id": ({"role": "affiliate", "affiliate_id": "301"}, "affiliate token without a valid affiliate_id"),
+    "bool affiliate_id": ({"role": "affiliate", "affiliate_id": True}, "affiliate token without a valid affiliate_id"),
+    "zero affiliate_id": ({"role": "affiliate", "affiliate_id": 0}, "affiliate token without a valid affiliate_id"),
+    "affiliate_id beyond bigint": ({"role": "affiliate", "affiliate_id": 2**63},
+                                   "affiliate token without a valid affiliate_id"),
+    "list affiliate_id": ({"role": "affiliate", "affiliate_id": [301]}, "affiliate token without a valid affiliate_id"),
+    "string exp": ({"exp": str(int(time.time()) + 600)}, "invalid claim: exp must be a number"),
+    "null exp": ({"exp": None}, "missing claim: exp"),
+    "string iat": ({"iat": str(int(time.time()))}, "invalid claim: iat must be a number"),
+    "string nbf": ({"nbf": str(int(time.time()) - 10)}, "invalid claim: nbf must be a number"),
+    "exp beyond any float": ({"exp": 10**400}, "invalid claim: exp must be a number"),
+    "list role": ({"role": ["admin"]}, "invalid role"),
+    "null role": ({"role": None}, "invalid role"),
+    "role in capitals": ({"role": "ADMIN"}, "invalid role"),
+    "empty subject": ({"sub": ""}, "invalid subject"),
+    "blank subject": ({"sub": "  "}, "invalid subject"),
+    "numeric subject": ({"sub": 42}, "invalid token"),  # PyJWT's own check
+}
+
+
+@pytest.mark.parametrize("name", list(WRONG_TYPES))
+def test_claims_of_the_wrong_type_are_refused(deployment: Deployment, name: str) -> None:
+    claims, reason = WRONG_TYPES[name]
+    with pytest.raises(AuthError) as refused:
+        Authenticator(deployment.settings).authenticate("Bearer " + _signed(**claims))
+    assert refused.value.reason == reason
+
+
+def test_claims_of_the_right_types_are_accepted(deployment: Deployment) -> None:
+    now = time.time()
+    viewer = Authenticator(deployment.settings).authenticate("Bearer " + _signed(
+        role="affiliate", affiliate_id=1000986, sub="affiliate:1000986",
+        exp=now + 600.5, iat=now - 1.25, nbf=int(now) - 10))  # NumericDate may have a fraction
+    assert (viewer.role, viewer.affiliate_id, viewer.subject) == (Role.AFFILIATE, 1000986, "affiliate:1000986")
+    admin = Authenticator(deployment.settings).authenticate("Bearer " + _signed(affiliate_id=1.5))
+    assert admin.role is Role.ADMIN and admin.affiliate_id is None  # ignored unless an affiliate
 
 
 @pytest.mark.parametrize("name", list(bad_tokens()))
