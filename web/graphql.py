@@ -4,10 +4,10 @@ dashboard query preloaded."""
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
 import orjson
+from graphql import GraphQLError, OperationDefinitionNode, parse
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.types import Receive, Scope, Send
@@ -18,10 +18,17 @@ from strawberry.types import ExecutionResult
 
 from db.engine import DatabaseUnavailable
 from db.reader import sql
+from schema.document_cache import (
+    DEFAULT_CACHE_BYTES,
+    DEFAULT_MAX_DOCUMENT_BYTES,
+    DocumentCache,
+    document_bytes,
+    document_digest,
+    too_large,
+)
 from schema.errors import public_error
 from web.access_log import operation_var
 from web.middleware import rejection
-from web.response_cache import operation_name
 from web.state import RequestContext, viewer_for
 
 DASHBOARD_QUERY = """\
@@ -67,16 +74,31 @@ def graphiql_html(example_id: str) -> str:
     )
 
 
-# Without an operationName the label comes from the document: each distinct one is parsed
-# once (documents of ordinary size; a huge one is not worth keeping).
-_cached_operation_name = lru_cache(maxsize=1024)(operation_name)
-MAX_CACHED_DOCUMENT_CHARS = 20_000
+# Without an operationName the label comes from the document: each distinct one that parses
+# is parsed once (keyed by its digest, bounded by bytes of document text). A document over
+# the default size limit is not parsed for a label (RequestLimits refuses it anyway, unless
+# the limit was raised: then it goes unlabelled).
+OPERATION_NAMES: DocumentCache[bytes, tuple[str | None]] = DocumentCache(DEFAULT_CACHE_BYTES)
+MAX_LABELLED_DOCUMENT_BYTES = DEFAULT_MAX_DOCUMENT_BYTES
 
 
 def _operation_name(query: str | None, given: str | None) -> str | None:
-    if given or not query or len(query) > MAX_CACHED_DOCUMENT_CHARS:
-        return operation_name(query, given)
-    return _cached_operation_name(query, None)
+    if given or not query:
+        return given
+    if too_large(query, MAX_LABELLED_DOCUMENT_BYTES):
+        return None
+    key = document_digest(query)
+    cached = OPERATION_NAMES.get(key)
+    if cached is not None:
+        return cached[0]
+    try:
+        document = parse(query, no_location=True, max_tokens=5000)
+    except GraphQLError:
+        return None  # not kept: a document that does not parse is not worth a place
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    name = operations[0].name.value if len(operations) == 1 and operations[0].name is not None else None
+    OPERATION_NAMES.put(key, (name,), document_bytes(query))
+    return name
 
 
 class Rejected(Exception):

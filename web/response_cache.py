@@ -17,17 +17,23 @@ import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 from aiocache import RedisCache, SimpleMemoryCache
 from aiocache.base import BaseCache
-from graphql import FieldNode, OperationDefinitionNode, OperationType, parse, print_ast
+from graphql import DocumentNode, FieldNode, OperationDefinitionNode, OperationType, parse, print_ast
 from strawberry.types import ExecutionResult
 
 from db.settings import Settings
+from schema.document_cache import (
+    DEFAULT_MAX_DOCUMENT_BYTES,
+    DocumentCache,
+    document_bytes,
+    document_digest,
+    too_large,
+)
 from web.metrics import Metrics
 
 log = logging.getLogger("fature.api")
@@ -35,14 +41,34 @@ log = logging.getLogger("fature.api")
 Compute = Callable[[], Awaitable[ExecutionResult]]
 
 
-@lru_cache(maxsize=2048)
-def cache_plan(query: str, operation_name: str | None, root_fields: frozenset[str]) -> str | None:
+# A plan per distinct document (and operation name and root fields), keyed by the text's digest
+# and bounded by bytes of document text; a document that does not parse is not kept.
+PlanCache = DocumentCache[tuple[bytes, str | None, frozenset[str]], tuple[str | None]]
+
+
+def cache_plan(
+    query: str, operation_name: str | None, root_fields: frozenset[str], plans: PlanCache | None = None,
+    max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
+) -> str | None:
     """The normalised document's digest when the operation may be cached, else None: a query
-    (never a mutation) whose root fields are all hot read-only ones."""
+    (never a mutation) whose root fields are all hot read-only ones. A document over
+    ``max_document_bytes`` is not parsed here (RequestLimits refuses it)."""
+    if too_large(query, max_document_bytes):
+        return None
+    key = (document_digest(query), operation_name, root_fields)
+    if plans is not None and (cached := plans.get(key)) is not None:
+        return cached[0]
     try:
         document = parse(query, no_location=True, max_tokens=5000)
     except Exception:  # noqa: BLE001 - strawberry reports the syntax error itself
         return None
+    plan = _plan(document, operation_name, root_fields)
+    if plans is not None:
+        plans.put(key, (plan,), document_bytes(query))
+    return plan
+
+
+def _plan(document: DocumentNode, operation_name: str | None, root_fields: frozenset[str]) -> str | None:
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     if operation_name is not None:
         operations = [o for o in operations if o.name is not None and o.name.value == operation_name]
@@ -57,7 +83,6 @@ def cache_plan(query: str, operation_name: str | None, root_fields: frozenset[st
     return hashlib.sha256(normalised.encode()).hexdigest()
 
 
-@lru_cache(maxsize=2048)
 def operation_name(query: str | None, given: str | None) -> str | None:
     """The operation's name for metrics and logs: the one asked for, else the document's
     single named operation."""
@@ -96,11 +121,13 @@ class ResponseCache:
         self.shared = bool(settings.redis_url)
         self.inflight: dict[str, asyncio.Future[ExecutionResult | None]] = {}
         self._down_until = 0.0
+        self.plans: PlanCache = DocumentCache(settings.document_cache_bytes)
+        self.max_document_bytes = settings.max_document_bytes
 
     def plan(self, query: str | None, operation_name: str | None) -> str | None:
         if not self.enabled or not query:
             return None
-        return cache_plan(query, operation_name, self.root_fields)
+        return cache_plan(query, operation_name, self.root_fields, self.plans, self.max_document_bytes)
 
     @staticmethod
     def key(digest: str, variables: dict[str, Any] | None, scope: str, generation: int) -> str:
