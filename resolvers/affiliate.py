@@ -21,6 +21,10 @@ ORDER_COLUMNS = _INTEGER_COLUMNS | {
 }
 RANKING_TOTALS = {"rank_cpa": "total_cpa_earned", "rank_referrals": "total_validated_referrals"}
 MAX_SEARCH = 200
+# What an affiliate token may order affiliates by: every other column is hidden on some of its
+# downline (earnings always, five-level totals always, level-1 counts at its level 5), and an
+# order (or a cursor carrying the value) would reveal it.
+AFFILIATE_ORDER_COLUMNS = {"affiliate_id"}
 
 
 async def affiliate(ctx: Context, id: object) -> Any | None:
@@ -54,6 +58,8 @@ def _filters(status: str | None, search: str | None, viewer: Viewer) -> list[Any
     search = (search or "").strip()
     if len(search) > MAX_SEARCH:
         raise BadUserInput(f"filter.search must be at most {MAX_SEARCH} characters")
+    if "\x00" in search:
+        raise BadUserInput("filter.search must not contain NUL characters")
     if search:
         columns = viewer.search_columns()
         if not columns:
@@ -90,17 +96,20 @@ async def _page(
     query = select(*affiliates.c).where(*keyset).order_by(*order).limit(size + 1)
     rows = list(await ctx.access.listing(query))
     page, has_next = rows[:size], len(rows) > size
+    cursors = [
+        encode_cursor(tag, r.affiliate_id) if single_key
+        else encode_cursor(tag, r._mapping[sort.name], r.affiliate_id)
+        for r in page
+    ]
+    # The downline policy (one batched level lookup for an affiliate token, none otherwise).
+    await ctx.access.depths(r.affiliate_id for r in page)
+    page = [ctx.access.affiliate_row(r) for r in page]
     ctx.loaders.affiliate_by_id.prime_many({r.affiliate_id: r for r in page})
 
     async def count() -> int:
         counted = await ctx.access.listing(select(func.count()).select_from(affiliates).where(*where))
         return int(counted[0][0])
 
-    cursors = [
-        encode_cursor(tag, r.affiliate_id) if single_key
-        else encode_cursor(tag, r._mapping[sort.name], r.affiliate_id)
-        for r in page
-    ]
     viewer = ctx.viewer
     return Page([viewer.shown(r) for r in page], cursors, has_next, after, count)
 
@@ -113,6 +122,11 @@ async def affiliates_list(
     ``status`` is a stored value; ``order_column`` one of ``ORDER_COLUMNS``."""
     if order_column not in ORDER_COLUMNS:
         raise BadUserInput(f"affiliates cannot be ordered by {order_column!r}")
+    if not ctx.viewer.sees_everyone and order_column not in AFFILIATE_ORDER_COLUMNS:
+        raise Forbidden(
+            "affiliate tokens may order affiliates by ID only: a downline affiliate's totals "
+            "and earnings are hidden from them"
+        )
     direction = "desc" if descending else "asc"
     return await _page(
         ctx,
@@ -131,12 +145,19 @@ async def ranking(
     ``rank_cpa`` or ``rank_referrals``.
 
     A rank is a function of the total alone (1 + the active affiliates above it), so the page
-    walks the ranking index by total, highest first; each row's rank is looked up."""
+    walks the ranking index by total, highest first; each row's rank is looked up.
+
+    An affiliate token's ranking holds itself only (with its rank among all active
+    affiliates): the order of its downline by a total would reveal what the downline policy
+    hides (earnings, totals beyond the viewer's level 5)."""
     if metric not in RANKING_TOTALS:
         raise BadUserInput(f"no ranking by {metric!r}")
     total = affiliates.c[RANKING_TOTALS[metric]]
+    conditions = [affiliates.c.status == "active"]
+    if not ctx.viewer.sees_everyone:
+        conditions.append(affiliates.c.affiliate_id == ctx.viewer.affiliate_id)
     return await _page(
         ctx, sort=total, descending=True, ties_ascending=True,
         tag=f"ranking:{metric}", value_type=as_decimal if metric == "rank_cpa" else as_int,
-        first=first, after=after, conditions=[affiliates.c.status == "active"],
+        first=first, after=after, conditions=conditions,
     )

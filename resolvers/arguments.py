@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Callable, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,6 +22,8 @@ from resolvers.errors import BadUserInput
 
 MAX_ID = 2**63 - 1
 LEVELS = range(1, 6)
+# A cursor's decimal as the database's numeric columns hold them (plain digits, no exponent).
+_DECIMAL = re.compile(r"-?[0-9]{1,30}(\.[0-9]{1,10})?")
 
 
 def parse_id(value: object, name: str = "id") -> int:
@@ -50,10 +53,17 @@ def check_range(start: Any, end: Any, names: tuple[str, str] = ("from", "to")) -
         raise BadUserInput(f"{names[0]} ({start.isoformat()}) is after {names[1]} ({end.isoformat()})")
 
 
-def aware(moment: datetime | None, zone: ZoneInfo) -> datetime | None:
-    """A DateTime argument without an offset is read in the business time zone."""
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=zone)
+def aware(moment: datetime | None, zone: ZoneInfo, name: str = "from") -> datetime | None:
+    """A DateTime argument without an offset is read in the business time zone; one that
+    falls outside the representable instants (year 1..9999 in UTC) is a ``BadUserInput``."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=zone)
+    try:
+        moment.astimezone(UTC)
+    except OverflowError as exc:
+        raise BadUserInput(f"{name} is out of range: {moment.isoformat()}") from exc
     return moment
 
 
@@ -80,7 +90,7 @@ def decode_cursor(
         if not isinstance(payload, list) or payload[0] != tag or len(payload) != len(types) + 1:
             raise ValueError("not a cursor of this list")
         return tuple(convert(v) for convert, v in zip(types, payload[1:], strict=True))
-    except (ValueError, TypeError, IndexError, InvalidOperation, binascii.Error,
+    except (ValueError, TypeError, IndexError, InvalidOperation, OverflowError, binascii.Error,
             orjson.JSONDecodeError, UnicodeEncodeError) as exc:
         raise BadUserInput(
             f"{name} is not a valid cursor for this list (use an endCursor or cursor it returned)"
@@ -88,14 +98,14 @@ def decode_cursor(
 
 
 def as_int(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError("expected an integer")
+    if isinstance(value, bool) or not isinstance(value, int) or not -MAX_ID <= value <= MAX_ID:
+        raise ValueError("expected a 64-bit integer")
     return value
 
 
 def as_decimal(value: object) -> Decimal:
-    if not isinstance(value, str):
-        raise ValueError("expected a decimal string")
+    if not isinstance(value, str) or not _DECIMAL.fullmatch(value):
+        raise ValueError("expected a plain decimal string")
     return Decimal(value)
 
 
@@ -105,4 +115,5 @@ def as_datetime(value: object) -> datetime:
     moment = datetime.fromisoformat(value)
     if moment.tzinfo is None:
         raise ValueError("expected an offset")
+    moment.astimezone(UTC)  # OverflowError outside year 1..9999 in UTC
     return moment

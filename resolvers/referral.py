@@ -32,9 +32,10 @@ async def referrals_of(
             network = await ctx.loaders.network_by_affiliate_id.load(affiliate_id)
             if network is None:
                 return 0
+            # A level beyond what the downline policy shows is None there: nothing to count.
             return int(network._mapping[
                 f"level_{args.level}_count" if args.level else "total_network_size"
-            ])
+            ] or 0)
         return await ctx.loaders.referral_count_by_affiliate.load(
             (affiliate_id, replace(args, first=0, after=None))
         )

@@ -28,7 +28,7 @@ async def transactions_of(
     start: datetime | None, end: datetime | None, first: int | None, after: str | None,
 ) -> Page[Any]:
     """Newest first; ``type`` is a stored value; a bound without offset is local time."""
-    start, end = aware(start, ctx.zone), aware(end, ctx.zone)
+    start, end = aware(start, ctx.zone, "from"), aware(end, ctx.zone, "to")
     check_range(start, end)
     args = TransactionArgs(
         first=check_first(first, ctx.max_page_size),

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+import orjson
 from sqlalchemy import bindparam, literal_column, or_, select, table
 from sqlalchemy.engine import Row
 from sqlalchemy.sql import ColumnElement, Executable
@@ -24,10 +26,25 @@ class Role(StrEnum):
     AFFILIATE = "affiliate"
 
 
-# The affiliates whose upline (levels 1-5) holds :me: the downline an affiliate may read.
+# The affiliates whose upline (levels 1-5) holds :me: the downline an affiliate may read, each
+# with its level under :me (the downline policy limits what it shows of its own network by it).
 _DOWNLINE_MEMBERS = sql(
-    "SELECT referred_id FROM affiliate_referrals WHERE referrer_id = :me AND referred_id = ANY(:ids)"
+    "SELECT referred_id, mlm_level FROM affiliate_referrals "
+    "WHERE referrer_id = :me AND referred_id = ANY(:ids)"
 )
+
+# The network levels an affiliate has (its own five); FULL is what the viewer sees of itself
+# and what admins and analysts see of everyone.
+FULL = 5
+# An affiliate's own earnings: never shown to another affiliate (money is personal).
+_AFFILIATE_MONEY = ("total_cpa_earned", "total_rev_earned", "rank_cpa")
+# Totals over all five of an affiliate's own levels: for a downline they reach beyond the
+# viewer's level 5 (its level L + 5), so they are hidden too.
+_AFFILIATE_NETWORK_TOTALS = (
+    "total_deposits", "total_withdrawals", "total_bets", "total_ggr", "total_network_size",
+)
+# Level-1 figures: hidden only when the downline is at the viewer's level 5 (depth 0).
+_AFFILIATE_LEVEL_1 = ("total_referrals", "total_validated_referrals", "rank_referrals")
 
 
 # Built once: a column built per request is a small reference cycle left to the collector.
@@ -45,6 +62,10 @@ class Viewer:
     - affiliate: itself and its downline (levels 1-5); the downline are referred people, so
       their names are masked and their e-mail and phone hidden (LGPD). Anyone else (uplines
       included) is invisible exactly like an unknown id: null in GraphQL, 404 in REST.
+
+    The downline policy (``DataAccess``): of a downline affiliate D at level L of the viewer,
+    an affiliate sees D's own network levels 1..5-L only (what lies inside the viewer's five
+    levels; L = 5: nothing of it) and never D's earnings (CPA, REV: null).
     """
 
     role: Role
@@ -114,7 +135,8 @@ class DataAccess:
     def __init__(self, database: Database, viewer: Viewer) -> None:
         self.database = database
         self.viewer = viewer
-        self._member: dict[int, bool] = {}
+        # affiliate id -> its level under the viewer (1..5), 0 when it is not in the downline.
+        self._member: dict[int, int] = {}
 
     async def visible_ids(self, affiliate_ids: Iterable[int]) -> list[int]:
         """The subset of ``affiliate_ids`` this viewer may read, in order."""
@@ -126,10 +148,10 @@ class DataAccess:
         unknown = list({i for i in ids if i != me and i not in self._member})
         if unknown:
             rows = await self.database.fetch(_DOWNLINE_MEMBERS, {"me": me, "ids": unknown})
-            found = {r.referred_id for r in rows}
+            found = {r.referred_id: r.mlm_level for r in rows}
             for i in unknown:
-                self._member[i] = i in found
-        return [i for i in ids if i == me or self._member.get(i, False)]
+                self._member[i] = found.get(i, 0)
+        return [i for i in ids if i == me or self._member.get(i, 0) > 0]
 
     async def for_affiliates(
         self, query: Executable, affiliate_ids: Iterable[int], **params: Any
@@ -156,3 +178,78 @@ class DataAccess:
     async def global_state(self, query: Executable, **params: Any) -> Sequence[Row]:
         """Data about the system, not an affiliate (ETL runs)."""
         return await self.database.fetch(query, params)
+
+    # The downline policy. Of a downline affiliate D at level L (1..5) of an affiliate viewer,
+    # the viewer sees D's own network levels 1..depth with depth = 5 - L (those users are at
+    # the viewer's levels L+1..5) and none of D's earnings. The viewer itself, admins and
+    # analysts see everything (depth FULL). Every reader below applies it: the loaders, the
+    # affiliate lists and the exports; the depth comes from the level ``visible_ids`` looked
+    # up with the membership (no query of its own).
+
+    def depth(self, affiliate_id: int) -> int:
+        """How many of ``affiliate_id``'s own network levels this viewer may read (0..5).
+        Only for an id ``visible_ids`` already answered (invisible ones: 0)."""
+        if self.viewer.sees_everyone or affiliate_id == self.viewer.affiliate_id:
+            return FULL
+        level = self._member.get(affiliate_id, 0)
+        return FULL - level if level > 0 else 0
+
+    async def depths(self, affiliate_ids: Iterable[int]) -> dict[int, int]:
+        """``depth`` of each visible id (invisible ids are left out); one batched query at
+        most, for ids this request has not checked yet."""
+        return {i: self.depth(i) for i in await self.visible_ids(affiliate_ids)}
+
+    def affiliate_row(self, row: Any) -> Any:
+        """An ``affiliates`` row without what its depth hides: its earnings and rank by them,
+        its five-level totals, and (depth 0) its level-1 figures."""
+        depth = self.depth(row.affiliate_id)
+        if depth == FULL:
+            return row
+        hidden = _AFFILIATE_MONEY + _AFFILIATE_NETWORK_TOTALS + (_AFFILIATE_LEVEL_1 if depth == 0 else ())
+        return row._replace(**dict.fromkeys(hidden))
+
+    def network_row(self, row: Any) -> Any:
+        """An ``affiliate_mlm_structure`` row: levels beyond the depth hidden (None), no level's
+        CPA or REV, and the size of the levels shown only."""
+        depth = self.depth(row.affiliate_id)
+        if depth == FULL:
+            return row
+        m = row._mapping
+        hidden: dict[str, Any] = {}
+        for n in range(1, FULL + 1):
+            hidden[f"level_{n}_cpa"] = hidden[f"level_{n}_rev"] = None
+            if n > depth:
+                for part in ("count", "deposits", "bets", "ggr"):
+                    hidden[f"level_{n}_{part}"] = None
+        size = sum(int(m[f"level_{n}_count"]) for n in range(1, depth + 1))
+        return row._replace(total_network_size=size, **hidden)
+
+    def referral_row(self, row: Any) -> Any:
+        """An ``affiliate_referrals`` row of its referrer: ``cpa_amount`` is the referrer's money."""
+        return row if self.depth(row.referrer_id) == FULL else row._replace(cpa_amount=None)
+
+    def validation_row(self, row: Any) -> Any:
+        """A ledger row: ``cpa_amount`` is its affiliate's money."""
+        return row if self.depth(row.affiliate_id) == FULL else row._replace(cpa_amount=None)
+
+    def summary_row(self, row: Any) -> Any:
+        """A periodic summary: without the affiliate's earnings; the network totals over the
+        levels shown only, and ``level_breakdown`` as the list of those levels (parsed)."""
+        depth = self.depth(row.affiliate_id)
+        if depth == FULL:
+            return row
+        raw = row.level_breakdown
+        breakdown = orjson.loads(raw) if isinstance(raw, str | bytes) else (raw or {})
+        levels: list[dict[str, Any]] = []
+        totals = dict.fromkeys(("deposits", "bets", "ggr"), Decimal("0.00"))
+        for n in range(1, depth + 1):
+            part = breakdown.get(str(n)) or {}
+            amounts = {k: Decimal(part.get(k) or "0.00") for k in totals}
+            for k, amount in amounts.items():
+                totals[k] += amount
+            levels.append({"new_referrals": int(part.get("new_referrals", 0)), **amounts,
+                           "cpa": None, "rev": None})
+        return row._replace(
+            cpa_earned=None, rev_earned=None, level_breakdown=levels,
+            total_deposits=totals["deposits"], total_bets=totals["bets"], total_ggr=totals["ggr"],
+        )

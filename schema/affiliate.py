@@ -42,6 +42,12 @@ After = Annotated[str | None, strawberry.argument(description="A cursor this lis
 Level = Annotated[int | None, strawberry.argument(description="Network level, 1..5.")]
 
 
+# The downline policy (resolvers.viewer): what an affiliate token reads as null of a downline.
+_EARNINGS = "The affiliate's own earnings: null for another affiliate's token."
+_BEYOND = ("Over the affiliate's five levels: null for another affiliate's token (they reach "
+           "beyond its level 5; `network.levels` has the levels it may see).")
+
+
 def _affiliate_or_none(row: Any | None) -> Affiliate | None:
     return Affiliate.from_row(row) if row is not None else None
 
@@ -53,17 +59,21 @@ class Affiliate:
     email: str | None
     phone: str | None
     status: AffiliateStatus
-    total_referrals: int = strawberry.field(description="Direct (level-1) referrals.")
-    total_validated_referrals: int = strawberry.field(description="Level-1 CPA validations.")
-    total_deposits: Decimal
-    total_withdrawals: Decimal
-    total_bets: Decimal
-    total_ggr: Decimal
-    total_cpa_earned: Decimal
-    total_rev_earned: Decimal
-    total_network_size: int
-    rank_cpa: int | None = strawberry.field(description="Among active affiliates; null otherwise.")
-    rank_referrals: int | None
+    total_referrals: int | None = strawberry.field(
+        description="Direct (level-1) referrals; null for a downline at the viewer's level 5.")
+    total_validated_referrals: int | None = strawberry.field(
+        description="Level-1 CPA validations; null for a downline at the viewer's level 5.")
+    total_deposits: Decimal | None = strawberry.field(description=_BEYOND)
+    total_withdrawals: Decimal | None = strawberry.field(description=_BEYOND)
+    total_bets: Decimal | None = strawberry.field(description=_BEYOND)
+    total_ggr: Decimal | None = strawberry.field(description=_BEYOND)
+    total_cpa_earned: Decimal | None = strawberry.field(description=_EARNINGS)
+    total_rev_earned: Decimal | None = strawberry.field(description=_EARNINGS)
+    total_network_size: int | None = strawberry.field(description=_BEYOND)
+    rank_cpa: int | None = strawberry.field(
+        description="Among active affiliates; null otherwise, and for another affiliate's token.")
+    rank_referrals: int | None = strawberry.field(
+        description="Among active affiliates; null otherwise, and for a downline at the viewer's level 5.")
     registered_at: datetime | None
     affiliate_id: strawberry.Private[int]
 
@@ -94,9 +104,11 @@ class Affiliate:
 
     @strawberry.field
     async def network(self, info: Info) -> Network:
-        return Network.from_row(await network_resolvers.network_of(info.context, self.affiliate_id))
+        row, depth = await network_resolvers.network_of(info.context, self.affiliate_id)
+        return Network.from_row(row, depth)
 
-    @strawberry.field(description="Newest referral first.")
+    @strawberry.field(description="Newest referral first. Of a level-L downline, an affiliate "
+                                  "token sees its levels 1..5-L only.")
     async def referrals(
         self, info: Info, level: Level = None, status: ReferralStatus | None = None,
         first: First = 20, after: After = None,
@@ -107,7 +119,8 @@ class Affiliate:
         )
         return connection_of(page, Referral.from_row)
 
-    @strawberry.field(description="Newest validation first.")
+    @strawberry.field(description="Newest validation first. Of a level-L downline, an affiliate "
+                                  "token sees its levels 1..5-L only, without amounts.")
     async def cpa_validations(
         self, info: Info, level: Level = None, first: First = 20, after: After = None
     ) -> Connection[CpaValidation]:
@@ -117,7 +130,9 @@ class Affiliate:
         return connection_of(page, CpaValidation.from_row)
 
     @strawberry.field(description="Newest first; `from` inclusive, `to` exclusive; a DateTime "
-                                  "without offset is read in the business time zone.")
+                                  "without offset is read in the business time zone. Of a level-L "
+                                  "downline, an affiliate token sees its levels 1..5-L only, and "
+                                  "none of its CPA and REV.")
     async def transactions(
         self, info: Info, type: TransactionType | None = None, level: Level = None,
         from_: Annotated[datetime | None, strawberry.argument(name="from")] = None,
@@ -130,7 +145,9 @@ class Affiliate:
         return connection_of(page, Transaction.from_row)
 
     @strawberry.field(description="Oldest period first; `from`/`to` bound the period start "
-                                  "(inclusive); `last` keeps only the most recent N periods.")
+                                  "(inclusive); `last` keeps only the most recent N periods. Of a "
+                                  "level-L downline, an affiliate token sees the totals of its "
+                                  "levels 1..5-L, no earnings (none at L = 5).")
     async def summaries(
         self, info: Info, period: PeriodType,
         from_: Annotated[date | None, strawberry.argument(name="from")] = None,
@@ -157,7 +174,8 @@ class Referral:
     validation_date: datetime | None = strawberry.field(description="The user's qualifying instant.")
     total_deposits: Decimal = strawberry.field(description="The user's own approved deposits.")
     total_bets: Decimal = strawberry.field(description="The user's own total stake.")
-    cpa_amount: Decimal = strawberry.field(description="What the affiliate got for this user at this level.")
+    cpa_amount: Decimal | None = strawberry.field(
+        description="What the affiliate got for this user at this level; null for another affiliate's token.")
     user_id: strawberry.Private[int]
 
     @strawberry.field(description="The referred user as an affiliate; null when it is not one.")
@@ -185,7 +203,8 @@ class CpaValidation:
     affiliate_id: strawberry.ID
     referred_user_id: strawberry.ID
     cpa_level: int
-    cpa_amount: Decimal
+    cpa_amount: Decimal | None = strawberry.field(
+        description="The affiliate's earning: null for another affiliate's token.")
     cpa_status: CpaStatus
     validation_date: datetime = strawberry.field(description="The qualifying instant t*.")
     user_deposits: Decimal = strawberry.field(description="The user's deposits at t*.")

@@ -9,6 +9,9 @@ from sqlalchemy.engine import Row
 
 _ZERO = Decimal("0.00")
 
+# The downline policy (resolvers.viewer): an affiliate's earnings are personal.
+_EARNINGS = "The affiliate's own earnings: null for another affiliate's token."
+
 
 @strawberry.type(description="N_L(A): the users whose level-L upline is this affiliate.")
 class NetworkLevel:
@@ -17,22 +20,26 @@ class NetworkLevel:
     deposits: Decimal
     bets: Decimal
     ggr: Decimal
-    cpa: Decimal
-    rev: Decimal
+    cpa: Decimal | None = strawberry.field(description=_EARNINGS)
+    rev: Decimal | None = strawberry.field(description=_EARNINGS)
 
 
 @strawberry.type
 class Network:
-    total_network_size: int
-    levels: list[NetworkLevel] = strawberry.field(description="Always five, level 1 first.")
+    total_network_size: int = strawberry.field(description="The users of the levels listed.")
+    levels: list[NetworkLevel] = strawberry.field(
+        description="Level 1 first: all five, or of a level-L downline, for an affiliate token, "
+                    "its levels 1..5-L (none at L = 5).")
 
     @classmethod
-    def from_row(cls, row: Row | None) -> Network:
+    def from_row(cls, row: Row | None, depth: int = 5) -> Network:
+        """``depth``: how many levels the viewer may see (the downline policy)."""
         if row is None:
             return cls(
                 total_network_size=0,
                 levels=[NetworkLevel(level=n, count=0, deposits=_ZERO, bets=_ZERO, ggr=_ZERO,
-                                     cpa=_ZERO, rev=_ZERO) for n in range(1, 6)],
+                                     cpa=_ZERO if depth == 5 else None, rev=_ZERO if depth == 5 else None)
+                        for n in range(1, depth + 1)],
             )
         m = row._mapping
         return cls(
@@ -47,6 +54,6 @@ class Network:
                     cpa=m[f"level_{n}_cpa"],
                     rev=m[f"level_{n}_rev"],
                 )
-                for n in range(1, 6)
+                for n in range(1, depth + 1)
             ],
         )

@@ -12,6 +12,9 @@ from sqlalchemy.engine import Row
 
 from schema.enums import PeriodType
 
+# The downline policy (resolvers.viewer): an affiliate's earnings are personal.
+_EARNINGS = "The affiliate's own earnings: null for another affiliate's token."
+
 
 @strawberry.type
 class LevelBreakdown:
@@ -20,8 +23,8 @@ class LevelBreakdown:
     deposits: Decimal
     bets: Decimal
     ggr: Decimal
-    cpa: Decimal
-    rev: Decimal
+    cpa: Decimal | None = strawberry.field(description=_EARNINGS)
+    rev: Decimal | None = strawberry.field(description=_EARNINGS)
 
 
 @strawberry.type(description="One period with any activity; figures cover the whole network.")
@@ -33,12 +36,15 @@ class PeriodicSummary:
     total_deposits: Decimal
     total_bets: Decimal
     total_ggr: Decimal
-    cpa_earned: Decimal
-    rev_earned: Decimal
+    cpa_earned: Decimal | None = strawberry.field(description=_EARNINGS)
+    rev_earned: Decimal | None = strawberry.field(description=_EARNINGS)
     breakdown: strawberry.Private[Any]
 
-    @strawberry.field(description="Levels 1..5, level 1 first.")
+    @strawberry.field(description="Levels 1..5, level 1 first; of a level-L downline, for an "
+                                  "affiliate token, its levels 1..5-L.")
     def levels(self) -> list[LevelBreakdown]:
+        if isinstance(self.breakdown, list):  # already limited by the downline policy
+            return [LevelBreakdown(level=n, **part) for n, part in enumerate(self.breakdown, 1)]
         raw = orjson.loads(self.breakdown) if isinstance(self.breakdown, str | bytes) else self.breakdown
         return [
             LevelBreakdown(

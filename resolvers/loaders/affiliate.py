@@ -21,7 +21,7 @@ _UPLINE = sql(
 class AffiliateByIdLoader(BatchLoader[int, Row | None]):
     async def load_batch(self, keys: list[int]) -> Sequence[Row | None]:
         rows = await self.access.for_affiliates(_BY_ID, keys)
-        found = {r.affiliate_id: r for r in rows}
+        found = {r.affiliate_id: self.access.affiliate_row(r) for r in rows}
         return [found.get(k) for k in keys]
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Row
 from strawberry.dataloader import DataLoader
 
 from db.reader import sql
-from resolvers.viewer import DataAccess
+from resolvers.viewer import FULL, DataAccess
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -91,15 +91,22 @@ class PageLoader(BatchLoader[tuple[int, A], Page], Generic[A]):
     columns: str
     order_by: str
     keyset: str  # a condition over :after_0, :after_1, ... (the sort key of the cursor)
+    level_column: str  # the owner's network level of a row (the downline policy limits it)
+    owner_only: str = ""  # rows that are the owner's own money, shown only at full depth
+    mask: str = ""  # the DataAccess method hiding what the viewer may not read of a row
 
-    def query(self, args: A) -> tuple[TextClause, dict[str, Any]]:
+    def query(self, args: A, limited: bool = False) -> tuple[TextClause, dict[str, Any]]:
         conditions, params = args.conditions()
         if args.after is not None:
             conditions.append(self.keyset)
             params.update({f"after_{i}": v for i, v in enumerate(args.after)})
+        owners = "unnest(CAST(:ids AS bigint[])) AS k(id)"
+        if limited:
+            owners = "unnest(CAST(:ids AS bigint[]), CAST(:depths AS int[])) AS k(id, depth)"
+            conditions += _limits(self.level_column, self.owner_only)
         where = "".join(f" AND {c}" for c in conditions)
         return sql(
-            f"SELECT p.* FROM unnest(CAST(:ids AS bigint[])) AS k(id) CROSS JOIN LATERAL ("
+            f"SELECT p.* FROM {owners} CROSS JOIN LATERAL ("
             f"SELECT {self.columns} FROM {self.table} WHERE {self.owner_column} = k.id{where} "
             f"ORDER BY {self.order_by} LIMIT :limit) p"
         ), params
@@ -111,8 +118,13 @@ class PageLoader(BatchLoader[tuple[int, A], Page], Generic[A]):
         pages: dict[tuple[int, A], Page] = {}
 
         async def fetch(args: A, owners: list[int]) -> None:
-            query, params = self.query(args)
-            rows = await self.access.for_affiliates(query, owners, limit=args.first + 1, **params)
+            ids, depths = await _owner_depths(self.access, owners)
+            query, params = self.query(args, depths is not None)
+            rows = await self.access.for_affiliates(query, ids, limit=args.first + 1, depths=depths,
+                                                    **params)
+            if self.mask:
+                mask = getattr(self.access, self.mask)
+                rows = [mask(r) for r in rows]
             by_owner = group_rows(rows, self.owner_column)
             for owner in owners:
                 found = by_owner.get(owner, [])
@@ -127,6 +139,8 @@ class CountLoader(BatchLoader[tuple[int, A], int], Generic[A]):
 
     table: str
     owner_column: str
+    level_column: str
+    owner_only: str = ""
 
     async def load_batch(self, keys: list[tuple[int, A]]) -> Sequence[int]:
         groups: dict[A, list[int]] = defaultdict(list)
@@ -136,15 +150,43 @@ class CountLoader(BatchLoader[tuple[int, A], int], Generic[A]):
 
         async def fetch(args: A, owners: list[int]) -> None:
             conditions, params = args.conditions()
-            where = "".join(f" AND {c}" for c in conditions)
-            query = sql(
-                f"SELECT {self.owner_column} AS owner, count(*) AS n FROM {self.table} "
-                f"WHERE {self.owner_column} = ANY(:ids){where} GROUP BY {self.owner_column}"
-            )
-            rows = await self.access.for_affiliates(query, owners, **params)
+            ids, depths = await _owner_depths(self.access, owners)
+            if depths is None:
+                where = "".join(f" AND {c}" for c in conditions)
+                query = sql(
+                    f"SELECT {self.owner_column} AS owner, count(*) AS n FROM {self.table} "
+                    f"WHERE {self.owner_column} = ANY(:ids){where} GROUP BY {self.owner_column}"
+                )
+            else:
+                where = "".join(f" AND {c}" for c in conditions + _limits(self.level_column, self.owner_only))
+                query = sql(
+                    f"SELECT k.id AS owner, (SELECT count(*) FROM {self.table} "
+                    f"WHERE {self.owner_column} = k.id{where}) AS n "
+                    "FROM unnest(CAST(:ids AS bigint[]), CAST(:depths AS int[])) AS k(id, depth)"
+                )
+            rows = await self.access.for_affiliates(query, ids, depths=depths, **params)
             found = {r.owner: r.n for r in rows}
             for owner in owners:
                 counts[(owner, args)] = found.get(owner, 0)
 
         await gather_groups(fetch, groups)
         return [counts[key] for key in keys]
+
+
+def _limits(level_column: str, owner_only: str) -> list[str]:
+    """The downline policy in SQL, for owners given with their depth (``k.depth``): rows of
+    their levels 1..depth only, and none of their own money below full depth."""
+    limits = [f"{level_column} <= k.depth"]
+    if owner_only:
+        limits.append(f"(k.depth = {FULL} OR NOT ({owner_only}))")
+    return limits
+
+
+async def _owner_depths(access: DataAccess, owners: list[int]) -> tuple[list[int], list[int] | None]:
+    """The owners with anything to show and, when any of them is limited by the downline
+    policy, their depths (None: all are read in full, the plain query applies)."""
+    found = await access.depths(owners)
+    ids = [o for o in owners if found.get(o, 0) > 0]
+    if all(found[o] == FULL for o in ids):
+        return ids, None
+    return ids, [found[o] for o in ids]

@@ -22,5 +22,5 @@ _NETWORK = sql(
 class NetworkByAffiliateIdLoader(BatchLoader[int, Row | None]):
     async def load_batch(self, keys: list[int]) -> Sequence[Row | None]:
         rows = await self.access.for_affiliates(_NETWORK, keys)
-        found = {r.affiliate_id: r for r in rows}
+        found = {r.affiliate_id: self.access.network_row(r) for r in rows}
         return [found.get(k) for k in keys]

@@ -35,8 +35,11 @@ class ReferralPageByAffiliateLoader(PageLoader[ReferralArgs]):
     # Matches the index (referrer_id, referral_date DESC, referred_id).
     order_by = "referral_date DESC, referred_id"
     keyset = "referral_date <= :after_0 AND (referral_date < :after_0 OR referred_id > :after_1)"
+    level_column = "mlm_level"
+    mask = "referral_row"
 
 
 class ReferralCountByAffiliateLoader(CountLoader[ReferralArgs]):
     table = "affiliate_referrals"
     owner_column = "referrer_id"
+    level_column = "mlm_level"

@@ -67,8 +67,11 @@ class SummariesByAffiliateAndPeriodLoader(BatchLoader[AffiliatePeriod, list[Row]
                 params["end"] = end
             if last is not None:
                 params["last"] = last
-            by_affiliate = group_rows(await self.access.for_affiliates(query, ids, **params),
-                                      "affiliate_id")
+            # Depth 0 (a downline at the viewer's level 5): nothing of its network to show.
+            depths = await self.access.depths(ids)
+            shown = [i for i in ids if depths.get(i, 0) > 0]
+            rows = await self.access.for_affiliates(query, shown, **params)
+            by_affiliate = group_rows([self.access.summary_row(r) for r in rows], "affiliate_id")
             for affiliate_id in ids:
                 found[(affiliate_id, *group)] = by_affiliate.get(affiliate_id, [])
 

@@ -8,6 +8,9 @@ from typing import Any
 
 from resolvers.loaders.base import CountLoader, PageArgs, PageLoader
 
+# The affiliate's own earnings among its network's movements (never shown to another affiliate).
+OWNER_ONLY = "transaction_type IN ('cpa', 'rev')"
+
 
 @dataclass(frozen=True)
 class TransactionArgs(PageArgs):
@@ -41,8 +44,12 @@ class TransactionPageByAffiliateLoader(PageLoader[TransactionArgs]):
     # Backward scan of the per-partition index (affiliate_id, transaction_date, id).
     order_by = "transaction_date DESC, id DESC"
     keyset = "(transaction_date, id) < (:after_0, :after_1)"
+    level_column = "mlm_level"
+    owner_only = OWNER_ONLY
 
 
 class TransactionCountByAffiliateLoader(CountLoader[TransactionArgs]):
     table = "affiliate_financial_transactions"
     owner_column = "affiliate_id"
+    level_column = "mlm_level"
+    owner_only = OWNER_ONLY

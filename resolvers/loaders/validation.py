@@ -35,15 +35,18 @@ class CpaValidationPageByAffiliateLoader(PageLoader[ValidationArgs]):
     # Backward scan of the index (affiliate_id, validation_date, id).
     order_by = "validation_date DESC, id DESC"
     keyset = "(validation_date, id) < (:after_0, :after_1)"
+    level_column = "cpa_level"
+    mask = "validation_row"
 
 
 class CpaValidationCountByAffiliateLoader(CountLoader[ValidationArgs]):
     table = "affiliate_cpa_validations"
     owner_column = "affiliate_id"
+    level_column = "cpa_level"
 
 
 class CpaValidationByIdLoader(BatchLoader[int, Row | None]):
     async def load_batch(self, keys: list[int]) -> Sequence[Row | None]:
         rows = await self.access.database.fetch(_BY_ID, {"ids": keys})
-        found = {r.id: r for r in await self.access.visible_rows(rows)}
+        found = {r.id: self.access.validation_row(r) for r in await self.access.visible_rows(rows)}
         return [found.get(k) for k in keys]

@@ -11,12 +11,17 @@ it has no offset).
 
 Scoped exactly like GraphQL, through the same ``Viewer``/``DataAccess`` rules: an affiliate
 token exports itself and its downline (anyone else's referrals, summaries or validations is
-404, like REST), its own statements only (money is personal: ``may_read_money_of``), the
-ranking among what it sees; personal data is masked by ``Viewer.personal_data``.
+404, like REST), its own statements only (money is personal: ``may_read_money_of``), in the
+ranking itself only, and its own validations when it names no affiliate; personal data is
+masked by ``Viewer.personal_data``. The downline policy (``DataAccess.depth``): of a
+level-L downline only its levels 1..5-L are listed, and its earnings (a referral's or a
+validation's ``cpa_amount``, a summary's ``cpa_earned``/``rev_earned`` and level CPA/REV)
+are empty cells, as they are null in GraphQL.
 """
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +34,7 @@ from sqlalchemy import (
     and_,
     cast,
     column,
+    false,
     select,
     table,
 )
@@ -39,6 +45,7 @@ from db.tables import AFFILIATE_COLUMNS, affiliates
 from resolvers.arguments import LEVELS, check_range
 from resolvers.errors import BadUserInput, NotFound
 from resolvers.statement import may_read_money_of
+from resolvers.viewer import FULL
 from schema.enums import CpaStatus, PeriodType, RankingMetric, ReferralStatus
 from schema.statement import StatementStatus
 from schema.summary import PeriodicSummary
@@ -142,9 +149,12 @@ async def ranking_export(ctx: RequestContext, q: Any) -> Export:
                         {"cpa_earned": "rank_cpa", "validated_referrals": "rank_referrals"})
     rank = affiliates.c[metric.value]
     ident = affiliates.c.affiliate_id
-    query = (select(*affiliates.c).where(*ctx.access.scoped(ident), rank.is_not(None))
-             .order_by(rank, ident))
     viewer = ctx.viewer
+    # An affiliate ranks itself only, as in GraphQL: its downline's order by a total would
+    # reveal what the downline policy hides.
+    mine = [] if viewer.sees_everyone else [ident == viewer.affiliate_id]
+    query = (select(*affiliates.c).where(*ctx.access.scoped(ident), *mine, rank.is_not(None))
+             .order_by(rank, ident))
 
     def convert(r: Any) -> list[Any]:
         values = list(r)
@@ -173,6 +183,9 @@ async def referrals_export(ctx: RequestContext, q: Any) -> Export:
     await _visible_affiliate(ctx, owner)
     t = _referrals.c
     conditions = [t.referrer_id == owner]
+    depth = ctx.access.depth(owner)
+    if depth < FULL:  # the downline policy: its levels 1..5-L, without its CPA
+        conditions.append(t.mlm_level <= depth)
     if level is not None:
         conditions.append(t.mlm_level == level)
     if status is not None:
@@ -183,6 +196,8 @@ async def referrals_export(ctx: RequestContext, q: Any) -> Export:
     def convert(r: Any) -> list[Any]:
         values = list(r)
         values[4] = r.status.upper()
+        if depth < FULL:
+            values[-1] = None
         return values
 
     return Export(f"referrals-{owner}.csv", list(_REFERRAL_COLUMNS), _streamed(query, convert))
@@ -195,6 +210,12 @@ _SUMMARY_COLUMNS = [
 _LEVEL_FIELDS = ("new_referrals", "deposits", "bets", "ggr", "cpa", "rev")
 _summaries = table("affiliate_periodic_summaries", *(column(c) for c in _SUMMARY_COLUMNS),
                    column("level_breakdown"))
+# A summary row as DataAccess masks it (a named tuple).
+_SummaryRow = namedtuple(  # noqa: PYI024
+    "_SummaryRow",
+    ["affiliate_id", "period_type", "period_start", "new_referrals", "validated_referrals",
+     "total_deposits", "total_bets", "total_ggr", "cpa_earned", "rev_earned", "level_breakdown"],
+)
 
 
 async def summaries_export(ctx: RequestContext, q: Any) -> Export:
@@ -207,6 +228,8 @@ async def summaries_export(ctx: RequestContext, q: Any) -> Export:
     await _visible_affiliate(ctx, owner)
     t = _summaries.c
     conditions = [t.affiliate_id == owner, t.period_type == period.value]
+    if ctx.access.depth(owner) == 0:  # a downline at the viewer's level 5: nothing to show
+        conditions.append(false())
     if start is not None:
         conditions.append(t.period_start >= start)
     if end is not None:
@@ -215,11 +238,15 @@ async def summaries_export(ctx: RequestContext, q: Any) -> Export:
                    cast(t.level_breakdown, Text).label("level_breakdown")).where(
         and_(*conditions)).order_by(t.period_start)
 
+    access = ctx.access
+
     def convert(r: Any) -> list[Any]:
-        summary = PeriodicSummary.from_row(r)
+        summary = PeriodicSummary.from_row(access.summary_row(_SummaryRow(*r)))
         values = [r.affiliate_id, summary.period_type, *(getattr(summary, c) for c in _SUMMARY_COLUMNS[2:])]
-        for level in summary.levels():
+        levels = summary.levels()
+        for level in levels:
             values.extend(getattr(level, f) for f in _LEVEL_FIELDS)
+        values.extend([None] * (len(_LEVEL_FIELDS) * (len(LEVELS) - len(levels))))  # levels not shown
         return values
 
     header = [*_SUMMARY_COLUMNS, *(f"level_{n}_{f}" for n in LEVELS for f in _LEVEL_FIELDS)]
@@ -250,9 +277,15 @@ async def validations_export(ctx: RequestContext, q: Any) -> Export:
         raise BadUserInput(f"from ({q.get('from')}) must be before to ({q.get('to')})")
     t = _validations.c
     conditions: list[Any] = []
+    if owner is None and not ctx.viewer.sees_everyone:
+        owner = ctx.viewer.affiliate_id  # an affiliate's ledger is its own (money is personal)
+    depth = FULL
     if owner is not None:
         await _visible_affiliate(ctx, owner)
         conditions.append(t.affiliate_id == owner)
+        depth = ctx.access.depth(owner)
+        if depth < FULL:  # the downline policy: its levels 1..5-L, without amounts
+            conditions.append(t.cpa_level <= depth)
     else:
         conditions.extend(ctx.access.scoped(t.affiliate_id))
     if level is not None:
@@ -269,6 +302,8 @@ async def validations_export(ctx: RequestContext, q: Any) -> Export:
     def convert(r: Any) -> list[Any]:
         values = list(r)
         values[6] = r.cpa_status.upper()
+        if depth < FULL:
+            values[5] = None
         return values
 
     filename = f"validations{f'-{owner}' if owner else ''}.csv"
