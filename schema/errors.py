@@ -5,13 +5,19 @@ Clients branch on ``extensions.code``:
   of the wrong type); the message says which and why.
 - ``GRAPHQL_PARSE_FAILED`` / ``GRAPHQL_VALIDATION_FAILED``: the document itself is wrong.
 - ``SERVICE_UNAVAILABLE``: the database cannot be reached; retry later.
+- ``TIMEOUT``: a query ran longer than its statement timeout (HTTP 503 in REST); ask for
+  less or retry later.
 - ``BUSY``: the ETL holds the ledger lock; retry in a moment.
 - ``NOT_AVAILABLE``: the feature is not part of this build.
 - ``UNAUTHENTICATED`` (HTTP 401): no valid bearer token; ``extensions.reason`` says why.
 - ``FORBIDDEN``: the token's role may not do this (mutations are for admins).
 - ``RATE_LIMITED`` (HTTP 429): too many requests; retry after ``Retry-After`` seconds.
+- ``ACCOUNT_SUSPENDED`` (HTTP 403): the token's affiliate is suspended.
 - ``QUERY_TOO_DEEP``, ``TOO_MANY_ALIASES``, ``TOO_MANY_TOKENS``, ``QUERY_TOO_COSTLY``,
-  ``BATCH_TOO_LARGE``, ``INTROSPECTION_DISABLED``: the document exceeds a limit.
+  ``BATCH_TOO_LARGE``, ``INTROSPECTION_DISABLED``, ``DOCUMENT_TOO_LARGE``: the document
+  exceeds a limit; ``PAYLOAD_TOO_LARGE`` (HTTP 413): the request body does.
+- ``BAD_REQUEST`` (HTTP 400): the request itself is not well formed (not JSON, not an object
+  or a batch of objects, a member of the wrong type).
 - ``INTERNAL_SERVER_ERROR``: anything unexpected; the message is masked and the details are
   logged server-side only.
 """
@@ -26,7 +32,7 @@ from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
 from commissions.errors import CommissionError
-from db.engine import DatabaseUnavailable
+from db.engine import DatabaseUnavailable, QueryTimeout
 from db.reader import UNAVAILABLE_MESSAGE
 from resolvers.errors import PublicError
 
@@ -75,6 +81,8 @@ def error_code(error: GraphQLError) -> str:
     original = error.original_error
     if isinstance(original, PublicError | CommissionError):
         return original.code
+    if isinstance(original, QueryTimeout):
+        return QueryTimeout.code
     if isinstance(original, DatabaseUnavailable):
         return "SERVICE_UNAVAILABLE"
     if is_unexpected(error):
@@ -100,6 +108,8 @@ def public_error(error: GraphQLError) -> GraphQLError:
     message = MASKED_MESSAGE if unexpected else without_suggestions(error.message)
     if isinstance(error.original_error, PublicError | CommissionError):
         message = error.original_error.message
+    elif isinstance(error.original_error, QueryTimeout):
+        message = str(QueryTimeout())
     elif isinstance(error.original_error, DatabaseUnavailable):
         message = UNAVAILABLE_MESSAGE  # never the driver's words (hosts, users)
     return GraphQLError(

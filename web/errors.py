@@ -7,12 +7,14 @@ import orjson
 from starlette.responses import Response
 
 from commissions.errors import CommissionError
-from db.engine import DatabaseUnavailable
+from db.engine import DatabaseUnavailable, QueryTimeout
 from db.reader import UNAVAILABLE_MESSAGE
 from resolvers.errors import PublicError
 
 HTTP_STATUS = {
     "BAD_USER_INPUT": 400,
+    "BAD_REQUEST": 400,
+    "DOCUMENT_TOO_LARGE": 400,
     "GRAPHQL_PARSE_FAILED": 400,
     "GRAPHQL_VALIDATION_FAILED": 400,
     "QUERY_TOO_DEEP": 400,
@@ -22,11 +24,15 @@ HTTP_STATUS = {
     "BATCH_TOO_LARGE": 400,
     "UNAUTHENTICATED": 401,
     "FORBIDDEN": 403,
+    "ACCOUNT_SUSPENDED": 403,
     "NOT_FOUND": 404,
     "BUSY": 409,
+    "PAYLOAD_TOO_LARGE": 413,
+    "UNSUPPORTED_MEDIA_TYPE": 415,
     "RATE_LIMITED": 429,
     "NOT_AVAILABLE": 501,
     "SERVICE_UNAVAILABLE": 503,
+    "TIMEOUT": 503,
 }
 
 
@@ -38,6 +44,8 @@ def error_response(code: str, message: str) -> Response:
 
 def exception_response(exc: PublicError | CommissionError | DatabaseUnavailable) -> Response:
     """A client-facing exception as its JSON error (a database outage never shows its text)."""
+    if isinstance(exc, QueryTimeout):
+        return error_response(QueryTimeout.code, str(QueryTimeout()))
     if isinstance(exc, DatabaseUnavailable):
         return error_response("SERVICE_UNAVAILABLE", UNAVAILABLE_MESSAGE)
     return error_response(exc.code, exc.message)
