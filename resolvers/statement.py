@@ -15,8 +15,10 @@ from datetime import date
 
 import asyncpg
 from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commissions import service
+from db.engine import QueryTimeout, timeout_ms
 from db.reader import UNAVAILABLE_ERRORS
 from resolvers.arguments import check_first, parse_id
 from resolvers.context import Context
@@ -37,14 +39,39 @@ def actor(ctx: Context) -> str:
 
 @asynccontextmanager
 async def robust_connection(ctx: Context) -> AsyncIterator[asyncpg.Connection]:
-    """A pooled asyncpg connection of the API's engine (transactions, cursors, COPY)."""
+    """A pooled asyncpg connection of the API's engine (transactions, cursors, COPY).
+
+    Statement pages, simulations and the workflow may run ``long_read_timeout_seconds`` a
+    statement: the connection's statement_timeout is raised while it is lent and reset (to the
+    engine's read timeout) before it goes back to the pool; a connection that cannot be reset
+    is discarded. A statement the server cancels raises ``QueryTimeout`` (the code TIMEOUT)."""
     try:
         async with ctx.database.engine.connect() as conn:
             raw = await conn.get_raw_connection()
-            yield raw.driver_connection
+            driver: asyncpg.Connection = raw.driver_connection
+            milliseconds = timeout_ms(ctx.settings.long_read_timeout_seconds)
+            await driver.execute(f"SET statement_timeout = {milliseconds:d}")
+            try:
+                yield driver
+            finally:
+                await _reset_timeout(conn, driver)
+    except asyncpg.QueryCanceledError as exc:  # before UNAVAILABLE_ERRORS: it is one of them
+        log.warning("robust database statement cancelled by its statement_timeout")
+        raise QueryTimeout() from exc
     except UNAVAILABLE_ERRORS as exc:
         log.warning("robust database unavailable: %s", type(exc).__name__)
         raise ServiceUnavailable() from exc
+
+
+async def _reset_timeout(conn: AsyncConnection, driver: asyncpg.Connection) -> None:
+    """The connection's own statement_timeout again (the one it was opened with), or the
+    connection discarded when it cannot say so (broken, busy, inside a failed transaction)."""
+    try:
+        if driver.is_in_transaction():
+            raise asyncpg.InterfaceError("left inside a transaction")
+        await driver.execute("RESET statement_timeout")
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
+        await conn.invalidate()
 
 
 def parse_month(value: date, name: str = "month") -> date:

@@ -28,7 +28,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from commissions.errors import CommissionError
-from db.engine import DatabaseUnavailable
+from db.engine import DatabaseUnavailable, QueryTimeout, is_timeout, timeout_ms
 from db.reader import UNAVAILABLE_ERRORS
 from resolvers.errors import PublicError, ServiceUnavailable
 from web.errors import error_response, exception_response
@@ -44,23 +44,32 @@ log = logging.getLogger("fature.api")
 @asynccontextmanager
 async def _snapshot(api: ApiState) -> AsyncIterator[AsyncConnection]:
     """One pooled connection in a read-only repeatable-read transaction: a consistent report,
-    and the transaction server-side cursors need."""
+    and the transaction server-side cursors need. Each of its statements (each chunk's fetch)
+    may run ``long_read_timeout_seconds`` (``SET LOCAL``: the connection's own read timeout
+    is back at the end of the transaction)."""
+    milliseconds = timeout_ms(api.settings.long_read_timeout_seconds)
     async with api.database.engine.connect() as conn:
         conn = await conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
         async with conn.begin():
-            await conn.exec_driver_sql("SELECT 1")  # the driver opens its transaction lazily
+            # Also opens the driver's transaction (it does so lazily).
+            await conn.exec_driver_sql(f"SET LOCAL statement_timeout = {milliseconds:d}")
             yield conn
 
 
 async def _row_chunks(export: Export, api: ApiState) -> AsyncGenerator[Sequence[Sequence[Any]], None]:
-    """The report's rows in chunks, read in one snapshot; a lost database is a 503."""
+    """The report's rows in chunks, read in one snapshot; a lost database is a 503, and so is
+    a statement cancelled by its timeout (``QueryTimeout``, the code TIMEOUT)."""
     try:
         async with _snapshot(api) as conn:
             async for chunk in export.rows(conn):
                 yield chunk
     except UNAVAILABLE_ERRORS as exc:
+        if is_timeout(exc):  # asyncpg's QueryCanceledError is an OperatorInterventionError
+            raise QueryTimeout() from exc
         raise ServiceUnavailable() from exc
     except sa_exc.DBAPIError as exc:
+        if is_timeout(exc):
+            raise QueryTimeout() from exc
         if exc.connection_invalidated or isinstance(exc.orig, UNAVAILABLE_ERRORS):
             raise ServiceUnavailable() from exc
         raise
