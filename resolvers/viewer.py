@@ -129,7 +129,9 @@ class DataAccess:
     """``Database`` seen through a ``Viewer``: what every loader and resolver calls.
 
     For an affiliate, membership of the downline is decided here with one batched query
-    per loader batch, for the ids this request has not checked yet (its own id never costs one).
+    per loader batch, for the ids this request has not checked yet (its own id never costs one);
+    the same query gives each member's level, from which the downline policy (``depth`` and
+    the ``*_row`` masks below) decides what of that member's network and money it shows.
     """
 
     def __init__(self, database: Database, viewer: Viewer) -> None:
