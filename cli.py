@@ -463,11 +463,22 @@ def serve_app(
             loop="uvloop",
             http="httptools",
             log_level="info",
+            **server_options(settings),
         )
     finally:
         if simulator is not None:
             simulator.terminate()
             simulator.wait(timeout=10)
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options that decide what the app trusts and what is logged: forwarded
+    headers (X-Forwarded-For/-Proto) are believed only from ``FATURE_TRUSTED_PROXIES`` (none
+    by default; uvicorn's own default trusts 127.0.0.1, so a local client could claim any
+    address), and uvicorn's access log is off (its line holds query strings: tokens,
+    variables); the app writes one JSON access line of its own (web/middleware.py)."""
+    proxies = [p.strip() for p in settings.trusted_proxies if p.strip()]
+    return {"proxy_headers": bool(proxies), "forwarded_allow_ips": proxies, "access_log": False}
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -68,6 +68,7 @@ def make_engine(
         max_overflow=pool_size,
         pool_recycle=1800,
         echo=echo,
+        hide_parameters=True,  # an error's text never carries the bound values (tokens, search terms)
         # A database that stops answering must fail requests, not hang them; a dropped
         # connection is discarded by the pool on its first error and the next one reconnects.
         connect_args=connect_args,

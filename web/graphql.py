@@ -1,23 +1,30 @@
 """The /graphql endpoint: strawberry's ASGI view with Fature's context, the response cache,
 batch caps, the data's as-of instant in ``extensions.asOf``, orjson, and GraphiQL with the
-dashboard query preloaded."""
+dashboard query preloaded (a placeholder id: the page reads no data).
+
+What does not make a GraphQL request is refused before execution with a JSON error in the
+GraphQL errors shape and a code: a body that is not JSON, or not an object or an array of
+objects; ``query``, ``variables``, ``operationName`` or ``extensions`` of the wrong type;
+variables nested deeper than ``MAX_VARIABLES_DEPTH`` (400 ``BAD_REQUEST``); a content type
+other than application/json (415 ``UNSUPPORTED_MEDIA_TYPE``); strawberry's own refusals
+(400 ``BAD_REQUEST``, 405 ``METHOD_NOT_ALLOWED``)."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import orjson
+from cross_web import HTTPException
 from graphql import GraphQLError, OperationDefinitionNode, parse
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.http.ides import get_graphql_ide_html
 from strawberry.types import ExecutionResult
 
-from db.engine import DatabaseUnavailable
-from db.reader import sql
 from schema.document_cache import (
     DEFAULT_CACHE_BYTES,
     DEFAULT_MAX_DOCUMENT_BYTES,
@@ -29,6 +36,7 @@ from schema.document_cache import (
 from schema.errors import public_error
 from web.access_log import operation_var
 from web.middleware import rejection
+from web.response_cache import MAX_VARIABLES_DEPTH, nested_deeper_than
 from web.state import RequestContext, viewer_for
 
 DASHBOARD_QUERY = """\
@@ -53,10 +61,9 @@ query Dashboard($id: ID!) {
 }
 """
 
-_TOP_AFFILIATE = sql(
-    "SELECT affiliate_id FROM affiliates WHERE status = 'active' "
-    "ORDER BY total_cpa_earned DESC, affiliate_id LIMIT 1"
-)
+# The example variables' id: a placeholder to replace (the page is served without a token,
+# so it shows no data and costs no database read).
+EXAMPLE_ID = "AFFILIATE_ID"
 
 
 def graphiql_html(example_id: str) -> str:
@@ -114,17 +121,22 @@ class FatureGraphQL(GraphQL[RequestContext, None]):
     data's as-of instant in ``extensions.asOf``, orjson, and the preloaded GraphiQL."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return  # the middleware refuses WebSocket handshakes: no subscriptions
         if scope.get("state", {}).get("operation") == "graphiql":  # the middleware let it in without a token
             page = await self.render_graphql_ide(Request(scope, receive))
             await page(scope, receive, send)
             return
         try:
-            await super().__call__(scope, receive, send)
-        except Rejected as rejected:
-            r = rejected
-            raw, headers = rejection(scope, r.status, r.code, r.message, r.headers)
-            await send({"type": "http.response.start", "status": rejected.status, "headers": headers})
-            await send({"type": "http.response.body", "body": raw})
+            response = await self.run(Request(scope, receive))
+        except Rejected as r:
+            await _send_rejection(scope, send, r.status, r.code, r.message, r.headers)
+            return
+        except HTTPException as e:  # strawberry's refusals: the same JSON shape, with a code
+            code = HTTP_CODES.get(e.status_code, "BAD_REQUEST")
+            await _send_rejection(scope, send, e.status_code, code, e.reason, {})
+            return
+        await response(scope, receive, send)
 
     async def get_context(self, request: Any, response: Any) -> RequestContext:
         context = RequestContext.build(request.app.state.api, viewer_for(request), request, response)
@@ -132,7 +144,32 @@ class FatureGraphQL(GraphQL[RequestContext, None]):
         return context
 
     def parse_json(self, data: str | bytes) -> Any:
-        return orjson.loads(data)
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise Rejected(400, "BAD_REQUEST", f"Not valid JSON: {str(exc)[:120]}") from exc
+
+    async def parse_http_body(self, request: Any) -> GraphQLRequestData | list[GraphQLRequestData]:
+        """The operation (or batch) of a GET's parameters or a JSON body, each member checked."""
+        if request.method == "GET":
+            data: Any = dict(request.query_params)
+            for name in ("variables", "extensions"):
+                if name in data:
+                    data[name] = self.parse_json(data[name]) if data[name] else None
+        else:
+            content_type = (request.content_type or "").split(";", 1)[0].strip().lower()
+            if content_type != "application/json":
+                raise Rejected(415, "UNSUPPORTED_MEDIA_TYPE",
+                               "Send the operation as application/json (or a GET with query parameters)")
+            data = self.parse_json(await request.get_body())
+        if isinstance(data, dict):
+            return request_data(data, None)
+        if isinstance(data, list):
+            if not data:
+                raise Rejected(400, "BAD_REQUEST", "A batch must hold at least one operation")
+            return [request_data(item, index) for index, item in enumerate(data)]
+        raise Rejected(400, "BAD_REQUEST",
+                       "The body must be a JSON object (an operation) or an array of them (a batch)")
 
     async def execute_operation(
         self, request: Request, request_adapter: Any, request_data: Any, context: RequestContext,
@@ -191,11 +228,45 @@ class FatureGraphQL(GraphQL[RequestContext, None]):
         return orjson.dumps(data)
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
-        example_id = "1"
-        try:
-            rows = await request.app.state.api.database.fetch(_TOP_AFFILIATE)
-            if rows:
-                example_id = str(rows[0].affiliate_id)
-        except DatabaseUnavailable:
-            pass  # the page still loads; the query will report the outage itself
-        return HTMLResponse(graphiql_html(example_id))
+        return HTMLResponse(graphiql_page())
+
+
+HTTP_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 415: "UNSUPPORTED_MEDIA_TYPE"}
+
+
+@lru_cache(maxsize=1)
+def graphiql_page() -> str:
+    """The page every GraphiQL load gets: the same bytes, built once."""
+    return graphiql_html(EXAMPLE_ID)
+
+
+async def _send_rejection(scope: Scope, send: Send, status: int, code: str, message: str,
+                          headers: dict[str, str]) -> None:
+    raw, header_list = rejection(scope, status, code, message, headers)
+    await send({"type": "http.response.start", "status": status, "headers": header_list})
+    await send({"type": "http.response.body", "body": raw})
+
+
+_MEMBER_TYPES: tuple[tuple[str, type, str], ...] = (
+    ("query", str, "a string"),
+    ("variables", dict, "an object"),
+    ("operationName", str, "a string"),
+    ("extensions", dict, "an object"),
+)
+
+
+def request_data(item: Any, index: int | None) -> GraphQLRequestData:
+    """One operation of a request, each member of the type GraphQL over HTTP says (or null)."""
+    where = "the request" if index is None else f"operation {index} of the batch"
+    if not isinstance(item, dict):
+        raise Rejected(400, "BAD_REQUEST", f"{where[0].upper()}{where[1:]} is not a JSON object")
+    for name, kind, described in _MEMBER_TYPES:
+        value = item.get(name)
+        if value is not None and not isinstance(value, kind):
+            raise Rejected(400, "BAD_REQUEST", f"`{name}` of {where} must be {described} or null")
+    for name in ("variables", "extensions"):
+        if nested_deeper_than(item.get(name), MAX_VARIABLES_DEPTH):
+            raise Rejected(400, "BAD_REQUEST",
+                           f"`{name}` of {where} are nested deeper than {MAX_VARIABLES_DEPTH} levels")
+    return GraphQLRequestData(query=item.get("query"), variables=item.get("variables"),
+                              operation_name=item.get("operationName"), extensions=item.get("extensions"))

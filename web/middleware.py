@@ -1,15 +1,26 @@
-"""The middleware every HTTP request passes: request id, authentication (401), rate limit (429),
-metrics and one structured access-log line.
+"""The middleware every HTTP request passes: request id, body size (413), authentication (401),
+suspended accounts (403), rate limit (429), metrics and one structured access-log line.
 
 Open without a token: ``/healthz``, ``/readyz``, GraphiQL's static page (``GET /graphql``
-from a browser) and ``/metrics`` from loopback (anywhere when ``FATURE_METRICS_PUBLIC``;
-otherwise an admin token). Everything else needs a valid bearer token. The verified
-``Viewer`` is put in ``request.state.viewer``; the GraphQL view and REST endpoints read it
-there and nowhere else.
+from a browser; it holds no data and counts against the anonymous per-IP rate limit) and
+``/metrics`` from loopback (anywhere when ``FATURE_METRICS_PUBLIC``; otherwise an admin
+token). Loopback is the client's IP address (127.0.0.0/8, ::1): a host name never is, and
+the client address is the socket's peer unless a proxy of ``FATURE_TRUSTED_PROXIES`` sent it
+(``fature serve`` tells uvicorn to believe forwarded headers from those only). Everything
+else needs a valid bearer token; an affiliate whose account is suspended is refused
+(``web/accounts.py``). The verified ``Viewer`` is put in ``request.state.viewer``; the
+GraphQL view and REST endpoints read it there and nowhere else.
+
+A body larger than ``FATURE_MAX_BODY_BYTES`` is refused with 413 before it is read: by its
+Content-Length up front, or, sent in chunks, as soon as the bytes received pass the limit.
+A WebSocket handshake is refused (the API has no subscriptions: close 1008, HTTP 403 to the
+client). An exception escaping the app is logged (``fature.api``, database values scrubbed)
+and answered 500 with a JSON error, never a traceback.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 import time
@@ -17,17 +28,64 @@ import uuid
 from typing import Any
 
 import orjson
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from db.engine import DatabaseUnavailable
+from db.reader import UNAVAILABLE_MESSAGE
 from resolvers.viewer import Role, Viewer
 from web.access_log import operation_var, request_id_var
 from web.auth import AuthError
 
 access_log = logging.getLogger("fature.access")
+log = logging.getLogger("fature.api")
 
 OPEN_PATHS = {"/healthz": "healthz", "/readyz": "readyz"}
-LOOPBACK = {"127.0.0.1", "::1", "localhost", "testclient"}
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def is_loopback(host: str | None) -> bool:
+    """The client is this machine: an IP address in 127.0.0.0/8 or ::1 (an IPv4-mapped one
+    too). A host name ("localhost") never is: it is what a forwarded header would say."""
+    if not host:
+        return False
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+class BodyTooLarge(Exception):
+    """Raised by the limited ``receive`` once a chunked body passes the limit."""
+
+
+def limited_receive(receive: Receive, limit: int) -> Receive:
+    """``receive`` counting the body's bytes; past ``limit`` it raises ``BodyTooLarge``
+    (the rest of the body is never read)."""
+    received = 0
+
+    async def limited() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise BodyTooLarge
+        return message
+
+    return limited
+
+
+def _content_length(scope: Scope) -> int | None:
+    """The declared body size; -1 when the header is not a number."""
+    value = _header(scope, b"content-length")
+    if value is None:
+        return None
+    value = value.strip()
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 20 else -1
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -81,7 +139,9 @@ class ApiMiddleware:
         if scope["type"] != "http":
             if scope["type"] == "lifespan":
                 await self.app(scope, receive, send)
-            return  # no websockets: the API has no subscriptions
+            elif scope["type"] == "websocket":
+                await self._refuse_websocket(receive, send)
+            return
         api = scope["app"].state.api
         started = time.perf_counter()
         incoming = _header(scope, b"x-request-id")
@@ -93,23 +153,42 @@ class ApiMiddleware:
         request_token = request_id_var.set(request_id)
         operation_token = operation_var.set(None)
         status_holder = [500]
+        started_holder = [False]
         viewer: Viewer | None = None
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
+                started_holder[0] = True
                 status_holder[0] = message["status"]
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
 
         try:
+            limit = api.settings.max_body_bytes
+            declared = _content_length(scope)
+            if declared is not None and (declared < 0 or declared > limit):
+                state["operation"] = "rejected"
+                if declared < 0:
+                    await self._refuse(scope, send_with_id, 400, "BAD_REQUEST",
+                                       "Content-Length is not a number")
+                else:
+                    await self._too_large(scope, send_with_id, limit)
+                return
+            if declared is None:
+                receive = limited_receive(receive, limit)
             operation = OPEN_PATHS.get(path)
             authorization = _header(scope, b"authorization")
             if operation is None and path == "/graphql" and _is_graphiql_page(scope):
                 operation = "graphiql"
+                verdict = await api.rate_limiter.hit(f"ip:{client}", anonymous=True)
+                if not verdict.allowed:
+                    state["operation"] = "rate_limited"
+                    await self._too_many(scope, send_with_id, api, verdict.retry_after, "anonymous")
+                    return
             if operation is None and path == "/metrics":
                 operation = "metrics"
-                if not (api.settings.metrics_public or client in LOOPBACK):
+                if not (api.settings.metrics_public or is_loopback(client)):
                     viewer = await self._admit(scope, send_with_id, api, authorization, client)
                     if viewer is None:
                         return
@@ -123,7 +202,20 @@ class ApiMiddleware:
                     return
                 state["viewer"] = viewer
             state["operation"] = operation
-            await self.app(scope, receive, send_with_id)
+            try:
+                await self.app(scope, receive, send_with_id)
+            except BodyTooLarge:
+                state["operation"] = "rejected"
+                if not started_holder[0]:
+                    await self._too_large(scope, send_with_id, limit)
+            except ClientDisconnect:
+                status_holder[0] = 499  # the client went away mid-body: nothing to answer
+            except Exception:
+                # A bug: logged (database values scrubbed, web/access_log.py) and answered
+                # without a traceback; the server sees a finished request.
+                log.error("unexpected error serving %s %s", scope["method"], path, exc_info=True)
+                if not started_holder[0]:
+                    await self._refuse(scope, send_with_id, 500, "INTERNAL_SERVER_ERROR", "Unexpected error.")
         finally:
             elapsed = time.perf_counter() - started
             label = state.get("operation") or ("rest" if path.startswith("/api/") else "other")
@@ -161,6 +253,18 @@ class ApiMiddleware:
             )
             await self._reply(send, 401, raw, headers)
             return None
+        if viewer.role is Role.AFFILIATE and viewer.affiliate_id is not None:
+            try:
+                suspended = await api.accounts.suspended(viewer.affiliate_id)
+            except (DatabaseUnavailable, TimeoutError):
+                state["operation"] = "unavailable"
+                await self._refuse(scope, send, 503, "SERVICE_UNAVAILABLE", UNAVAILABLE_MESSAGE)
+                return None
+            if suspended:
+                state["operation"] = "suspended"
+                await self._refuse(scope, send, 403, "ACCOUNT_SUSPENDED",
+                                   "This affiliate account is suspended")
+                return None
         state["rate_key"] = f"sub:{viewer.subject}"
         verdict = await api.rate_limiter.hit(state["rate_key"], anonymous=False)
         if not verdict.allowed:
@@ -176,6 +280,23 @@ class ApiMiddleware:
             {"retry-after": str(retry_after)},
         )
         await self._reply(send, 429, raw, headers)
+
+    async def _too_large(self, scope: Scope, send: Send, limit: int) -> None:
+        await self._refuse(scope, send, 413, "PAYLOAD_TOO_LARGE",
+                           f"The request body is larger than {limit} bytes", {"connection": "close"})
+
+    async def _refuse(self, scope: Scope, send: Send, status: int, code: str, message: str,
+                      headers: dict[str, str] | None = None) -> None:
+        raw, header_list = rejection(scope, status, code, message, headers or {})
+        await self._reply(send, status, raw, header_list)
+
+    @staticmethod
+    async def _refuse_websocket(receive: Receive, send: Send) -> None:
+        """No subscriptions, so no WebSockets: the handshake is closed with 1008 (policy
+        violation), which the server answers HTTP 403."""
+        message = await receive()
+        if message["type"] == "websocket.connect":
+            await send({"type": "websocket.close", "code": 1008, "reason": ""})
 
     @staticmethod
     async def _reply(send: Send, status: int, body: bytes, headers: list) -> None:

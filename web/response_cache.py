@@ -40,6 +40,27 @@ log = logging.getLogger("fature.api")
 
 Compute = Callable[[], Awaitable[ExecutionResult]]
 
+# GraphQL variables nest as deep as the schema's input types (a few levels); deeper JSON is
+# refused by /graphql (400 BAD_REQUEST) and never keyed here.
+MAX_VARIABLES_DEPTH = 32
+
+
+def nested_deeper_than(value: object, limit: int) -> bool:
+    """Whether JSON ``value`` nests objects/arrays more than ``limit`` levels (iteratively:
+    no recursion, whatever the depth)."""
+    if not isinstance(value, dict | list):
+        return False
+    stack: list[tuple[dict[Any, Any] | list[Any], int]] = [(value, 1)]
+    while stack:
+        current, depth = stack.pop()
+        children = current.values() if isinstance(current, dict) else current
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
 
 # A plan per distinct document (and operation name and root fields), keyed by the text's digest
 # and bounded by bytes of document text; a document that does not parse is not kept.
@@ -130,8 +151,17 @@ class ResponseCache:
         return cache_plan(query, operation_name, self.root_fields, self.plans, self.max_document_bytes)
 
     @staticmethod
-    def key(digest: str, variables: dict[str, Any] | None, scope: str, generation: int) -> str:
-        raw = orjson.dumps(variables or {}, option=orjson.OPT_SORT_KEYS)
+    def key(digest: str, variables: dict[str, Any] | None, scope: str, generation: int) -> str | None:
+        """The entry's key: a fixed-size digest of the document's digest, the viewer's scope and
+        the variables' canonical JSON; None (answer uncached) for variables that cannot be
+        encoded (nested deeper than ``MAX_VARIABLES_DEPTH``, which the endpoints refuse first,
+        or not JSON at all)."""
+        if nested_deeper_than(variables, MAX_VARIABLES_DEPTH):
+            return None
+        try:
+            raw = orjson.dumps(variables or {}, option=orjson.OPT_SORT_KEYS)
+        except (orjson.JSONEncodeError, TypeError):
+            return None
         body = hashlib.sha256(digest.encode() + b"|" + scope.encode() + b"|" + raw).hexdigest()
         return f"{generation}:{body}"
 
@@ -188,6 +218,8 @@ async def execute_cached(
     if digest is None:
         return await compute(), None
     key = cache.key(digest, variables, scope_key, generation)
+    if key is None:
+        return await compute(), None
     if (flight := cache.inflight.get(key)) is not None:
         return await _follow(flight, compute, cache), None
     raw = await cache.get(key)

@@ -14,6 +14,8 @@ from db.reader import Database
 from db.settings import Settings
 from resolvers.context import Context
 from resolvers.viewer import Viewer
+from web.access_log import scrub_database_errors
+from web.accounts import AccountStatus
 from web.auth import Authenticator
 from web.freshness import Freshness, Snapshot
 from web.metrics import Metrics
@@ -33,12 +35,15 @@ class ApiState:
     rate_limiter: RateLimiter = field(init=False)
     response_cache: ResponseCache = field(init=False)
     freshness: Freshness = field(init=False)
+    accounts: AccountStatus = field(init=False)
 
     def __post_init__(self) -> None:
+        scrub_database_errors()  # the API's logs never hold bound values (idempotent)
         self.authenticator = Authenticator(self.settings)
         self.rate_limiter = RateLimiter(self.settings)
         self.response_cache = ResponseCache(self.settings, self.metrics)
         self.freshness = Freshness(self.database, self.metrics)
+        self.accounts = AccountStatus(self.database, self.settings.account_status_cache_seconds)
 
     @cached_property
     def zone(self) -> ZoneInfo:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from enum import Enum
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -14,6 +14,14 @@ from resolvers.arguments import LEVELS, MAX_ID, aware
 from resolvers.errors import BadUserInput
 
 FORMATS = ("csv", "xlsx")
+# Dates and instants are accepted a day inside Python's range (years 1..9999), so that the
+# reports' day arithmetic and time-zone conversions never overflow.
+EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+LATEST = datetime(9999, 12, 30, tzinfo=UTC)
+
+
+def _out_of_range(name: str, value: str) -> BadUserInput:
+    return BadUserInput(f"{name} is out of range (0001-01-02 to 9999-12-30), got {value[:40]!r}")
 
 
 def parse_output(q: Any) -> str:
@@ -49,7 +57,8 @@ def id_param(value: str | None, name: str, required: bool = False) -> int | None
 def level_param(value: str | None) -> int | None:
     if value is None or value == "":
         return None
-    if not value.strip().isdigit() or int(value) not in LEVELS:
+    text = value.strip()
+    if not (text.isascii() and text.isdigit() and len(text) < 3) or int(text) not in LEVELS:
         raise BadUserInput(f"level must be between 1 and 5, got {value[:10]!r}")
     return int(value)
 
@@ -71,9 +80,12 @@ def date_param(value: str | None, name: str) -> date | None:
     if value is None or value == "":
         return None
     try:
-        return date.fromisoformat(value.strip())
+        day = date.fromisoformat(value.strip())
     except ValueError as exc:
         raise BadUserInput(f"{name} must be a date YYYY-MM-DD, got {value[:40]!r}") from exc
+    if not EARLIEST.date() <= day <= LATEST.date():
+        raise _out_of_range(name, value)
+    return day
 
 
 def month_param(value: str | None) -> date:
@@ -93,9 +105,20 @@ def bound_param(value: str | None, name: str, zone: ZoneInfo, end: bool) -> date
     text = value.strip()
     try:
         if len(text) == 10:
-            day = date.fromisoformat(text) + (timedelta(days=1) if end else timedelta())
-            return datetime.combine(day, time(), zone)
-        return aware(datetime.fromisoformat(text), zone)
+            day = date.fromisoformat(text)
+            moment = datetime.combine(day, time(), zone)
+        else:
+            moment = datetime.fromisoformat(text)
+            moment = moment.replace(tzinfo=zone) if moment.tzinfo is None else moment
     except ValueError as exc:
         raise BadUserInput(f"{name} must be a date YYYY-MM-DD or an ISO 8601 instant, "
                            f"got {value[:40]!r}") from exc
+    try:
+        in_range = EARLIEST <= moment.astimezone(UTC) <= LATEST
+    except OverflowError:
+        in_range = False
+    if not in_range:
+        raise _out_of_range(name, value)
+    if len(text) == 10 and end:
+        moment = datetime.combine(moment.date() + timedelta(days=1), time(), zone)
+    return aware(moment, zone)
