@@ -97,10 +97,11 @@ PAGED_FIELDS: dict[tuple[str, str], int | None] = {
     ("Affiliate", "cpaValidations"): None,
     ("Affiliate", "transactions"): None,
 }
-# Summaries: `last` periods (1..1000); without it, all periods of the history (daily: up to
-# this many).
+# Summaries: `last` periods (1..1000); without it, all periods of the history: counted as
+# 1000 days' worth of the period asked for (an unknown period: daily).
 SUMMARY_FIELDS = frozenset({("Affiliate", "summaries")})
 MAX_SUMMARIES = 1000
+SUMMARY_PERIODS = {"DAILY": MAX_SUMMARIES, "WEEKLY": 144, "MONTHLY": 34, "YEARLY": 4}
 
 
 @lru_cache(maxsize=32)
@@ -361,25 +362,35 @@ def _selection_cost(
     return total
 
 
-def _size(
-    costing: _Costing, field: GraphQLField | None, node: FieldNode, name: str, largest: int
-) -> int:
-    """The size argument ``name`` asks for, between 1 and ``largest`` (unknown: the largest)."""
-    value: Any = UNSET
+def _argument(costing: _Costing, node: FieldNode, name: str) -> Any:
+    """The argument's value: a literal, else the variable sent, else the variable's default;
+    UNSET when none of these."""
     for argument in node.arguments or ():
         if argument.name.value == name:
             given = argument.value
-            if isinstance(given, VariableNode):
-                variable = given.name.value
-                if variable in costing.variables:
-                    value = costing.variables[variable]
-                elif variable in costing.defaults:
-                    value = value_from_ast_untyped(costing.defaults[variable])
-            else:
-                value = value_from_ast_untyped(given, dict(costing.variables))
-            break
+            if not isinstance(given, VariableNode):
+                return value_from_ast_untyped(given, dict(costing.variables))
+            variable = given.name.value
+            if variable in costing.variables:
+                return costing.variables[variable]
+            if variable in costing.defaults:
+                return value_from_ast_untyped(costing.defaults[variable])
+            return UNSET
+    return UNSET
+
+
+def _size(
+    costing: _Costing, field: GraphQLField | None, node: FieldNode, name: str, largest: int,
+    unknown: int | None = None,
+) -> int:
+    """The size argument ``name`` asks for, between 1 and ``largest``; where it states none
+    (not given, null, not an Int) the field's default argument, else ``unknown`` (else the
+    largest)."""
+    value = _argument(costing, node, name)
     if value is UNSET or value is None:  # not given, or null: the field's default applies
         value = field.args[name].default_value if field is not None and name in field.args else None
+        if value is None and unknown is not None:
+            return unknown
     if isinstance(value, int) and not isinstance(value, bool):
         return min(max(1, value), largest)
     return largest
@@ -392,13 +403,15 @@ def _list_size(
     if fixed is not None:
         return fixed
     if key in SUMMARY_FIELDS:
-        return _size(costing, field, node, "last", MAX_SUMMARIES)
+        period = _argument(costing, node, "period")
+        history = SUMMARY_PERIODS.get(period, MAX_SUMMARIES) if isinstance(period, str) else MAX_SUMMARIES
+        return _size(costing, field, node, "last", MAX_SUMMARIES, history)
     if key in PAGED_FIELDS:
         return _size(costing, field, node, "first", PAGED_FIELDS[key] or costing.max_page)
     if field is not None and "first" in field.args:  # a page not listed: at most max_page_size
         return _size(costing, field, node, "first", costing.max_page)
-    if field is not None and is_list_of_objects(field.type):  # a list not listed: its largest
-        return costing.max_page
+    if field is not None and is_list_of_objects(field.type) and not key[0].startswith("__"):
+        return costing.max_page  # a list not listed (introspection's lists count 1, as ever)
     return 1
 
 

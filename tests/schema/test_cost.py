@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from graphql import GraphQLObjectType, parse
+from graphql import GraphQLObjectType, get_introspection_query, parse
 
 from schema import limits
 from schema.limits import document_cost, is_list_of_objects
@@ -55,15 +55,28 @@ def test_page_sizes(document: str, variables: dict[str, Any] | None, size: int) 
 
 
 @pytest.mark.parametrize(("arguments", "size"), [
-    ("", 1000),  # daily over the whole history: the largest
-    (", last: 30", 30),
-    (", last: 5000", 1000),
+    ("period: DAILY", 1000),  # daily over the whole history: the largest
+    ("period: WEEKLY", 144),  # the weeks of 1000 days
+    ("period: MONTHLY", 34),
+    ("period: YEARLY", 4),
+    ("period: MONTHLY, last: 30", 30),
+    ("period: DAILY, last: 5000", 1000),
 ])
 def test_summaries(arguments: str, size: int) -> None:
-    document = f'{{ affiliate(id: "1") {{ summaries(period: DAILY{arguments}) {{ cpaEarned }} }} }}'
+    document = f'{{ affiliate(id: "1") {{ summaries({arguments}) {{ cpaEarned }} }} }}'
     assert cost(document) == 1 + 1 + size * 1
     variable = 'query($l: Int = 30) { affiliate(id: "1") { summaries(period: DAILY, last: $l) { cpaEarned } } }'
     assert cost(variable) == 1 + 1 + 30 and cost(variable, {"l": None}) == 1 + 1 + 1000
+    period = 'query($p: PeriodType!) { affiliate(id: "1") { summaries(period: $p) { cpaEarned } } }'
+    assert cost(period, {"p": "MONTHLY"}) == 1 + 1 + 34 and cost(period) == cost(period, {"p": ["x"]}) == 1 + 1 + 1000
+    default = 'query($p: PeriodType = WEEKLY) { affiliate(id: "1") { summaries(period: $p) { cpaEarned } } }'
+    assert cost(default) == 1 + 1 + 144
+
+
+def test_introspection_counts_its_lists_once() -> None:
+    """Introspection is bounded by the schema (and off for affiliates): its lists count 1, so a
+    client's schema fetch (gql, GraphiQL) stays far under the budget."""
+    assert cost(get_introspection_query(descriptions=True)) < 1000
 
 
 def test_the_page_size_setting_bounds_the_pages() -> None:
