@@ -3,8 +3,9 @@ document's text, bounded by the bytes of document text they stand for.
 
 A cache keyed on the raw text keeps every distinct document alive (the audit of issue 13:
 forty 5 MB documents held 260 MB for good). Here the key is a 16-byte BLAKE2b digest, each
-entry is charged the size of the document it was computed from, and the least recently used
-entries go when the charges exceed ``max_bytes``. Callers store successes only: a document
+entry is charged bytes (the size of the document it was computed from; for a parsed tree,
+schema/limits.py adds an estimate of the tree), and the least recently used entries go when
+the charges exceed ``max_bytes``. Callers store successes only: a document
 that fails to parse or validate is computed again when it comes back (documents are
 size-limited before they are parsed, so that stays cheap).
 """

@@ -4,6 +4,12 @@ and validated (issue 13: distinct large documents used to stay in memory for goo
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
+import uuid
+from collections.abc import Callable
+from typing import Any
+
 import graphql
 import pytest
 
@@ -14,6 +20,8 @@ from schema.document_cache import DocumentCache, document_bytes, document_digest
 from schema.limits import parsed_document, validate
 from schema.root import schema
 from tests.support.clients import AFFILIATE, Clients
+from tests.support.deployment import Api
+from web.graphql import DASHBOARD_QUERY
 from web.response_cache import cache_plan
 
 ROOTS = frozenset({"affiliate", "syncStatus"})
@@ -65,10 +73,30 @@ def test_parsed_documents_stay_within_the_bound(monkeypatch: pytest.MonkeyPatch)
         entry = parsed_document(text, 2000)
         assert validate(schema._schema, entry, rules) == []
         assert limits.DOCUMENTS.held_bytes <= 20_000
-    assert first.key not in limits.DOCUMENTS and parsed_document(texts[-1], 2000).key in limits.DOCUMENTS
-    assert len(limits.DOCUMENTS) == 20_000 // document_bytes(texts[-1])
+    last = parsed_document(texts[-1], 2000)
+    assert first.key not in limits.DOCUMENTS and last.key in limits.DOCUMENTS
+    assert len(limits.DOCUMENTS) == 20_000 // limits.held_bytes(texts[-1], last.document)
     # A hit is what a fresh parse gives.
     assert graphql.print_ast(parsed_document(texts[-1], 2000).document) == graphql.print_ast(graphql.parse(texts[-1]))
+
+
+@pytest.mark.parametrize("make", [
+    lambda i: "{ me { " + "id " * 1990 + f"}} }} # {i}",  # token-dense: 6 KB of text, 1.2 MB of tree
+    lambda i: DASHBOARD_QUERY.replace("Dashboard", f"D{i}"),
+    lambda i: "{ me { id } } #" + "x" * 90_000 + str(i),
+])
+def test_a_parsed_document_is_charged_at_least_what_it_holds(make: Callable[[int], str]) -> None:
+    texts = [make(i) for i in range(20)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        documents = [graphql.parse(text, max_tokens=2000) for text in texts]
+        held = (tracemalloc.get_traced_memory()[0] - before) / len(texts)
+    finally:
+        tracemalloc.stop()
+    charged = limits.held_bytes(texts[0], documents[0])
+    assert held <= charged <= 2 * held + 2000
 
 
 def test_cache_plans_are_bounded_and_keep_only_parsed_documents() -> None:
@@ -132,3 +160,22 @@ async def test_a_document_over_the_limit_is_refused_before_parsing(
         error = body["errors"][0]
         assert error["extensions"]["code"] == "DOCUMENT_TOO_LARGE" and f"{limit} bytes" in error["message"]
     assert (limits.DOCUMENTS.held_bytes, len(limits.DOCUMENTS)) == held
+
+
+async def test_a_repeated_dashboard_is_parsed_and_validated_once(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    parse, validate_document = limits.parse, limits.validate_document
+
+    def counted_parse(*args: Any, **kwargs: Any) -> Any:
+        calls.append("parse")
+        return parse(*args, **kwargs)
+
+    def counted_validate(*args: Any, **kwargs: Any) -> Any:
+        calls.append("validate")
+        return validate_document(*args, **kwargs)
+
+    monkeypatch.setattr(limits, "parse", counted_parse)
+    monkeypatch.setattr(limits, "validate_document", counted_validate)
+    query = DASHBOARD_QUERY + f"# {uuid.uuid4()}\n"  # a document no other test sent
+    answers = [await api.data(query, {"id": str(300 + i % 2)}) for i in range(6)]
+    assert calls == ["parse", "validate"] and answers[0] == answers[2] != answers[1]
