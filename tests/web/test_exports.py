@@ -178,13 +178,20 @@ RANKING_MAP = {"affiliate_id": "id", "name": "name", "email": "email", "phone": 
                "total_network_size": "totalNetworkSize"}
 
 
-@pytest.mark.parametrize("role,affiliate_id", [("admin", None), ("analyst", None), ("affiliate", AFFILIATE)])
+# An active affiliate of the tree (301, the scoping tests' affiliate, is inactive: it has no rank).
+ACTIVE_AFFILIATE = 302
+
+
+@pytest.mark.parametrize("role,affiliate_id", [("admin", None), ("analyst", None),
+                                               ("affiliate", ACTIVE_AFFILIATE)])
 @pytest.mark.parametrize("metric", ["cpa_earned", "validated_referrals"])
 async def test_ranking_equal_graphql_per_role(exports: Exports, role: str, affiliate_id: int | None,
                                               metric: str) -> None:
     rows = await exports.csv("ranking", role, affiliate_id, metric=metric)
     nodes = await exports.pages(RANKING, ["ranking"], {"metric": metric.upper()}, role, affiliate_id)
     assert_rows(rows, nodes, RANKING_MAP)
+    if role == "affiliate":  # the downline policy: an affiliate's ranking holds itself only
+        assert [r["affiliate_id"] for r in rows] == [str(ACTIVE_AFFILIATE)]
 
 
 async def test_ranking_masking_per_role(exports: Exports) -> None:
@@ -234,12 +241,32 @@ async def test_open_statements_equal_graphql_and_scoped(exports: Exports) -> Non
 
 
 # ------------------------------------------------------------------ scoping
+# The money columns of each report that the downline policy empties for a downline affiliate.
+MONEY_COLUMNS = {
+    "referrals": ("cpa_amount",),
+    "summaries": ("cpa_earned", "rev_earned", *(f"level_{n}_{k}" for n in range(1, 6) for k in ("cpa", "rev"))),
+    "validations": ("cpa_amount",),
+}
+
+
 @pytest.mark.parametrize("report", ["referrals", "summaries", "validations"])
 async def test_affiliate_sees_itself_and_downline_only(exports: Exports, report: str) -> None:
-    for visible in (AFFILIATE, CHILD, GRANDCHILD):
-        mine = await exports.get(report, "affiliate", AFFILIATE, affiliate_id=visible)
-        admin = await exports.get(report, affiliate_id=visible)
-        assert mine.status_code == 200 and mine.text == admin.text
+    mine = await exports.get(report, "affiliate", AFFILIATE, affiliate_id=AFFILIATE)
+    admin = await exports.get(report, affiliate_id=AFFILIATE)
+    assert mine.status_code == 200 and mine.text == admin.text  # itself: everything
+    # A downline affiliate at level L: its own levels 1..5-L only, and none of its money.
+    for visible, depth in ((CHILD, 4), (GRANDCHILD, 3)):
+        response = await exports.get(report, "affiliate", AFFILIATE, affiliate_id=visible)
+        assert response.status_code == 200
+        rows = list(csv.DictReader(io.StringIO(response.text)))
+        everything = await exports.csv(report, affiliate_id=visible)
+        for row in rows:
+            assert all(row[c] == "" for c in MONEY_COLUMNS[report]), row
+            level = row.get("mlm_level") or row.get("cpa_level")
+            assert level is None or int(level) <= depth, row
+        if report != "summaries":  # summaries are re-summed over the allowed levels
+            allowed = [r for r in everything if int(r.get("mlm_level") or r.get("cpa_level") or 0) <= depth]
+            assert len(rows) == len(allowed)
     for hidden in (ROOT, SIBLING, 999_999):
         response = await exports.get(report, "affiliate", AFFILIATE, affiliate_id=hidden)
         assert response.status_code == 404, (hidden, response.text)
@@ -251,8 +278,8 @@ async def test_affiliate_sees_itself_and_downline_only(exports: Exports, report:
 async def test_validations_without_id_are_scoped(exports: Exports) -> None:
     everyone = await exports.csv("validations")
     mine = await exports.csv("validations", "affiliate", AFFILIATE)
-    downline = {str(AFFILIATE), *(r["referred_id"] for r in await exports.csv("referrals", affiliate_id=AFFILIATE))}
-    assert mine == [r for r in everyone if r["affiliate_id"] in downline]
+    # An affiliate's own ledger only: its downline's validations are their earnings (money is personal).
+    assert mine == [r for r in everyone if r["affiliate_id"] == str(AFFILIATE)]
     assert mine and len(mine) < len(everyone)
 
 
@@ -542,6 +569,8 @@ async def assert_xlsx_equals_csv(exports: Exports, report: str, role: str, me: i
 @pytest.mark.parametrize("role,me", [("admin", None), ("analyst", None), ("affiliate", AFFILIATE)])
 async def test_xlsx_equals_csv_per_role(exports: Exports, report: str, params: dict[str, Any], role: str,
                                         me: int | None) -> None:
+    if report == "ranking" and role == "affiliate":
+        me = ACTIVE_AFFILIATE  # an inactive affiliate has no rank: its ranking is empty
     assert await assert_xlsx_equals_csv(exports, report, role, me, **params) > 0
 
 
