@@ -15,8 +15,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from db.engine import make_engine
-from db.reader import Database
+from db.reader import open_database
 from db.settings import Settings, get_settings
 from etl import events
 from jobs.scheduler import start_scheduler as start_etl_scheduler
@@ -68,8 +67,9 @@ def create_app(
         url = robust_url or settings.database_url
         if not url:
             raise RuntimeError("no robust database: set FATURE_DATABASE_URL or pass robust_url")
-        engine = make_engine(url)
-        api = ApiState(settings=settings, robust_url=url, database=Database(engine))
+        # The reader's connections carry the read timeout (statement_timeout) on both paths.
+        api = ApiState(settings=settings, robust_url=url, database=open_database(url, settings))
+        engine = api.database.engine
         app.state.api = api
         await api.freshness.load()
         unsubscribe = events.subscribe(api.freshness.on_commit)

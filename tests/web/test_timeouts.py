@@ -25,8 +25,6 @@ from web.exports.reports import BUILDERS, Export
 
 # Pending outside these files: schema/errors.py and web/errors.py code db.engine.QueryTimeout
 # TIMEOUT (503); app.py builds the API's reader with db.reader.open_database(url, settings).
-CODED = pytest.mark.xfail(strict=True, reason="QueryTimeout is not yet coded TIMEOUT in schema/web errors")
-WIRED = pytest.mark.xfail(strict=True, reason="app.py does not yet build its reader with open_database")
 
 LONG = 0.3  # long_read_timeout_seconds of these tests: "300ms" in PostgreSQL's words
 
@@ -72,7 +70,6 @@ async def test_a_slow_export_is_cancelled_by_the_server(served: Api, monkeypatch
     assert (await served.client.get("/api/v1/exports/summaries")).status_code == 200
 
 
-@CODED
 async def test_a_slow_export_answers_timeout(served: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     response, _ = await slow_export(served, monkeypatch)
     assert (response.status_code, response.json()["error"]["code"]) == (503, "TIMEOUT")
@@ -136,13 +133,11 @@ async def test_a_slow_statement_page_is_cancelled_by_the_server(
     assert error["extensions"]["code"] in {"TIMEOUT", "SERVICE_UNAVAILABLE"}
 
 
-@CODED
 async def test_a_slow_statement_page_answers_timeout(served: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     error, _ = await slow_statement(served, monkeypatch)
     assert error["extensions"]["code"] == "TIMEOUT"
 
 
-@WIRED
 async def test_the_apps_reads_run_under_the_read_timeout(deployment: Deployment) -> None:
     async with serve(deployment, read_timeout_seconds=0.05) as api:
         database: Database = api.app.state.api.database
