@@ -565,3 +565,26 @@ async def test_a_database_outage_during_the_status_check_is_503(secure: Clients,
     admin = await secure.api.client.post("/graphql", json={"query": "{ syncStatus { dataAsOf } }"},
                                          headers=secure.headers("admin"))
     assert admin.status_code == 200
+
+
+@pytest.mark.parametrize("path", [
+    "/api/v1/affiliates/99999999999999999999999",
+    "/api/v1/affiliates/%C2%B2",
+    "/api/v1/affiliates/-1",
+    "/api/v1/affiliates/300/referrals?level=99999999999999999999",
+    "/api/v1/affiliates/300/referrals?level=%C2%B2&first=-1",
+    "/api/v1/affiliates/300/referrals?first=1e400&after=%00",
+    "/api/v1/affiliates/300/referrals?status=%00",
+    "/api/v1/affiliates/300/financial-summary?period=x",
+    "/api/v1/affiliates/300/financial-summary?from=9999-12-31&to=0001-01-01",
+    "/api/v1/affiliates/300/financial-summary?last=99999999999999999999999",
+    "/api/v1/exports/nowhere",
+    "/api/v1/exports/referrals?affiliate_id=300&format=%00",
+    "/api/v1/exports/summaries?affiliate_id=300&from=2025-13-01",
+])
+async def test_rest_garbage_is_a_4xx_json_error(secure: Clients, path: str) -> None:
+    with recorded() as log:
+        response = await secure.api.client.get(path, headers=secure.headers("admin"))
+    assert 400 <= response.status_code < 500, response.text
+    assert response.json()["error"]["code"] and "Traceback" not in response.text
+    assert not log.errors()
