@@ -210,6 +210,9 @@ class ApiMiddleware:
                     await self._too_large(scope, send_with_id, limit)
             except ClientDisconnect:
                 status_holder[0] = 499  # the client went away mid-body: nothing to answer
+            except DatabaseUnavailable:
+                if not started_holder[0]:
+                    await self._refuse(scope, send_with_id, 503, "SERVICE_UNAVAILABLE", UNAVAILABLE_MESSAGE)
             except Exception:
                 # A bug: logged (database values scrubbed, web/access_log.py) and answered
                 # without a traceback; the server sees a finished request.

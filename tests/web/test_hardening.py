@@ -588,3 +588,20 @@ async def test_rest_garbage_is_a_4xx_json_error(secure: Clients, path: str) -> N
     assert 400 <= response.status_code < 500, response.text
     assert response.json()["error"]["code"] and "Traceback" not in response.text
     assert not log.errors()
+
+
+async def test_a_database_outage_escaping_the_app_is_a_json_503(deployment: Deployment) -> None:
+    async with serve(deployment) as api:
+        async def down(scope: Any, receive: Any, send: Any) -> None:
+            raise DatabaseUnavailable("cannot connect to postgresql://fature:***@db/fature")
+
+        route: Any = api.app.router.routes[0]  # /graphql
+        original, route.app = route.app, down
+        try:
+            with recorded() as log:
+                response = await api.client.post("/graphql", json={"query": ME})
+        finally:
+            route.app = original
+    assert response.status_code == 503
+    assert graphql_error(response)["extensions"]["code"] == "SERVICE_UNAVAILABLE"
+    assert "fature:***@db" not in response.text and not log.errors()
