@@ -14,6 +14,7 @@ default arguments, or else the largest sizes. Every rejection is a GraphQL error
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Hashable, Iterator, Mapping
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -149,12 +150,32 @@ MAX_COSTS_PER_DOCUMENT = 64
 BYTES_PER_TOKEN = 640
 
 
+# The syntax errors of the last documents that failed to parse, by digest: a request parses its
+# document up to three times (its operation label, the response cache's plan, the schema), and
+# a failing one (a token-dense 100 KB document takes ~25 ms to reach the token limit) is parsed
+# once. Only the error is kept, never the document; a bounded number of them.
+FAILED_PARSES: OrderedDict[Hashable, GraphQLError] = OrderedDict()
+MAX_FAILED_PARSES = 256
+
+
 def parsed_document(query: str, max_tokens: int | None = None) -> ParsedDocument:
-    """The document parsed, from the cache or now; a syntax error raises and keeps nothing."""
+    """The document parsed, from the cache or now; a syntax error raises (the same error for
+    the same text, remembered a while) and keeps no document."""
     key = (document_digest(query), max_tokens)
     entry = DOCUMENTS.get(key)
     if entry is None:
-        entry = ParsedDocument(parse(query, max_tokens=max_tokens), key)
+        failed = FAILED_PARSES.get(key)
+        if failed is not None:
+            FAILED_PARSES.move_to_end(key)
+            raise failed.with_traceback(None)
+        try:
+            document = parse(query, max_tokens=max_tokens)
+        except GraphQLError as error:
+            FAILED_PARSES[key] = error
+            if len(FAILED_PARSES) > MAX_FAILED_PARSES:
+                FAILED_PARSES.popitem(last=False)
+            raise
+        entry = ParsedDocument(document, key)
         DOCUMENTS.put(key, entry, held_bytes(query, entry.document))
     return entry
 

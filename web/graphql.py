@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 from cross_web import HTTPException
-from graphql import GraphQLError, OperationDefinitionNode, parse
+from graphql import GraphQLError, OperationDefinitionNode
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.types import Receive, Scope, Send
@@ -34,6 +34,7 @@ from schema.document_cache import (
     too_large,
 )
 from schema.errors import public_error
+from schema.limits import parsed_document
 from web.access_log import operation_var
 from web.middleware import rejection
 from web.response_cache import MAX_VARIABLES_DEPTH, nested_deeper_than
@@ -89,7 +90,7 @@ OPERATION_NAMES: DocumentCache[bytes, tuple[str | None]] = DocumentCache(DEFAULT
 MAX_LABELLED_DOCUMENT_BYTES = DEFAULT_MAX_DOCUMENT_BYTES
 
 
-def _operation_name(query: str | None, given: str | None) -> str | None:
+def _operation_name(query: str | None, given: str | None, max_tokens: int | None = 2000) -> str | None:
     if given or not query:
         return given
     if too_large(query, MAX_LABELLED_DOCUMENT_BYTES):
@@ -99,7 +100,8 @@ def _operation_name(query: str | None, given: str | None) -> str | None:
     if cached is not None:
         return cached[0]
     try:
-        document = parse(query, no_location=True, max_tokens=5000)
+        # The schema's own parse (shared, cached by digest): one parse serves the label too.
+        document = parsed_document(query, max_tokens).document
     except GraphQLError:
         return None  # not kept: a document that does not parse is not worth a place
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
@@ -191,7 +193,7 @@ class FatureGraphQL(GraphQL[RequestContext, None]):
                                    {"retry-after": str(wait)})
         else:
             request.state.operation = context.api.metrics.operation_label(
-                _operation_name(request_data.query, request_data.operation_name)
+                _operation_name(request_data.query, request_data.operation_name, context.settings.max_tokens)
             )
             operation_var.set(request.state.operation)
         return await super().execute_operation(

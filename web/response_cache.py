@@ -23,7 +23,14 @@ from urllib.parse import urlsplit
 import orjson
 from aiocache import RedisCache, SimpleMemoryCache
 from aiocache.base import BaseCache
-from graphql import DocumentNode, FieldNode, OperationDefinitionNode, OperationType, parse, print_ast
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    GraphQLError,
+    OperationDefinitionNode,
+    OperationType,
+    print_ast,
+)
 from strawberry.types import ExecutionResult
 
 from db.settings import Settings
@@ -34,6 +41,7 @@ from schema.document_cache import (
     document_digest,
     too_large,
 )
+from schema.limits import parsed_document
 from web.metrics import Metrics
 
 log = logging.getLogger("fature.api")
@@ -69,7 +77,7 @@ PlanCache = DocumentCache[tuple[bytes, str | None, frozenset[str]], tuple[str | 
 
 def cache_plan(
     query: str, operation_name: str | None, root_fields: frozenset[str], plans: PlanCache | None = None,
-    max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
+    max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES, max_tokens: int | None = 2000,
 ) -> str | None:
     """The normalised document's digest when the operation may be cached, else None: a query
     (never a mutation) whose root fields are all hot read-only ones. A document over
@@ -80,8 +88,9 @@ def cache_plan(
     if plans is not None and (cached := plans.get(key)) is not None:
         return cached[0]
     try:
-        document = parse(query, no_location=True, max_tokens=5000)
-    except Exception:  # noqa: BLE001 - strawberry reports the syntax error itself
+        # The schema's own parse (shared, cached by digest): one parse serves both.
+        document = parsed_document(query, max_tokens).document
+    except GraphQLError:  # strawberry reports the syntax error itself
         return None
     plan = _plan(document, operation_name, root_fields)
     if plans is not None:
@@ -102,21 +111,6 @@ def _plan(document: DocumentNode, operation_name: str | None, root_fields: froze
             return None
     normalised = print_ast(document) + "\n#" + (operation_name or "")
     return hashlib.sha256(normalised.encode()).hexdigest()
-
-
-def operation_name(query: str | None, given: str | None) -> str | None:
-    """The operation's name for metrics and logs: the one asked for, else the document's
-    single named operation."""
-    if given or not query:
-        return given
-    try:
-        document = parse(query, no_location=True, max_tokens=5000)
-    except Exception:  # noqa: BLE001
-        return None
-    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    if len(operations) == 1 and operations[0].name is not None:
-        return operations[0].name.value
-    return None
 
 
 def _backend(settings: Settings) -> BaseCache:
@@ -144,11 +138,13 @@ class ResponseCache:
         self._down_until = 0.0
         self.plans: PlanCache = DocumentCache(settings.document_cache_bytes)
         self.max_document_bytes = settings.max_document_bytes
+        self.max_tokens = settings.max_tokens
 
     def plan(self, query: str | None, operation_name: str | None) -> str | None:
         if not self.enabled or not query:
             return None
-        return cache_plan(query, operation_name, self.root_fields, self.plans, self.max_document_bytes)
+        return cache_plan(query, operation_name, self.root_fields, self.plans, self.max_document_bytes,
+                          self.max_tokens)
 
     @staticmethod
     def key(digest: str, variables: dict[str, Any] | None, scope: str, generation: int) -> str | None:

@@ -128,8 +128,8 @@ def forbid_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*_: object, **__: object) -> None:
         raise AssertionError("a document over the limit was parsed")
 
-    for module in (limits, web.response_cache, web.graphql):
-        monkeypatch.setattr(module, "parse", refuse)
+    # Every parse of a request (its label, the cache plan, the schema) is limits.parsed_document's.
+    monkeypatch.setattr(limits, "parse", refuse)
 
 
 def test_a_document_over_the_limit_is_not_parsed_for_a_plan_or_a_label(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -179,3 +179,28 @@ async def test_a_repeated_dashboard_is_parsed_and_validated_once(api: Api, monke
     query = DASHBOARD_QUERY + f"# {uuid.uuid4()}\n"  # a document no other test sent
     answers = [await api.data(query, {"id": str(300 + i % 2)}) for i in range(6)]
     assert calls == ["parse", "validate"] and answers[0] == answers[2] != answers[1]
+
+
+async def test_a_request_parses_its_document_once_even_when_it_fails(
+    secure: Clients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    real = limits.parse
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(limits, "parse", counting)
+    headers = secure.headers("affiliate", AFFILIATE)
+    # A token-dense document past the token limit: the label, the cache plan and the schema
+    # share one parse, and the same text again is not parsed at all (its error is remembered).
+    dense = "query Dense" + uuid.uuid4().hex + " { me { " + "id " * 3000 + "} }"
+    for expected in (1, 1):
+        response = await secure.post(headers, dense)
+        assert response.json()["errors"][0]["extensions"]["code"] == "TOO_MANY_TOKENS"
+        assert len(calls) == expected
+    # A valid cacheable document: one parse for its label, its plan and its execution.
+    fresh = "query Fresh" + uuid.uuid4().hex + ' { affiliate(id: "301") { id } }'
+    assert (await secure.post(headers, fresh)).status_code == 200
+    assert len(calls) == 2
