@@ -153,8 +153,9 @@ BYTES_PER_TOKEN = 640
 # The syntax errors of the last documents that failed to parse, by digest: a request parses its
 # document up to three times (its operation label, the response cache's plan, the schema), and
 # a failing one (a token-dense 100 KB document takes ~25 ms to reach the token limit) is parsed
-# once. Only the error is kept, never the document; a bounded number of them.
-FAILED_PARSES: OrderedDict[Hashable, GraphQLError] = OrderedDict()
+# once. Only the error's message and locations are kept (a GraphQLError would hold the whole
+# text through its source), for a bounded number of documents.
+FAILED_PARSES: OrderedDict[Hashable, tuple[str, list[Any] | None]] = OrderedDict()
 MAX_FAILED_PARSES = 256
 
 
@@ -167,11 +168,13 @@ def parsed_document(query: str, max_tokens: int | None = None) -> ParsedDocument
         failed = FAILED_PARSES.get(key)
         if failed is not None:
             FAILED_PARSES.move_to_end(key)
-            raise failed.with_traceback(None)
+            again = GraphQLError(failed[0])
+            again.locations = failed[1]
+            raise again
         try:
             document = parse(query, max_tokens=max_tokens)
         except GraphQLError as error:
-            FAILED_PARSES[key] = error
+            FAILED_PARSES[key] = (error.message, error.locations)
             if len(FAILED_PARSES) > MAX_FAILED_PARSES:
                 FAILED_PARSES.popitem(last=False)
             raise

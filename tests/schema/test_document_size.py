@@ -204,3 +204,14 @@ async def test_a_request_parses_its_document_once_even_when_it_fails(
     fresh = "query Fresh" + uuid.uuid4().hex + ' { affiliate(id: "301") { id } }'
     assert (await secure.post(headers, fresh)).status_code == 200
     assert len(calls) == 2
+
+
+def test_a_remembered_syntax_error_holds_no_document_and_answers_the_same() -> None:
+    broken = "{ me { id " + "x" * 50_000
+    with pytest.raises(graphql.GraphQLError) as first:
+        parsed_document(broken, 2000)
+    with pytest.raises(graphql.GraphQLError) as again:
+        parsed_document(broken, 2000)
+    assert (again.value.message, again.value.locations) == (first.value.message, first.value.locations)
+    assert all(broken not in str(kept) for kept in limits.FAILED_PARSES.values())
+    assert all(len(str(kept)) < 1000 for kept in limits.FAILED_PARSES.values())
