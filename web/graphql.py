@@ -33,8 +33,8 @@ from schema.document_cache import (
     document_digest,
     too_large,
 )
+from schema.documents import parsed_document
 from schema.errors import public_error
-from schema.limits import parsed_document
 from web.access_log import operation_var
 from web.middleware import rejection
 from web.response_cache import MAX_VARIABLES_DEPTH, nested_deeper_than

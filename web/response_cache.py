@@ -41,7 +41,7 @@ from schema.document_cache import (
     document_digest,
     too_large,
 )
-from schema.limits import parsed_document
+from schema.documents import parsed_document
 from web.metrics import Metrics
 
 log = logging.getLogger("fature.api")

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from graphql import GraphQLObjectType, get_introspection_query, parse
 
-from schema import limits
-from schema.limits import document_cost, is_list_of_objects
+from schema import cost as cost_tables
+from schema.cost import document_cost, is_list_of_objects
 from schema.root import schema
 from tests.support.clients import AFFILIATE, Clients
 
@@ -101,18 +101,18 @@ def test_every_list_field_has_a_largest_size() -> None:
             continue
         for name, field in type_.fields.items():
             key = (type_.name, name)
-            paged = key in limits.PAGED_FIELDS or key in limits.SUMMARY_FIELDS
+            paged = key in cost_tables.PAGED_FIELDS or key in cost_tables.SUMMARY_FIELDS
             if "first" in field.args or "last" in field.args:
                 checked += 1
                 if not paged:
                     missing.append(key)
             elif is_list_of_objects(field.type):
                 checked += 1
-                if key not in limits.FIXED_LIST_SIZES:
+                if key not in cost_tables.FIXED_LIST_SIZES:
                     missing.append(key)
     assert checked > 20 and missing == []
     # And the tables name nothing the schema does not have.
-    for type_name, field_name in [*limits.FIXED_LIST_SIZES, *limits.PAGED_FIELDS, *limits.SUMMARY_FIELDS]:
+    for type_name, field_name in [*cost_tables.FIXED_LIST_SIZES, *cost_tables.PAGED_FIELDS, *cost_tables.SUMMARY_FIELDS]:
         named = schema._schema.get_type(type_name)
         assert isinstance(named, GraphQLObjectType) and field_name in named.fields, (type_name, field_name)
 

@@ -1,4 +1,4 @@
-"""Parsing, validation and the cost estimate are cached per document (schema/limits.py), and
+"""Parsing, validation and the cost estimate are cached per document (schema/documents.py, schema/cost.py), and
 a cached answer is always the one a fresh computation gives."""
 
 from __future__ import annotations
@@ -9,8 +9,11 @@ import pytest
 from graphql import parse, specified_rules
 from strawberry.schema.schema import validate_document
 
-from schema import limits
-from schema.limits import cached_document_cost, document_cost, limit_rules, parsed_document, validate
+from schema import cost as cost_tables
+from schema import documents
+from schema.cost import cached_document_cost, document_cost
+from schema.documents import parsed_document, validate
+from schema.limits import limit_rules
 from schema.root import schema
 
 PAGED_TEXT = """query($n: Int, $m: Int = 7, $id: ID!) { affiliate(id: $id) {
@@ -40,7 +43,7 @@ def test_cached_cost_equals_a_fresh_one(variables: dict[str, Any]) -> None:
 def test_a_cost_does_not_depend_on_other_variables() -> None:
     entry = parsed_document(PAGED_TEXT, 2000)
     costs = {cached_document_cost(schema._schema, entry, None, {"n": 5, "m": 5, "id": str(i)}) for i in range(50)}
-    assert len(costs) == 1 and len(entry.costs) <= limits.MAX_COSTS_PER_DOCUMENT
+    assert len(costs) == 1 and len(entry.costs) <= documents.MAX_COSTS_PER_DOCUMENT
 
 
 def test_the_page_size_setting_is_part_of_the_cost() -> None:
@@ -53,7 +56,7 @@ def test_the_page_size_setting_is_part_of_the_cost() -> None:
 def test_a_valid_document_is_parsed_and_validated_once() -> None:
     query = '{ affiliate(id: "1") { id name } }'
     entry = parsed_document(query, 2000)
-    assert parsed_document(query, 2000) is entry and entry.key in limits.DOCUMENTS
+    assert parsed_document(query, 2000) is entry and entry.key in documents.DOCUMENTS
     assert validate(schema._schema, entry, RULES) == [] == validate_document(schema._schema, entry.document, RULES)
     assert (schema._schema, RULES) in entry.passed
     assert validate(schema._schema, entry, RULES) == []
@@ -66,7 +69,7 @@ def test_a_document_failing_validation_is_not_kept() -> None:
     first = validate(schema._schema, entry, RULES)
     assert [e.message for e in first] == [e.message for e in validate_document(schema._schema, entry.document, RULES)]
     assert any("nope" in e.message for e in first)
-    assert entry.key not in limits.DOCUMENTS  # let go: the next request parses it again
+    assert entry.key not in documents.DOCUMENTS  # let go: the next request parses it again
     again = parsed_document(query, 2000)
     assert again is not entry
     assert [e.message for e in validate(schema._schema, again, RULES)] == [e.message for e in first]
@@ -78,15 +81,15 @@ def test_a_document_valid_for_one_role_stays_when_another_fails() -> None:
     admin = (*specified_rules, *limit_rules(10, 30, True))
     assert validate(schema._schema, entry, admin) == []
     errors = validate(schema._schema, entry, RULES)  # no introspection for affiliates
-    assert errors and entry.key in limits.DOCUMENTS and parsed_document(query, 2000) is entry
+    assert errors and entry.key in documents.DOCUMENTS and parsed_document(query, 2000) is entry
 
 
 def test_a_document_that_does_not_parse_is_not_kept() -> None:
-    held = limits.DOCUMENTS.held_bytes, len(limits.DOCUMENTS)
+    held = documents.DOCUMENTS.held_bytes, len(documents.DOCUMENTS)
     for i in range(20):
         with pytest.raises(Exception, match="Syntax Error"):
             parsed_document(f"{{ affiliate(id: {i}) {{ id ", 2000)
-    assert (limits.DOCUMENTS.held_bytes, len(limits.DOCUMENTS)) == held
+    assert (documents.DOCUMENTS.held_bytes, len(documents.DOCUMENTS)) == held
 
 
 def test_the_token_limit_is_part_of_the_key() -> None:
@@ -108,7 +111,7 @@ def test_costs_are_keyed_by_type_and_field(monkeypatch: pytest.MonkeyPatch) -> N
     # affiliate 1 + network 1 + 5 levels x (1 + level 1) + summaries 1 + 2 x (1 + 5 x 2)
     assert cost(LEVELS_TWICE) == 1 + 1 + 1 + 5 * 1 + 1 + 2 * (1 + 5 * 1)
     # Two types' fields of one name are sized apart: Network.levels changes, PeriodicSummary's does not.
-    monkeypatch.setitem(limits.FIXED_LIST_SIZES, ("Network", "levels"), 7)
+    monkeypatch.setitem(cost_tables.FIXED_LIST_SIZES, ("Network", "levels"), 7)
     assert cost(LEVELS_TWICE) == 1 + 1 + 1 + 7 * 1 + 1 + 2 * (1 + 5 * 1)
 
 

@@ -15,9 +15,9 @@ import pytest
 
 import web.graphql
 import web.response_cache
-from schema import limits
+from schema import documents, limits
 from schema.document_cache import DocumentCache, document_bytes, document_digest, too_large
-from schema.limits import parsed_document, validate
+from schema.documents import parsed_document, validate
 from schema.root import schema
 from tests.support.clients import AFFILIATE, Clients
 from tests.support.deployment import Api
@@ -65,17 +65,17 @@ def test_sizes_count_utf8_bytes() -> None:
 
 
 def test_parsed_documents_stay_within_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(limits, "DOCUMENTS", DocumentCache(max_bytes=20_000))
+    monkeypatch.setattr(documents, "DOCUMENTS", DocumentCache(max_bytes=20_000))
     rules = (*graphql.specified_rules, *limits.limit_rules(10, 30, False))
     texts = [f'{{ affiliate(id: "{i}") {{ id name totalDeposits }} }} # {"x" * 200}' for i in range(400)]
     first = parsed_document(texts[0], 2000)
     for text in texts:
         entry = parsed_document(text, 2000)
         assert validate(schema._schema, entry, rules) == []
-        assert limits.DOCUMENTS.held_bytes <= 20_000
+        assert documents.DOCUMENTS.held_bytes <= 20_000
     last = parsed_document(texts[-1], 2000)
-    assert first.key not in limits.DOCUMENTS and last.key in limits.DOCUMENTS
-    assert len(limits.DOCUMENTS) == 20_000 // limits.held_bytes(texts[-1], last.document)
+    assert first.key not in documents.DOCUMENTS and last.key in documents.DOCUMENTS
+    assert len(documents.DOCUMENTS) == 20_000 // documents.held_bytes(texts[-1], last.document)
     # A hit is what a fresh parse gives.
     assert graphql.print_ast(parsed_document(texts[-1], 2000).document) == graphql.print_ast(graphql.parse(texts[-1]))
 
@@ -91,11 +91,11 @@ def test_a_parsed_document_is_charged_at_least_what_it_holds(make: Callable[[int
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        documents = [graphql.parse(text, max_tokens=2000) for text in texts]
+        parsed = [graphql.parse(text, max_tokens=2000) for text in texts]
         held = (tracemalloc.get_traced_memory()[0] - before) / len(texts)
     finally:
         tracemalloc.stop()
-    charged = limits.held_bytes(texts[0], documents[0])
+    charged = documents.held_bytes(texts[0], parsed[0])
     assert held <= charged <= 2 * held + 2000
 
 
@@ -128,8 +128,8 @@ def forbid_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*_: object, **__: object) -> None:
         raise AssertionError("a document over the limit was parsed")
 
-    # Every parse of a request (its label, the cache plan, the schema) is limits.parsed_document's.
-    monkeypatch.setattr(limits, "parse", refuse)
+    # Every parse of a request (its label, the cache plan, the schema) is documents.parsed_document's.
+    monkeypatch.setattr(documents, "parse", refuse)
 
 
 def test_a_document_over_the_limit_is_not_parsed_for_a_plan_or_a_label(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -151,7 +151,7 @@ async def test_a_document_over_the_limit_is_refused_before_parsing(
     assert ok.status_code == 200 and ok.json()["data"] == {"affiliate": {"id": "301"}}, ok.text[:500]
 
     forbid_parsing(monkeypatch)
-    held = limits.DOCUMENTS.held_bytes, len(limits.DOCUMENTS)
+    held = documents.DOCUMENTS.held_bytes, len(documents.DOCUMENTS)
     for over in (padded + "x", padded.replace("x" * 10, "ç" * 5, 1) + "y", query + " #" + "x" * 10 * limit):
         response = await secure.post(headers, over)
         assert response.status_code == 400, response.text[:500]
@@ -159,12 +159,12 @@ async def test_a_document_over_the_limit_is_refused_before_parsing(
         assert body["data"] is None and len(body["errors"]) == 1
         error = body["errors"][0]
         assert error["extensions"]["code"] == "DOCUMENT_TOO_LARGE" and f"{limit} bytes" in error["message"]
-    assert (limits.DOCUMENTS.held_bytes, len(limits.DOCUMENTS)) == held
+    assert (documents.DOCUMENTS.held_bytes, len(documents.DOCUMENTS)) == held
 
 
 async def test_a_repeated_dashboard_is_parsed_and_validated_once(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
-    parse, validate_document = limits.parse, limits.validate_document
+    parse, validate_document = documents.parse, documents.validate_document
 
     def counted_parse(*args: Any, **kwargs: Any) -> Any:
         calls.append("parse")
@@ -174,8 +174,8 @@ async def test_a_repeated_dashboard_is_parsed_and_validated_once(api: Api, monke
         calls.append("validate")
         return validate_document(*args, **kwargs)
 
-    monkeypatch.setattr(limits, "parse", counted_parse)
-    monkeypatch.setattr(limits, "validate_document", counted_validate)
+    monkeypatch.setattr(documents, "parse", counted_parse)
+    monkeypatch.setattr(documents, "validate_document", counted_validate)
     query = DASHBOARD_QUERY + f"# {uuid.uuid4()}\n"  # a document no other test sent
     answers = [await api.data(query, {"id": str(300 + i % 2)}) for i in range(6)]
     assert calls == ["parse", "validate"] and answers[0] == answers[2] != answers[1]
@@ -185,13 +185,13 @@ async def test_a_request_parses_its_document_once_even_when_it_fails(
     secure: Clients, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[int] = []
-    real = limits.parse
+    real = documents.parse
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(limits, "parse", counting)
+    monkeypatch.setattr(documents, "parse", counting)
     headers = secure.headers("affiliate", AFFILIATE)
     # A token-dense document past the token limit: the label, the cache plan and the schema
     # share one parse, and the same text again is not parsed at all (its error is remembered).
@@ -213,5 +213,5 @@ def test_a_remembered_syntax_error_holds_no_document_and_answers_the_same() -> N
     with pytest.raises(graphql.GraphQLError) as again:
         parsed_document(broken, 2000)
     assert (again.value.message, again.value.locations) == (first.value.message, first.value.locations)
-    assert all(broken not in str(kept) for kept in limits.FAILED_PARSES.values())
-    assert all(len(str(kept)) < 1000 for kept in limits.FAILED_PARSES.values())
+    assert all(broken not in str(kept) for kept in documents.FAILED_PARSES.values())
+    assert all(len(str(kept)) < 1000 for kept in documents.FAILED_PARSES.values())
