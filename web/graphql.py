@@ -26,11 +26,7 @@ from strawberry.http.ides import get_graphql_ide_html
 from strawberry.types import ExecutionResult
 
 from schema.document_cache import (
-    DEFAULT_CACHE_BYTES,
     DEFAULT_MAX_DOCUMENT_BYTES,
-    DocumentCache,
-    document_bytes,
-    document_digest,
     too_large,
 )
 from schema.documents import parsed_document
@@ -82,32 +78,24 @@ def graphiql_html(example_id: str) -> str:
     )
 
 
-# Without an operationName the label comes from the document: each distinct one that parses
-# is parsed once (keyed by its digest, bounded by bytes of document text). A document over
-# the default size limit is not parsed for a label (RequestLimits refuses it anyway, unless
-# the limit was raised: then it goes unlabelled).
-OPERATION_NAMES: DocumentCache[bytes, tuple[str | None]] = DocumentCache(DEFAULT_CACHE_BYTES)
-MAX_LABELLED_DOCUMENT_BYTES = DEFAULT_MAX_DOCUMENT_BYTES
-
-
-def _operation_name(query: str | None, given: str | None, max_tokens: int | None = 2000) -> str | None:
+def _operation_name(
+    query: str | None, given: str | None, max_tokens: int | None = 2000,
+    max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
+) -> str | None:
+    """The label of an operation without an operationName: its document's single named
+    operation. The document comes from the schema's shared parse (cached by digest, bounded,
+    successes only), so labelling costs no parse of its own; a document over the size limit
+    is not parsed (RequestLimits refuses it) and goes unlabelled."""
     if given or not query:
         return given
-    if too_large(query, MAX_LABELLED_DOCUMENT_BYTES):
+    if too_large(query, max_document_bytes):
         return None
-    key = document_digest(query)
-    cached = OPERATION_NAMES.get(key)
-    if cached is not None:
-        return cached[0]
     try:
-        # The schema's own parse (shared, cached by digest): one parse serves the label too.
         document = parsed_document(query, max_tokens).document
     except GraphQLError:
-        return None  # not kept: a document that does not parse is not worth a place
+        return None
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    name = operations[0].name.value if len(operations) == 1 and operations[0].name is not None else None
-    OPERATION_NAMES.put(key, (name,), document_bytes(query))
-    return name
+    return operations[0].name.value if len(operations) == 1 and operations[0].name is not None else None
 
 
 class Rejected(Exception):
@@ -193,7 +181,8 @@ class FatureGraphQL(GraphQL[RequestContext, None]):
                                    {"retry-after": str(wait)})
         else:
             request.state.operation = context.api.metrics.operation_label(
-                _operation_name(request_data.query, request_data.operation_name, context.settings.max_tokens)
+                _operation_name(request_data.query, request_data.operation_name,
+                                context.settings.max_tokens, context.settings.max_document_bytes)
             )
             operation_var.set(request.state.operation)
         return await super().execute_operation(

@@ -114,11 +114,13 @@ def test_cache_plans_are_bounded_and_keep_only_parsed_documents() -> None:
 
 
 def test_operation_labels_keep_only_parsed_documents(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(web.graphql, "OPERATION_NAMES", DocumentCache(max_bytes=5_000))
-    names = web.graphql.OPERATION_NAMES
+    # A label is read off the shared parse: the bounded cache of parsed documents is the only
+    # place a labelled document is kept, and a broken one is kept nowhere.
+    monkeypatch.setattr(documents, "DOCUMENTS", DocumentCache(max_bytes=50_000))
+    names = documents.DOCUMENTS
     for i in range(200):
         assert web.graphql._operation_name(f"query Q{i} {{ a }} # {'z' * 50}", None) == f"Q{i}"
-        assert names.held_bytes <= 5_000
+        assert names.held_bytes <= 50_000
     held = len(names)
     assert web.graphql._operation_name("query Broken {", None) is None and len(names) == held
     assert web.graphql._operation_name("query Q1 { a }", "Given") == "Given"
