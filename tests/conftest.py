@@ -11,13 +11,18 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
-import asyncpg
 import pytest
 
 from db import migrate
 from db.settings import Settings
 from tests.support.clients import Clients
-from tests.support.databases import OPERATION_SQL, admin, db_url
+from tests.support.databases import (
+    admin,
+    db_url,
+    drop_database,
+    new_operation_database,
+    new_robust_database,
+)
 from tests.support.deployment import (
     JWT_SECRET,
     PLAIN,
@@ -42,24 +47,16 @@ def robust_template() -> Iterator[str]:
 
 @pytest.fixture
 async def robust_url(robust_template: str) -> AsyncIterator[str]:
-    name = f"fature_r_{uuid.uuid4().hex[:10]}"
-    await admin(f"CREATE DATABASE {name} TEMPLATE {robust_template}")
-    yield db_url(name)
-    await admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    url = await new_robust_database(robust_template)
+    yield url
+    await drop_database(url)
 
 
 @pytest.fixture
 async def operation_url() -> AsyncIterator[str]:
-    name = f"fature_o_{uuid.uuid4().hex[:10]}"
-    await admin(f"CREATE DATABASE {name}")
-    url = db_url(name)
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(OPERATION_SQL.read_text())
-    finally:
-        await conn.close()
+    url = await new_operation_database()
     yield url
-    await admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    await drop_database(url)
 
 
 @pytest.fixture

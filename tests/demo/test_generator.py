@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -21,20 +20,12 @@ from demo.generator import (
 )
 from demo.plan import build_plan
 from demo.simulate import simulate
+from tests.support.databases import ADMIN_URL, admin, db_url
 
-ADMIN_URL = os.environ.get("FATURE_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 SHARED_CONTRACT = Path("/work/shared/spec/operation_db.sql")
 NOW = datetime(2025, 6, 30, 15, 0, tzinfo=UTC)
 
 ScratchDatabase = Callable[[], Awaitable[str]]
-
-
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(ADMIN_URL)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 @pytest.fixture
@@ -44,13 +35,13 @@ async def scratch_db() -> AsyncIterator[ScratchDatabase]:
 
     async def make() -> str:
         name = f"fature_demo_{uuid.uuid4().hex[:10]}"
-        await _admin(f"CREATE DATABASE {name}")
+        await admin(f"CREATE DATABASE {name}")
         created.append(name)
-        return f"{ADMIN_URL.rpartition('/')[0]}/{name}"
+        return db_url(name)
 
     yield make
     for name in created:
-        await _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 async def _fetch(url: str, sql: str, *args: object) -> list[asyncpg.Record]:
@@ -322,7 +313,7 @@ async def test_empty_operation_tables_are_simply_replaced(scratch_db: ScratchDat
 
 async def test_creates_a_missing_database(scratch_db: ScratchDatabase) -> None:
     url = await scratch_db()
-    await _admin(f"DROP DATABASE {url.rpartition('/')[2]}")  # the fixture still drops it
+    await admin(f"DROP DATABASE {url.rpartition('/')[2]}")  # the fixture still drops it
     report = await seed_operation_database(url.replace("postgresql://", "postgresql+asyncpg://"), "tiny")
     assert report.rows["cadastro"] == build_plan("tiny", 42).users
 

@@ -13,12 +13,10 @@ from __future__ import annotations
 import base64
 import csv
 import io
-import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
-import asyncpg
 import httpx
 import orjson
 import pytest
@@ -26,7 +24,7 @@ from openpyxl import load_workbook
 
 from db.settings import Settings
 from etl.sync import run_cycle
-from tests.support.databases import OPERATION_SQL, admin, db_url
+from tests.support.databases import drop_database, new_operation_database, new_robust_database
 from tests.support.deployment import JWT_SECRET, PLAIN, Api, Deployment, rows, serve, token
 from tests.support.factories import Operation
 from web.graphql import DASHBOARD_QUERY
@@ -37,15 +35,7 @@ CHAIN = range(501, 508)
 
 @pytest.fixture(scope="module")
 async def chain(robust_template: str) -> AsyncIterator[Deployment]:
-    robust_url = db_url(f"fature_r_{uuid.uuid4().hex[:10]}")
-    operation_url = db_url(f"fature_o_{uuid.uuid4().hex[:10]}")
-    await admin(f"CREATE DATABASE {robust_url.rsplit('/', 1)[1]} TEMPLATE {robust_template}")
-    await admin(f"CREATE DATABASE {operation_url.rsplit('/', 1)[1]}")
-    conn = await asyncpg.connect(operation_url)
-    try:
-        await conn.execute(OPERATION_SQL.read_text())
-    finally:
-        await conn.close()
+    robust_url, operation_url = await new_robust_database(robust_template), await new_operation_database()
     op = await Operation.open(operation_url)
     try:
         for user in CHAIN:
@@ -64,7 +54,7 @@ async def chain(robust_template: str) -> AsyncIterator[Deployment]:
     assert (await run_cycle(settings, robust_url, operation_url)).status == "success"
     yield Deployment(robust_url, operation_url, settings)
     for url in (robust_url, operation_url):
-        await admin(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
+        await drop_database(url)
 
 
 @pytest.fixture(scope="module")

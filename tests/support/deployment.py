@@ -22,7 +22,7 @@ from starlette.applications import Starlette
 from app import create_app
 from db.settings import Settings
 from etl.sync import run_cycle
-from tests.support.databases import OPERATION_SQL, admin, db_url
+from tests.support.databases import drop_database, new_operation_database, new_robust_database
 from tests.support.factories import Operation, write_worked_example
 from web.auth import mint_token
 
@@ -81,15 +81,7 @@ async def write_tree(op: Operation) -> None:
 
 
 async def build_deployment(robust_template: str) -> Deployment:
-    robust_url = db_url(f"fature_r_{uuid.uuid4().hex[:10]}")
-    operation_url = db_url(f"fature_o_{uuid.uuid4().hex[:10]}")
-    await admin(f"CREATE DATABASE {robust_url.rsplit('/', 1)[1]} TEMPLATE {robust_template}")
-    await admin(f"CREATE DATABASE {operation_url.rsplit('/', 1)[1]}")
-    conn = await asyncpg.connect(operation_url)
-    try:
-        await conn.execute(OPERATION_SQL.read_text())
-    finally:
-        await conn.close()
+    robust_url, operation_url = await new_robust_database(robust_template), await new_operation_database()
     op = await Operation.open(operation_url)
     try:
         await write_example(op)
@@ -105,7 +97,7 @@ async def build_deployment(robust_template: str) -> Deployment:
 
 async def drop_deployment(deployment: Deployment) -> None:
     for url in (deployment.robust_url, deployment.operation_url):
-        await admin(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
+        await drop_database(url)
 
 
 class Api:
