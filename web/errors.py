@@ -35,6 +35,11 @@ HTTP_STATUS = {
     "SERVICE_UNAVAILABLE": 503,
     "TIMEOUT": 503,
 }
+# The codes of the statuses strawberry's view refuses a request with (the reverse of the map
+# above, where several codes share a status).
+CODE_OF_STATUS = {
+    400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 415: "UNSUPPORTED_MEDIA_TYPE",
+}
 
 
 def error_response(code: str, message: str) -> Response:

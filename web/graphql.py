@@ -32,7 +32,8 @@ from schema.document_cache import (
 from schema.documents import parsed_document
 from schema.errors import public_error
 from web.access_log import operation_var
-from web.middleware import rejection
+from web.errors import CODE_OF_STATUS
+from web.middleware import send_rejection
 from web.response_cache import MAX_VARIABLES_DEPTH, nested_deeper_than
 from web.state import RequestContext, viewer_for
 
@@ -120,11 +121,11 @@ class FatureGraphQL(GraphQL[RequestContext, None]):
         try:
             response = await self.run(Request(scope, receive))
         except Rejected as r:
-            await _send_rejection(scope, send, r.status, r.code, r.message, r.headers)
+            await send_rejection(scope, send, r.status, r.code, r.message, r.headers)
             return
         except HTTPException as e:  # strawberry's refusals: the same JSON shape, with a code
-            code = HTTP_CODES.get(e.status_code, "BAD_REQUEST")
-            await _send_rejection(scope, send, e.status_code, code, e.reason, {})
+            code = CODE_OF_STATUS.get(e.status_code, "BAD_REQUEST")
+            await send_rejection(scope, send, e.status_code, code, e.reason)
             return
         await response(scope, receive, send)
 
@@ -222,20 +223,10 @@ class FatureGraphQL(GraphQL[RequestContext, None]):
         return HTMLResponse(graphiql_page())
 
 
-HTTP_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 415: "UNSUPPORTED_MEDIA_TYPE"}
-
-
 @lru_cache(maxsize=1)
 def graphiql_page() -> str:
     """The page every GraphiQL load gets: the same bytes, built once."""
     return graphiql_html(EXAMPLE_ID)
-
-
-async def _send_rejection(scope: Scope, send: Send, status: int, code: str, message: str,
-                          headers: dict[str, str]) -> None:
-    raw, header_list = rejection(scope, status, code, message, headers)
-    await send({"type": "http.response.start", "status": status, "headers": header_list})
-    await send({"type": "http.response.body", "body": raw})
 
 
 _MEMBER_TYPES: tuple[tuple[str, type, str], ...] = (

@@ -129,6 +129,16 @@ def _sentence(code: str, message: str) -> str:
     return message
 
 
+async def send_rejection(
+    scope: Scope, send: Send, status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> None:
+    """Answer ``status`` with the error body of ``rejection`` (the middleware's refusals and the
+    GraphQL endpoint's alike)."""
+    raw, header_list = rejection(scope, status, code, message, headers or {})
+    await send({"type": "http.response.start", "status": status, "headers": header_list})
+    await send({"type": "http.response.body", "body": raw})
+
+
 class ApiMiddleware:
     """Pure ASGI middleware (no per-request task or body buffering on the hot path)."""
 
@@ -170,8 +180,8 @@ class ApiMiddleware:
             if declared is not None and (declared < 0 or declared > limit):
                 state["operation"] = "rejected"
                 if declared < 0:
-                    await self._refuse(scope, send_with_id, 400, "BAD_REQUEST",
-                                       "Content-Length is not a number")
+                    await send_rejection(scope, send_with_id, 400, "BAD_REQUEST",
+                                         "Content-Length is not a number")
                 else:
                     await self._too_large(scope, send_with_id, limit)
                 return
@@ -193,8 +203,8 @@ class ApiMiddleware:
                     if viewer is None:
                         return
                     if viewer.role is not Role.ADMIN:
-                        raw, headers = rejection(scope, 403, "FORBIDDEN", "metrics need an admin token", {})
-                        await self._reply(send_with_id, 403, raw, headers)
+                        await send_rejection(scope, send_with_id, 403, "FORBIDDEN",
+                                             "metrics need an admin token")
                         return
             if operation is None:
                 viewer = await self._admit(scope, send_with_id, api, authorization, client)
@@ -212,13 +222,14 @@ class ApiMiddleware:
                 status_holder[0] = 499  # the client went away mid-body: nothing to answer
             except DatabaseUnavailable:
                 if not started_holder[0]:
-                    await self._refuse(scope, send_with_id, 503, "SERVICE_UNAVAILABLE", UNAVAILABLE_MESSAGE)
+                    await send_rejection(scope, send_with_id, 503, "SERVICE_UNAVAILABLE", UNAVAILABLE_MESSAGE)
             except Exception:
                 # A bug: logged (database values scrubbed, web/access_log.py) and answered
                 # without a traceback; the server sees a finished request.
                 log.error("unexpected error serving %s %s", scope["method"], path, exc_info=True)
                 if not started_holder[0]:
-                    await self._refuse(scope, send_with_id, 500, "INTERNAL_SERVER_ERROR", "Unexpected error.")
+                    await send_rejection(scope, send_with_id, 500, "INTERNAL_SERVER_ERROR",
+                                         "Unexpected error.")
         finally:
             elapsed = time.perf_counter() - started
             label = state.get("operation") or ("rest" if path.startswith("/api/") else "other")
@@ -250,23 +261,22 @@ class ApiMiddleware:
             if not verdict.allowed:
                 await self._too_many(scope, send, api, verdict.retry_after, "anonymous")
                 return None
-            raw, headers = rejection(
-                scope, 401, "UNAUTHENTICATED", exc.reason,
+            await send_rejection(
+                scope, send, 401, "UNAUTHENTICATED", exc.reason,
                 {"www-authenticate": f'Bearer error="invalid_token", error_description="{exc.reason}"'},
             )
-            await self._reply(send, 401, raw, headers)
             return None
         if viewer.role is Role.AFFILIATE and viewer.affiliate_id is not None:
             try:
                 suspended = await api.accounts.suspended(viewer.affiliate_id)
             except (DatabaseUnavailable, TimeoutError):
                 state["operation"] = "unavailable"
-                await self._refuse(scope, send, 503, "SERVICE_UNAVAILABLE", UNAVAILABLE_MESSAGE)
+                await send_rejection(scope, send, 503, "SERVICE_UNAVAILABLE", UNAVAILABLE_MESSAGE)
                 return None
             if suspended:
                 state["operation"] = "suspended"
-                await self._refuse(scope, send, 403, "ACCOUNT_SUSPENDED",
-                                   "This affiliate account is suspended")
+                await send_rejection(scope, send, 403, "ACCOUNT_SUSPENDED",
+                                     "This affiliate account is suspended")
                 return None
         state["rate_key"] = f"sub:{viewer.subject}"
         verdict = await api.rate_limiter.hit(state["rate_key"], anonymous=False)
@@ -278,20 +288,14 @@ class ApiMiddleware:
 
     async def _too_many(self, scope: Scope, send: Send, api: Any, retry_after: int, kind: str) -> None:
         api.metrics.rate_limited.labels(kind).inc()
-        raw, headers = rejection(
-            scope, 429, "RATE_LIMITED", f"Too many requests; retry in {retry_after} s",
+        await send_rejection(
+            scope, send, 429, "RATE_LIMITED", f"Too many requests; retry in {retry_after} s",
             {"retry-after": str(retry_after)},
         )
-        await self._reply(send, 429, raw, headers)
 
     async def _too_large(self, scope: Scope, send: Send, limit: int) -> None:
-        await self._refuse(scope, send, 413, "PAYLOAD_TOO_LARGE",
-                           f"The request body is larger than {limit} bytes", {"connection": "close"})
-
-    async def _refuse(self, scope: Scope, send: Send, status: int, code: str, message: str,
-                      headers: dict[str, str] | None = None) -> None:
-        raw, header_list = rejection(scope, status, code, message, headers or {})
-        await self._reply(send, status, raw, header_list)
+        await send_rejection(scope, send, 413, "PAYLOAD_TOO_LARGE",
+                             f"The request body is larger than {limit} bytes", {"connection": "close"})
 
     @staticmethod
     async def _refuse_websocket(receive: Receive, send: Send) -> None:
@@ -301,7 +305,3 @@ class ApiMiddleware:
         if message["type"] == "websocket.connect":
             await send({"type": "websocket.close", "code": 1008, "reason": ""})
 
-    @staticmethod
-    async def _reply(send: Send, status: int, body: bytes, headers: list) -> None:
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
