@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
+from db import clock
 from db.reader import open_database
 from db.settings import Settings, get_settings
 from etl import events
@@ -60,6 +61,7 @@ def create_app(
     runs in-process when ``start_scheduler`` (default ``settings.etl_scheduler_enabled``)
     and an operation database is configured."""
     settings = settings or get_settings()
+    clock.configure(settings.now)
     run_scheduler = settings.etl_scheduler_enabled if start_scheduler is None else start_scheduler
 
     @asynccontextmanager

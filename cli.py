@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from db import clock
 from db.settings import Settings, get_settings
 
 app = typer.Typer(
@@ -48,12 +49,14 @@ def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
 
 def load_settings() -> Settings:
     try:
-        return get_settings()
+        settings = get_settings()
     except ValidationError as exc:
         problems = "; ".join(
             f"FATURE_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
         )
         fail(f"invalid setting: {problems}")
+    clock.configure(settings.now)
+    return settings
 
 
 @contextlib.contextmanager

@@ -1,5 +1,5 @@
-"""The program's qualification criteria: versioned like plans, each from a local date that is
-today or later, never retroactive; every change audited in its own transaction."""
+"""The program's qualification criteria: versioned like plans, each from the start of a local
+day, tomorrow at the earliest, never retroactive; every change audited in its own transaction."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ from datetime import date
 import asyncpg
 
 from commissions import audit
-from commissions.errors import InvalidCommissionInput
 from commissions.inputs import QualificationTerms, check_not_retroactive, check_qualification
-from commissions.months import local_today
 
 
 async def criteria_versions(conn: asyncpg.Connection) -> list[asyncpg.Record]:
@@ -21,20 +19,15 @@ async def criteria_versions(conn: asyncpg.Connection) -> list[asyncpg.Record]:
 async def schedule_criteria(
     conn: asyncpg.Connection, tz: str, effective_from: date, criteria: QualificationTerms, actor: str
 ) -> asyncpg.Record:
-    """New criteria from ``effective_from`` (today or later); criteria scheduled for a later
-    date than today may be replaced, those in force may not. Returns the stored row."""
+    """New criteria from ``effective_from`` (tomorrow or later): criteria scheduled for a date
+    after today may be replaced; those in force never change. Returns the stored row."""
     check_not_retroactive(tz, effective_from)
     checked = check_qualification(criteria)
-    today = local_today(tz)
     async with conn.transaction():
         before = await conn.fetchrow(
             "SELECT * FROM qualification_criteria_versions WHERE effective_from = $1 FOR UPDATE",
             effective_from)
-        if before is not None:
-            if effective_from <= today:
-                raise InvalidCommissionInput(
-                    f"effectiveFrom: the criteria of {effective_from.isoformat()} are in force "
-                    "and cannot be replaced; schedule them from tomorrow")
+        if before is not None:  # scheduled, not yet in force (effective_from is after today)
             await conn.execute("DELETE FROM qualification_criteria_versions WHERE id = $1", before["id"])
         row = await conn.fetchrow(
             "INSERT INTO qualification_criteria_versions (effective_from, min_deposits, min_stake, "

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 from commissions.errors import InvalidCommissionInput
@@ -88,9 +88,18 @@ def check_qualification(criteria: QualificationTerms, name: str = "criteria") ->
 
 
 def check_not_retroactive(tz: str, effective_from: date, name: str = "effectiveFrom") -> date:
-    """Changes take effect today (local date) or later, never in the past."""
+    """Terms take effect from the start of a local day, tomorrow at the earliest: a day is priced
+    by the terms in force when it began, so nothing committed today changes today or the past."""
     today = local_today(tz)
-    if effective_from < today:
-        raise InvalidCommissionInput(f"{name} must be today ({today.isoformat()}) or later: changes are "
-                                     f"never retroactive, got {effective_from.isoformat()}")
+    if effective_from <= today:
+        tomorrow = today + timedelta(days=1)
+        raise InvalidCommissionInput(
+            f"{name} must be tomorrow ({tomorrow.isoformat()}) or later: terms take effect from the "
+            f"start of a local day after the change (today is {today.isoformat()} in {tz}), "
+            f"got {effective_from.isoformat()}")
     return effective_from
+
+
+def next_local_day(tz: str) -> date:
+    """The first day a change made now can take effect: tomorrow (local business date)."""
+    return local_today(tz) + timedelta(days=1)

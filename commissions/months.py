@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime
-from zoneinfo import ZoneInfo
+from datetime import date
 
 import asyncpg
+
+from db import clock
 
 
 def month_start(day: date) -> date:
@@ -25,7 +26,8 @@ def months_between(first: date, last: date) -> int:
 
 
 def local_today(tz: str) -> date:
-    return datetime.now(ZoneInfo(tz)).date()
+    """The business date now (db.clock: the system clock or FATURE_NOW)."""
+    return clock.local_today(tz)
 
 
 async def last_closed_month(conn: asyncpg.Connection) -> date | None:

@@ -1,8 +1,10 @@
 """Commission plans: their versions, who is on which plan since when (``PlanBook``), and the
 admin changes to them.
 
-Changes are never retroactive: a version takes effect today or later (local business date),
-an assignment from today. Every change writes the audit log in its own transaction.
+Changes are never retroactive: a version or an assignment takes effect from the start of a local
+day (business time zone), tomorrow at the earliest, so a day is priced by the terms in force
+when it began. Every change writes the audit log in its own transaction; a trigger queues it
+for the ETL (migration 0008), which applies it exactly once.
 """
 
 from __future__ import annotations
@@ -10,14 +12,14 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 import asyncpg
 
 from commissions import audit
 from commissions.errors import InvalidCommissionInput
-from commissions.inputs import PlanTerms, check_not_retroactive, check_terms
+from commissions.inputs import PlanTerms, check_not_retroactive, check_terms, next_local_day
 from commissions.months import add_months, local_today
 from commissions.payout import PayoutTerms
 
@@ -178,7 +180,7 @@ async def _require_plan(conn: asyncpg.Connection, plan_id: int) -> None:
 
 async def create_plan(conn: asyncpg.Connection, tz: str, name: str, terms: PlanTerms, actor: str) -> Plan:
     """A new plan; its first version covers all dates (a plan pays nobody until an affiliate
-    is assigned to it, and assignments start today)."""
+    is assigned to it, and assignments start tomorrow at the earliest)."""
     name = name.strip()
     if not name or len(name) > 200:
         raise InvalidCommissionInput("name must be 1 to 200 characters")
@@ -196,21 +198,16 @@ async def create_plan(conn: asyncpg.Connection, tz: str, name: str, terms: PlanT
 async def schedule_version(
     conn: asyncpg.Connection, tz: str, plan_id: int, effective_from: date, terms: PlanTerms, actor: str
 ) -> PlanVersion:
-    """A new version from ``effective_from`` (today or later). A version already scheduled for
-    a later date than today may be replaced; one in force may not."""
+    """A new version from ``effective_from`` (tomorrow or later). A version scheduled for a
+    date after today may be replaced; one in force never changes."""
     check_not_retroactive(tz, effective_from)
     checked = check_terms(terms)
-    today = local_today(tz)
     async with conn.transaction():
         await _require_plan(conn, plan_id)
         before = await conn.fetchrow(
             "SELECT * FROM commission_plan_versions WHERE plan_id = $1 AND effective_from = $2 FOR UPDATE",
             plan_id, effective_from)
-        if before is not None:
-            if effective_from <= today:
-                raise InvalidCommissionInput(
-                    f"effectiveFrom: the version of {effective_from.isoformat()} is in force "
-                    "and cannot be replaced; schedule one from tomorrow")
+        if before is not None:  # scheduled, not yet in force (effective_from is after today)
             await conn.execute("DELETE FROM commission_plan_versions WHERE id = $1", before["id"])
         version = await conn.fetchrow(_INSERT_VERSION, *_version_args(plan_id, effective_from, checked))
         await audit.record(conn, actor=actor, action="scheduleCommissionPlanVersion",
@@ -220,17 +217,29 @@ async def schedule_version(
 
 
 async def assign_plan(
-    conn: asyncpg.Connection, tz: str, affiliate_id: int, plan_id: int, actor: str
+    conn: asyncpg.Connection,
+    tz: str,
+    affiliate_id: int,
+    plan_id: int,
+    actor: str,
+    effective_from: date | None = None,
 ) -> Assignment:
-    """Put an affiliate on a plan from today (local date); before today it keeps its old plan."""
-    today = local_today(tz)
+    """Put an affiliate on a plan from ``effective_from`` (tomorrow or later; default tomorrow,
+    local date); before that day it keeps the plan it had. An assignment scheduled for the same
+    day is replaced; one scheduled for a later day still takes effect on it."""
+    start = next_local_day(tz) if effective_from is None else check_not_retroactive(tz, effective_from)
     async with conn.transaction():
         if not await conn.fetchval("SELECT 1 FROM affiliates WHERE affiliate_id = $1", affiliate_id):
             raise InvalidCommissionInput(f"affiliateId: no affiliate {affiliate_id}")
         await _require_plan(conn, plan_id)
+        # One assignment of an affiliate at a time, so the history below is read whole.
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('fature.assign_plan'), $1::int)",
+                           affiliate_id % 2_147_483_647)
         book = await PlanBook.load(conn, [affiliate_id])
-        previous = book.plan_of(affiliate_id, today)
-        if not book.history.get(affiliate_id):  # keep what the past was paid under
+        previous = book.plan_of(affiliate_id, start - timedelta(days=1))
+        if not book.history.get(affiliate_id):
+            # Keep what the past is paid under: the plan it was on (the default) since always.
+            # It changes no price, so it is not queued for the ETL (migration 0008).
             await conn.execute(
                 "INSERT INTO affiliate_plan_history (affiliate_id, effective_from, plan_id, assigned_by) "
                 "VALUES ($1, $2, $3, $4)", affiliate_id, EPOCH, previous, actor)
@@ -239,12 +248,8 @@ async def assign_plan(
             "VALUES ($1, $2, $3, $4) ON CONFLICT (affiliate_id, effective_from) "
             "DO UPDATE SET plan_id = EXCLUDED.plan_id, assigned_at = now(), "
             "assigned_by = EXCLUDED.assigned_by",
-            affiliate_id, today, plan_id, actor)
-        await conn.execute(
-            "INSERT INTO affiliate_plan_assignments (affiliate_id, plan_id) VALUES ($1, $2) "
-            "ON CONFLICT (affiliate_id) DO UPDATE SET plan_id = EXCLUDED.plan_id, assigned_at = now()",
-            affiliate_id, plan_id)
+            affiliate_id, start, plan_id, actor)
         await audit.record(conn, actor=actor, action="assignCommissionPlan", entity="affiliate",
                            entity_id=affiliate_id, before={"plan_id": previous},
-                           after={"plan_id": plan_id, "effective_from": today})
-    return Assignment(affiliate_id, plan_id, today)
+                           after={"plan_id": plan_id, "effective_from": start})
+    return Assignment(affiliate_id, plan_id, start)

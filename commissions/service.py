@@ -9,7 +9,7 @@ Plans and criteria:
     current_plan_id(conn, tz, affiliate_id) -> int
     create_plan(conn, tz, name, terms: PlanTerms, actor) -> Plan
     schedule_version(conn, tz, plan_id, effective_from, terms: PlanTerms, actor) -> PlanVersion
-    assign_plan(conn, tz, affiliate_id, plan_id, actor) -> Assignment
+    assign_plan(conn, tz, affiliate_id, plan_id, actor, effective_from=None) -> Assignment
     criteria_versions(conn) -> list[Record]
     schedule_criteria(conn, tz, effective_from, criteria: QualificationTerms, actor) -> Record
     audit_entries(conn, *, entity, entity_id, before_id, first) -> list[LogEntry]

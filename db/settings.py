@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -24,6 +25,11 @@ class Settings(BaseSettings):
         default=None, description="The operation database the ETL reads (read-only is enough)."
     )
     timezone: str = Field(default="America/Sao_Paulo", description="The business time zone.")
+    now: datetime | None = Field(
+        default=None,
+        description="A fixed instant (ISO 8601 with offset) taken as now: tests and reproducible "
+        "demos only (db/clock.py). Unset: the system clock.",
+    )
     redis_url: str | None = Field(default=None, description="Redis for cache and rate limits.")
     data_dir: Path = Field(default=Path(".fature"), description="Embedded PostgreSQL data.")
 
@@ -118,6 +124,13 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("now")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("FATURE_NOW needs a UTC offset, e.g. 2026-11-30T12:00:00-03:00")
         return value
 
     @field_validator("rate_limit", "rate_limit_burst", "rate_limit_anonymous")

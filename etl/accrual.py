@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncpg
 
-from etl import runs
 from etl.bulk import indexes_built_after, nested_loops
 from etl.cycle import Cycle
 
@@ -170,23 +169,17 @@ def _sql(template: str) -> str:
     )
 
 
-# A plan version or assignment made since the last successful cycle may already be in force
-# (effective today): the daily rows it covers are re-rated, as a full recompute would.
-RERATE_FROM = f"""
-WITH since AS (SELECT {runs.LAST_SUCCESS_STARTED_AT} AS at)
-SELECT min(d) FROM (
-    SELECT v.effective_from AS d FROM commission_plan_versions v, since
-    WHERE v.created_at >= since.at
-    UNION ALL
-    SELECT h.effective_from FROM affiliate_plan_history h, since WHERE h.assigned_at >= since.at
-) AS changes
-"""
-
+# The plan changes this cycle applies (etl/config_changes.py) may reach days already derived:
+# those daily rows are re-rated (REV recomputed at the rate now in force for the day), as a full
+# recompute would. An assignment re-rates its affiliate's days, a plan version everyone's.
 _RERATE = """
 INSERT INTO daily_deltas
-SELECT l.affiliate_id, l.level, l.period_start, {zeros}
-FROM etl.affiliate_level_periods l
-WHERE l.period_type = 'daily' AND l.period_start >= $1 AND l.bet_count > 0
+SELECT DISTINCT l.affiliate_id, l.level, l.period_start, {zeros}
+FROM config_changes c
+JOIN etl.affiliate_level_periods l
+  ON l.period_type = 'daily' AND l.period_start >= c.effective_from AND l.bet_count > 0
+ AND (c.affiliate_id IS NULL OR l.affiliate_id = c.affiliate_id)
+WHERE c.kind IN ('plan_version', 'plan_assignment')
   AND NOT EXISTS (SELECT 1 FROM daily_deltas d WHERE d.affiliate_id = l.affiliate_id
                   AND d.level = l.level AND d.day = l.period_start)
 """
@@ -204,8 +197,8 @@ async def accrue(conn: asyncpg.Connection, *, full: bool = False) -> None:
     else:
         async with nested_loops(conn):  # the changed users' uplines, by index
             await conn.execute(_DELTA)
-    if not full and (first_day := await conn.fetchval(RERATE_FROM)) is not None:
-        await conn.execute(_RERATE.replace("{zeros}", ", ".join("0" for _ in _FIGURES)), first_day)
+    if not full:
+        await conn.execute(_RERATE.replace("{zeros}", ", ".join("0" for _ in _FIGURES)))
     await conn.execute("ANALYZE daily_deltas")
     await conn.execute(_sql(_DAILY))
     await conn.execute(_sql(_ROLLUP_DELTA))

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from etl import (
     accrual,
     activity,
+    config_changes,
     extract,
     mirror,
     network,
@@ -89,9 +90,14 @@ PIPELINE: tuple[Step, ...] = (
         creates=("user_days_before", "user_days_after"),
     ),
     Step(
+        "config",
+        config_changes.run,
+        creates=("config_changes",),
+    ),
+    Step(
         "validation",
         validation.run,
-        reads=("changed_user_days", "moved_users"),
+        reads=("changed_user_days", "moved_users", "config_changes"),
         creates=("plan_version_ranges", "affiliate_plan_ranges", "new_ledger_rows"),
         scratch=("cpa_candidates", "qualified_users"),
     ),
@@ -107,6 +113,7 @@ PIPELINE: tuple[Step, ...] = (
             "new_ledger_rows",
             "plan_version_ranges",
             "affiliate_plan_ranges",
+            "config_changes",
         ),
         creates=("period_deltas",),
         scratch=("daily_deltas", "daily_rows_after"),
@@ -154,9 +161,9 @@ STEPS: tuple[str, ...] = tuple(step.name for step in PIPELINE)
 # What the idle check reads (mirror.ANYTHING_CHANGED): a when_idle step must create them.
 IDLE_CHECK_READS = ("changed_edge_users", "changed_user_days", "changed_profiles", "changed_money_rows")
 
-# Anything a cycle has to derive: a change set of the mirror step, or a plan version or
-# assignment made since the last successful cycle that may already be in force (re-rating).
-_ANYTHING_TO_DERIVE = f"SELECT ({mirror.ANYTHING_CHANGED}) OR ({accrual.RERATE_FROM}) IS NOT NULL"
+# Anything a cycle has to derive: a change set of the mirror step, or a queued change of terms
+# (which may reach days already derived).
+_ANYTHING_TO_DERIVE = f"SELECT ({mirror.ANYTHING_CHANGED}) OR {config_changes.ANY_QUEUED}"
 
 
 async def is_idle(cycle: Cycle) -> bool:

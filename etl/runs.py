@@ -35,13 +35,6 @@ LAST_SUCCESS = (
     "ORDER BY finished_at DESC LIMIT 1"
 )
 
-# When the last successful run started ('-infinity' before the first): a scalar subquery to
-# embed in SQL (what changed "since the last successful cycle").
-LAST_SUCCESS_STARTED_AT = (
-    "coalesce((SELECT started_at FROM etl.runs WHERE status = 'success' AND finished_at IS NOT NULL "
-    "ORDER BY finished_at DESC LIMIT 1), '-infinity'::timestamptz)"
-)
-
 # The newest run of any status (RUN_COLUMNS).
 LAST_RUN = f"SELECT {RUN_COLUMNS} FROM etl.runs ORDER BY id DESC LIMIT 1"
 
@@ -100,6 +93,7 @@ class RunResult:
     anomalies: int = 0
     users_moved: int = 0
     validations: int = 0
+    config_changes: int = 0  # configuration changes taken from the queue (etl/config_changes.py)
     duration_s: float = 0.0
     source_as_of: datetime | None = None
     touched_affiliate_ids: list[int] = field(default_factory=list)

@@ -65,25 +65,28 @@ async def create_commission_plan(ctx: Context, name: str, terms: service.PlanTer
 async def schedule_commission_plan_version(
     ctx: Context, plan_id: str, effective_from: date, terms: service.PlanTerms
 ) -> service.PlanVersion:
-    """A new version of a plan from ``effective_from`` (today or later)."""
+    """A new version of a plan from ``effective_from`` (tomorrow or later)."""
     plan = parse_id(plan_id, "planId")
     async with robust_connection(ctx) as conn:
         return await service.schedule_version(conn, ctx.settings.timezone, plan, effective_from, terms,
                                               actor(ctx))
 
 
-async def assign_commission_plan(ctx: Context, affiliate_id: str, plan_id: str) -> service.Assignment:
-    """Put an affiliate on a plan from today (local date)."""
+async def assign_commission_plan(
+    ctx: Context, affiliate_id: str, plan_id: str, effective_from: date | None = None
+) -> service.Assignment:
+    """Put an affiliate on a plan from ``effective_from`` (tomorrow or later; default tomorrow)."""
     owner = parse_id(affiliate_id, "affiliateId")
     plan = parse_id(plan_id, "planId")
     async with robust_connection(ctx) as conn:
-        return await service.assign_plan(conn, ctx.settings.timezone, owner, plan, actor(ctx))
+        return await service.assign_plan(conn, ctx.settings.timezone, owner, plan, actor(ctx),
+                                         effective_from)
 
 
 async def schedule_qualification_criteria(
     ctx: Context, effective_from: date, criteria: service.QualificationTerms
 ) -> asyncpg.Record:
-    """New qualification criteria from ``effective_from`` (today or later)."""
+    """New qualification criteria from ``effective_from`` (tomorrow or later)."""
     async with robust_connection(ctx) as conn:
         return await service.schedule_criteria(conn, ctx.settings.timezone, effective_from, criteria,
                                                actor(ctx))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.scalars import JSON
@@ -235,11 +235,24 @@ class CommissionMutations:
                                                                    terms.to_terms())
         return CommissionPlanVersion.from_record(version)
 
-    @strawberry.field(permission_classes=[AdminOnly])
+    @strawberry.field(
+        permission_classes=[AdminOnly],
+        description="Put an affiliate on a plan from the start of a local day, tomorrow at the "
+        "earliest (the default); before that day it keeps the plan it had. Admins only.",
+    )
     async def assign_commission_plan(
-        self, info: Info, affiliate_id: strawberry.ID, plan_id: strawberry.ID
+        self,
+        info: Info,
+        affiliate_id: strawberry.ID,
+        plan_id: strawberry.ID,
+        effective_from: Annotated[
+            date | None,
+            strawberry.argument(description="The local date the plan takes effect: tomorrow or "
+                                "later; null or omitted: tomorrow."),
+        ] = None,
     ) -> CommissionPlanAssignment:
-        assignment = await resolvers.assign_commission_plan(info.context, affiliate_id, plan_id)
+        assignment = await resolvers.assign_commission_plan(info.context, affiliate_id, plan_id,
+                                                            effective_from)
         return CommissionPlanAssignment.from_record(assignment)
 
     @strawberry.field(permission_classes=[AdminOnly])

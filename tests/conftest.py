@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import datetime
 
 import pytest
 
+from db import clock as process_clock
 from db import migrate
 from db.settings import Settings
 from tests.support.clients import Clients
@@ -34,6 +36,18 @@ from tests.support.deployment import (
 )
 from tests.support.factories import Operation
 from tests.support.program import Program, write_program
+
+
+@pytest.fixture
+def clock() -> Iterator[Callable[[str | datetime | None], None]]:
+    """Set the process clock (db/clock.py) the API and the commissions rules read:
+    ``clock("2025-12-03T10:00:00-03:00")``; None is the system clock again, as after the test."""
+
+    def set_now(instant: str | datetime | None) -> None:
+        process_clock.set_now(datetime.fromisoformat(instant) if isinstance(instant, str) else instant)
+
+    yield set_now
+    process_clock.set_now(None)
 
 
 @pytest.fixture(scope="session")

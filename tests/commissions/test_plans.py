@@ -1,5 +1,6 @@
-"""Commission plans: reads, admin mutations, input validation naming the field, never
-retroactive, assignments from today, the audit log; and the what-if simulation."""
+"""Commission plans: reads, admin mutations, input validation naming the field, terms from the
+start of a local day (tomorrow at the earliest), assignments with an effective date, the audit
+log; and the what-if simulation."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ CREATE = """mutation C($n: String!, $t: CommissionPlanTermsInput!) {
 SCHEDULE = """mutation S($p: ID!, $d: Date!, $t: CommissionPlanTermsInput!) {
   scheduleCommissionPlanVersion(planId: $p, effectiveFrom: $d, terms: $t) { id effectiveFrom revShareByLevel } }"""
 ASSIGN = "mutation A($a: ID!, $p: ID!) { assignCommissionPlan(affiliateId: $a, planId: $p) { planId effectiveFrom } }"
+ASSIGN_FROM = """mutation A($a: ID!, $p: ID!, $d: Date) {
+  assignCommissionPlan(affiliateId: $a, planId: $p, effectiveFrom: $d) { planId effectiveFrom } }"""
 
 
 def today(program: Program) -> date:
@@ -42,32 +45,52 @@ async def test_create_schedule_assign_and_audit(program: Program) -> None:
     plan = (await program.data(CREATE, {"n": "VIP", "t": TERMS}))["createCommissionPlan"]
     assert plan["versions"] == [{"effectiveFrom": "1900-01-01", "cpaByLevel": ["60.00", "20.00", "10.00", "5.00", "5.00"],
                                  "minPayout": "100.00"}]
-    tomorrow = (today(program) + timedelta(days=1)).isoformat()
+    day = today(program)
+    tomorrow = (day + timedelta(days=1)).isoformat()
     version = (await program.data(SCHEDULE, {"p": plan["id"], "d": tomorrow, "t": TERMS}))[
         "scheduleCommissionPlanVersion"]
     assert version["effectiveFrom"] == tomorrow
-    # a scheduled (future) version may be replaced; today's may not
+    # a scheduled version may be replaced until its day; today is refused: terms start on a
+    # local day after the change, so a day is priced by the terms in force when it began
     await program.data(SCHEDULE, {"p": plan["id"], "d": tomorrow, "t": {**TERMS, "minPayout": "50"}})
-    await program.data(SCHEDULE, {"p": plan["id"], "d": today(program).isoformat(), "t": TERMS})
-    err = await program.error(SCHEDULE, {"p": plan["id"], "d": today(program).isoformat(), "t": TERMS})
-    assert "in force" in err["message"]
+    err = await program.error(SCHEDULE, {"p": plan["id"], "d": day.isoformat(), "t": TERMS})
+    assert err["message"].startswith(f"effectiveFrom must be tomorrow ({tomorrow}) or later"), err["message"]
+    assert f"today is {day.isoformat()} in America/Sao_Paulo" in err["message"]
 
     assigned = (await program.data(ASSIGN, {"a": "1", "p": plan["id"]}))["assignCommissionPlan"]
-    assert assigned == {"planId": plan["id"], "effectiveFrom": today(program).isoformat()}
+    assert assigned == {"planId": plan["id"], "effectiveFrom": tomorrow}  # tomorrow by default
+    later = (day + timedelta(days=10)).isoformat()
+    scheduled = (await program.data(ASSIGN_FROM, {"a": "2", "p": plan["id"], "d": later}))["assignCommissionPlan"]
+    assert scheduled == {"planId": plan["id"], "effectiveFrom": later}
+    err = await program.error(ASSIGN_FROM, {"a": "2", "p": "1", "d": day.isoformat()})
+    assert err["extensions"]["code"] == "BAD_USER_INPUT" and err["message"].startswith("effectiveFrom must be tomorrow")
     history = await rows(program.deployment.robust_url,
-                         "SELECT effective_from, plan_id FROM affiliate_plan_history WHERE affiliate_id = 1 "
-                         "ORDER BY effective_from")
-    assert [(r["effective_from"], r["plan_id"]) for r in history] == [
-        (date(1900, 1, 1), 1), (today(program), int(plan["id"]))]
+                         "SELECT affiliate_id, effective_from, plan_id FROM affiliate_plan_history "
+                         "ORDER BY affiliate_id, effective_from")
+    assert [(r["affiliate_id"], r["effective_from"], r["plan_id"]) for r in history] == [
+        (1, date(1900, 1, 1), 1), (1, day + timedelta(days=1), int(plan["id"])),
+        (2, date(1900, 1, 1), 1), (2, day + timedelta(days=10), int(plan["id"]))]
+    # Queued for the ETL: each change once, from its day; the "since always" rows change no
+    # price and are not queued (the next cycle does not re-rate the affiliates' whole history).
+    queued = await rows(program.deployment.robust_url,
+                        "SELECT kind, effective_from, affiliate_id FROM etl.config_changes ORDER BY id")
+    assert [tuple(r) for r in queued] == [
+        ("plan_version", date(1900, 1, 1), None),  # the new plan's first version
+        ("plan_version", day + timedelta(days=1), None),
+        ("plan_version", day + timedelta(days=1), None),  # the replacement: its delete and insert
+        ("plan_version", day + timedelta(days=1), None),
+        ("plan_assignment", day + timedelta(days=1), 1),
+        ("plan_assignment", day + timedelta(days=10), 2)]
     # the past stays on the old plan: March 2025's open statement still settles under plan 1
     march = await program.data('{ statement(id: "1:2025-03") { planId minPayout } }')
     assert march["statement"] == {"planId": "1", "minPayout": "300.00"}
 
     log = (await program.data("{ commissionAuditLog { action entity entityId before after } }"))["commissionAuditLog"]
-    assert [e["action"] for e in log] == ["assignCommissionPlan", "scheduleCommissionPlanVersion",
+    assert [e["action"] for e in log] == ["assignCommissionPlan", "assignCommissionPlan",
                                          "scheduleCommissionPlanVersion", "scheduleCommissionPlanVersion",
                                          "createCommissionPlan"]
-    assert log[0]["before"] == {"plan_id": 1} and log[0]["after"]["plan_id"] == int(plan["id"])
+    assert log[0]["before"] == {"plan_id": 1} and log[0]["after"] == {"plan_id": int(plan["id"]),
+                                                                     "effective_from": later}
     assert log[2]["before"]["min_payout"] == "100.00" and log[2]["after"]["min_payout"] == "50.00"
     denied = await program.error("{ commissionAuditLog { id } }", role="analyst")
     assert denied["extensions"]["code"] == "FORBIDDEN"
@@ -92,7 +115,7 @@ async def test_every_input_is_validated_naming_the_field(program: Program, terms
 async def test_other_bad_inputs(program: Program) -> None:
     yesterday = (today(program) - timedelta(days=1)).isoformat()
     err = await program.error(SCHEDULE, {"p": "1", "d": yesterday, "t": TERMS})
-    assert err["message"].startswith("effectiveFrom must be today")
+    assert err["message"].startswith("effectiveFrom must be tomorrow")
     assert (await program.error(SCHEDULE, {"p": "999", "d": "2999-01-01", "t": TERMS}))["message"].startswith("planId")
     assert (await program.error(ASSIGN, {"a": "424242", "p": "1"}))["message"].startswith("affiliateId")
     assert (await program.error(ASSIGN, {"a": "1", "p": "77"}))["message"].startswith("planId")

@@ -3,7 +3,7 @@
 Migrations are frozen: each carries its own SQL. Revision 0001 once read
 ``db/sql/robust_schema.sql`` at run time and that file was edited after it shipped, so
 production databases were built from two texts; ``robust_schema_edited.sql`` here is a frozen
-copy of the edited text, and both must converge to the same catalog at head (revision 0007).
+copy of the edited text, and both must converge to the same catalog at head.
 """
 
 from __future__ import annotations
@@ -399,9 +399,12 @@ def test_downgrade_to_base_and_upgrade_again_gives_the_same_schema() -> None:
     with empty_database() as url:
         migrate.upgrade(url)
         head = asyncio.run(catalog(url))
+        migrate.downgrade(url, "0007")
+        at_0007 = asyncio.run(catalog(url))
+        assert at_0007 != head  # 0008's queue and triggers are gone, the old assignments table back
         # 0007 has nothing to undo (see its downgrade): 0006 is the shape the code expected.
         migrate.downgrade(url, "0006")
-        assert_same_catalog(asyncio.run(catalog(url)), head)
+        assert_same_catalog(asyncio.run(catalog(url)), at_0007)
         migrate.downgrade(url, "base")
         left = asyncio.run(catalog(url))
         assert {r[1] for r in left["relations"]} == {"alembic_version", "alembic_version_pkc"}

@@ -84,8 +84,6 @@ async def past_plan(url: str, affiliate_id: int, versions: list[dict[str, Any]])
                 v.get("negative_carryover", True), v.get("min_payout", "300.00")))
         await conn.execute("INSERT INTO affiliate_plan_history (affiliate_id, effective_from, plan_id) "
                            "VALUES ($1, DATE '1900-01-01', $2)", affiliate_id, plan)
-        await conn.execute("INSERT INTO affiliate_plan_assignments (affiliate_id, plan_id) VALUES ($1, $2)",
-                           affiliate_id, plan)
         return ids
     finally:
         await conn.close()
