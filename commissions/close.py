@@ -1,4 +1,6 @@
-"""Closing months: each month's statements are stored with their lines, frozen from then on.
+"""Closing months: each month's statements are stored with their lines, frozen from then on,
+and with the closed months they settled again (commission_rev_settlements), so a later
+correction of those months starts from how they were settled last.
 
 A month closes once it is over (local time), with every earlier open month, oldest first, in
 one transaction; closes queue on a table lock, so the one that waited sees what the other
@@ -17,6 +19,7 @@ from commissions.errors import InvalidCommissionInput, WorkflowConflict
 from commissions.lines import lines_sql
 from commissions.months import add_months, first_open_month, last_closed_month, local_today, month_start
 from commissions.open_statements import stream_open_statements
+from commissions.payout import RevSettlement
 from commissions.plans import PlanBook
 from db.engine import connect
 
@@ -83,8 +86,11 @@ WHERE x.month = $3
 
 async def _close_one(conn: asyncpg.Connection, tz: str, month: date, book: PlanBook) -> tuple[int, int]:
     records = []
+    resettled: dict[int, tuple[RevSettlement, ...]] = {}
     async for found in stream_open_statements(conn, tz, month, book=book, first_open=month):
         s, f = found.settlement, found.settlement.figures
+        if found.rev_settlements:
+            resettled[found.affiliate_id] = found.rev_settlements
         records.append(
             (
                 found.affiliate_id,
@@ -100,6 +106,7 @@ async def _close_one(conn: asyncpg.Connection, tz: str, month: date, book: PlanB
                 f.rev,
                 f.cpa_adjustments,
                 f.rev_adjustments,
+                f.rev_settlements,
                 s.carryover_in,
                 s.rev_payable,
                 s.carryover_out,
@@ -126,6 +133,7 @@ async def _close_one(conn: asyncpg.Connection, tz: str, month: date, book: PlanB
                 "rev",
                 "cpa_adjustments",
                 "rev_adjustments",
+                "rev_settlements",
                 "carryover_in",
                 "rev_payable",
                 "carryover_out",
@@ -135,7 +143,38 @@ async def _close_one(conn: asyncpg.Connection, tz: str, month: date, book: PlanB
             ],
         )
     status = await conn.execute(_STORE_LINES.format(lines=lines_sql(False)), tz, month, month)
+    if resettled:
+        await _store_rev_settlements(conn, month, resettled)
     return len(records), int(status.split()[-1])
+
+
+async def _store_rev_settlements(
+    conn: asyncpg.Connection, month: date, resettled: dict[int, tuple[RevSettlement, ...]]
+) -> None:
+    """The closed months each statement of ``month`` settled again, as its REV settlement
+    lines showed them: the next correction of those months starts from these rows."""
+    ids = dict(await conn.fetch(
+        "SELECT affiliate_id, id FROM commission_statements "
+        "WHERE month = $1 AND affiliate_id = ANY($2::bigint[])",
+        month, list(resettled)))
+    records = [
+        (ids[affiliate_id], affiliate_id, month, r.after.month, r.after.negative_carryover,
+         r.after.carryover_in, r.after.rev, r.after.rev_paid, r.after.carryover_out,
+         r.before.carryover_in, r.before.rev, r.before.rev_paid, r.before.carryover_out,
+         r.amount, r.describe())
+        for affiliate_id, settlements in resettled.items()
+        for r in settlements
+    ]
+    await conn.copy_records_to_table(
+        "commission_rev_settlements", records=records, columns=list(_SETTLEMENT_COLUMNS)
+    )
+
+
+_SETTLEMENT_COLUMNS = (
+    "statement_id", "affiliate_id", "month", "for_month", "negative_carryover", "carryover_in", "rev",
+    "rev_paid", "carryover_out", "previous_carryover_in", "previous_rev", "previously_paid",
+    "previous_carryover_out", "amount", "description",
+)
 
 
 async def close_previous_month(robust_url: str, tz: str, actor: str = "scheduler") -> CloseResult | None:

@@ -8,10 +8,11 @@ plus later adjustments), by key (the validation, or the level and day); live min
 where not zero, is the adjustment. So open statements always equal the robust tables, closed
 ones never change, and every cent of late data lands exactly once in the next open month.
 
-A correction belongs to the month it corrects: the adjustment's amount is the raw change, and
-a REV correction of a month settled with negative carryover off pays what it changes in that
-month's max(0, REV) (``with_rev_paid``), so a forgiven negative month is neither paid twice
-nor clawed back.
+A correction belongs to the month it corrects: an adjustment's amount is the raw change (CPA
+adjustments are paid as they are). REV corrections do not join the open month's balance: the
+months they correct are settled again (``commissions.payout.resettle``, from how each closed
+month stands: ``rev_states_sql``), and the open month pays what that changes, on REV
+settlement lines (stored in commission_rev_settlements when the month closes).
 """
 
 from __future__ import annotations
@@ -77,36 +78,29 @@ _CARRYOVER_IN_FORCE = """
  LIMIT 1)"""
 
 
-def with_rev_paid(lines: str) -> str:
-    """``lines`` (affiliate_id, month, for_month, kind, level, day, amount, ...) with what each
-    REV adjustment of a month settled with negative carryover off pays: the month's REV
-    before it (its stored lines of earlier statements, then this statement's corrections of
-    it in (day, level) order) and after it, and max(0, after) - max(0, before), which over a
-    month's lines adds up to max(0, its REV now) - max(0, its REV as settled). Null on every
-    other line. Only stored lines and the plan tables are read, so a stored statement shows
-    what it was settled with, whatever came after."""
-    return f"""
-    SELECT c.*, t.rev_before, (t.rev_before + c.amount)::numeric(18,2) AS rev_after,
-           CASE WHEN t.rev_before IS NOT NULL  -- greatest() skips nulls
-                THEN (greatest(t.rev_before + c.amount, 0) - greatest(t.rev_before, 0))::numeric(18,2)
-           END AS amount_paid
-    FROM (
-        SELECT c.*, (c.for_month + interval '1 month' - interval '1 day')::date AS last_day,
-               sum(c.amount) OVER (PARTITION BY c.affiliate_id, c.month, c.for_month, c.kind
-                                   ORDER BY c.day, c.level ROWS UNBOUNDED PRECEDING) - c.amount AS earlier
-        FROM ({lines}) AS c
-    ) AS c
-    LEFT JOIN LATERAL (
-        SELECT (coalesce((SELECT sum(l.amount) FROM commission_statement_lines l
-                          WHERE l.affiliate_id = c.affiliate_id AND l.for_month = c.for_month
-                            AND l.family = 'rev' AND l.month < c.month), 0) + c.earlier)::numeric(18,2)
-                   AS rev_before
-        WHERE c.kind = 'rev_adjustment'
-          AND NOT coalesce((SELECT s.negative_carryover FROM commission_statements s
-                            WHERE s.affiliate_id = c.affiliate_id AND s.month = c.for_month),
-                           {_CARRYOVER_IN_FORCE})
-    ) AS t ON true
-    """
+def rev_states_sql(affiliate: str, first_changed: str, first_open: str) -> str:
+    """A scalar subquery: how each closed month of the affiliate ``affiliate`` from the month
+    before ``first_changed`` to the one before ``first_open`` (SQL expressions) stands settled,
+    in month order, as an array of [negative carryover (1 or 0), carryover_in, rev, rev_paid,
+    carryover_out] (``commissions.payout.RevState``): as it was last settled again (its latest
+    row in commission_rev_settlements), else as closed (its statement: rev_paid is what its own
+    balance paid, max(0, carryover_in + rev)), else zeros (no statement: it had nothing). The
+    rule is the stored statement's, else the terms in force on the month's last day."""
+    return f"""(SELECT array_agg(ARRAY[
+               CASE WHEN coalesce(s.negative_carryover, r.negative_carryover, {_CARRYOVER_IN_FORCE})
+                    THEN 1 ELSE 0 END,
+               coalesce(r.carryover_in, s.carryover_in, 0)::numeric(18,2),
+               coalesce(r.rev, s.rev, 0)::numeric(18,2),
+               coalesce(r.rev_paid, greatest(s.carryover_in + s.rev, 0), 0)::numeric(18,2),
+               coalesce(r.carryover_out, s.carryover_out, 0)::numeric(18,2)]::numeric[] ORDER BY c.month)
+        FROM (SELECT {affiliate} AS affiliate_id, m::date AS month,
+                     (m + interval '1 month' - interval '1 day')::date AS last_day
+              FROM generate_series({first_changed} - interval '1 month', {first_open} - interval '1 month',
+                                   interval '1 month') AS m) AS c
+        LEFT JOIN commission_statements s ON s.affiliate_id = c.affiliate_id AND s.month = c.month
+        LEFT JOIN LATERAL (SELECT * FROM commission_rev_settlements x
+                           WHERE x.affiliate_id = c.affiliate_id AND x.for_month = c.month
+                           ORDER BY x.month DESC LIMIT 1) AS r ON true)"""
 
 
 # Everything dated before $2 (the first open month) that differs from what stored lines
@@ -119,27 +113,29 @@ FROM (
     SELECT v.affiliate_id, date_trunc('month', v.validation_date AT TIME ZONE $1)::date AS for_month,
            'cpa'::text AS family, v.id AS validation_id, v.referred_user_id, v.cpa_level AS level,
            (v.validation_date AT TIME ZONE $1)::date AS day,
-           v.cpa_amount AS amount, v.cpa_amount AS live, 0::numeric AS accounted
+           v.cpa_amount AS amount, v.cpa_amount AS live, 0::numeric AS accounted, 0 AS lines
     FROM affiliate_cpa_validations v
     WHERE v.cpa_status <> 'rejected' AND v.validation_date < ($2::date::timestamp AT TIME ZONE $1){ids_v}
     UNION ALL
     SELECT p.affiliate_id, date_trunc('month', p.period_start)::date, 'rev', NULL, NULL, p.level,
-           p.period_start, p.rev, p.rev, 0
+           p.period_start, p.rev, p.rev, 0, 0
     FROM etl.affiliate_level_periods p
     WHERE p.period_type = 'daily' AND p.rev <> 0 AND p.period_start < $2::date{ids_p}
     UNION ALL
     SELECT l.affiliate_id, l.for_month, l.family, l.validation_id, l.referred_user_id, l.level, l.day,
-           -l.amount, 0, l.amount
+           -l.amount, 0, l.amount, 1
     FROM commission_statement_lines l
     WHERE l.for_month < $2::date{ids_l}
 ) AS x
 GROUP BY affiliate_id, for_month, family, validation_id, level, day
-HAVING sum(amount) <> 0
+-- a validation no statement listed yet is listed, whatever its amount (0.00 too: the statement
+-- that lists it is the one that pays it, and the workflow moves it with that statement)
+HAVING sum(amount) <> 0 OR (family = 'cpa' AND sum(lines) = 0)
 """
 
 _ADJUSTMENT_LINES = """
 SELECT affiliate_id, month, for_month, family, kind, validation_id, referred_user_id, level, day, amount,
-       amount AS listed_amount, amount_paid,
+       amount AS listed_amount, NULL::numeric(18,2) AS amount_paid,
        CASE
          WHEN family = 'cpa' AND accounted = 0
            THEN format('corrects %s: validation %s (CPA level %s for user %s, dated %s) '
@@ -155,14 +151,8 @@ SELECT affiliate_id, month, for_month, family, kind, validation_id, referred_use
                        live::numeric(18,2))
          ELSE format('corrects %s: REV level %s on %s was %s when accounted, is %s now (late data)',
                      to_char(for_month, 'YYYY-MM'), level, day, accounted::numeric(18,2), live::numeric(18,2))
-       END || CASE
-         WHEN amount_paid IS NOT NULL
-           THEN format('; %s REV %s -> %s, negative carryover off: pays max(0, %s) - max(0, %s) = %s',
-                       to_char(for_month, 'YYYY-MM'), rev_before, rev_after, rev_after, rev_before,
-                       amount_paid)
-         ELSE ''
        END AS description
-FROM (""" + with_rev_paid(_ADJUSTMENT_KEYS) + """) AS a
+FROM (""" + _ADJUSTMENT_KEYS + """) AS a
 """
 
 _LINE_COLUMNS = (
@@ -204,8 +194,20 @@ async def open_lines(
 
 
 async def stored_lines(conn: asyncpg.Connection, affiliate_id: int, month: date) -> list[asyncpg.Record]:
-    """The lines of a closed statement, with what its REV adjustments paid (``with_rev_paid``)."""
-    source = "SELECT * FROM commission_statement_lines WHERE affiliate_id = $1 AND month = $2"
+    """The lines of a closed statement, as stored (REV settlements are read apart:
+    ``stored_rev_settlements``)."""
     return list(await conn.fetch(
-        f"SELECT * FROM ({with_rev_paid(source)}) AS x ORDER BY family, kind, day, level, validation_id",
+        f"SELECT {_LINE_COLUMNS} FROM (SELECT *, amount AS listed_amount, NULL::numeric(18,2) AS amount_paid "
+        "FROM commission_statement_lines WHERE affiliate_id = $1 AND month = $2) AS x "
+        "ORDER BY family, kind, day, level, validation_id",
         affiliate_id, month))
+
+
+async def stored_rev_settlements(
+    conn: asyncpg.Connection, affiliate_id: int, month: date
+) -> list[asyncpg.Record]:
+    """The closed months a closed statement settled again, in month order (what it paid for
+    each, and how each stood before and after)."""
+    return list(await conn.fetch(
+        "SELECT * FROM commission_rev_settlements WHERE affiliate_id = $1 AND month = $2 AND for_month < $2 "
+        "ORDER BY for_month", affiliate_id, month))

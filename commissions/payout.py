@@ -1,12 +1,15 @@
-"""The arithmetic of one affiliate's month: what it is paid, what it carries to the next.
+"""The arithmetic of one affiliate's month: what it is paid, what it carries to the next; and
+the settling again of closed months whose REV changed after they closed.
 
-Pure: no database, no dates. Open statements and closing ones settle with the same
-``settle``; docs/payouts.md says the rules in plain words.
+Pure: no database, no dates beyond naming months. Open statements and closing ones settle with
+the same ``settle`` and ``resettle``; docs/payouts.md says the rules in plain words.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 
 ZERO = Decimal("0.00")
@@ -28,11 +31,10 @@ class MonthFigures:
     cpa_rejected: Decimal = ZERO  # of which rejected: not paid
     rev: Decimal = ZERO  # the month's daily REV accruals (= the summaries' rev)
     cpa_adjustments: Decimal = ZERO
-    rev_adjustments: Decimal = ZERO  # REV corrections of closed months as they changed them
-    # Of which, corrections of months settled with negative carryover off: their change, and
-    # what they pay (per month, max(0, its REV now) - max(0, its REV as settled before)).
-    rev_adjustments_off: Decimal = ZERO
-    rev_adjustments_off_paid: Decimal = ZERO
+    rev_adjustments: Decimal = ZERO  # REV corrections of closed months as they changed them (raw)
+    # What the closed months settled again with those corrections pay now (``resettle``): the
+    # sum of their REV settlement lines, negative when they take back REV paid before.
+    rev_settlements: Decimal = ZERO
 
 
 @dataclass(frozen=True)
@@ -64,19 +66,20 @@ class Settlement:
 def settle(figures: MonthFigures, carry_in: Carry, terms: PayoutTerms) -> Settlement:
     """One month of one affiliate.
 
-    REV balance = carried negative balance (only with negative carryover on) + the month's
-    REV + the corrections of closed months settled with carryover on. A negative balance pays
-    nothing and is carried (on) or forgotten (off: a negative month counts as zero). A
-    correction belongs to the month it corrects: for a month settled with carryover off it
-    pays what it changes in that month's max(0, REV), added as is (never floored by this
-    month's REV). REV paid = max(balance, 0) + those. Payable = CPA (rejected excluded) + CPA
-    adjustments + the REV paid + what the previous month held. Below the minimum payout (or
-    not positive) the statement is on hold and the whole payable rolls into the next month.
+    The month's own REV balance = the negative balance carried in (only with negative
+    carryover on) + the month's REV. A negative balance pays nothing and is carried (on) or
+    forgotten (off: a negative month counts as zero). Corrections of closed months are not
+    part of it: they belong to the months they correct, which are settled again
+    (``resettle``), and what that changes is paid as it is (``rev_settlements``), never floored
+    by this month's REV. REV paid = max(balance, 0) + rev_settlements. Payable = CPA (rejected
+    excluded) + CPA adjustments + the REV paid + what the previous month held. Below the
+    minimum payout (or not positive) the statement is on hold and the whole payable rolls into
+    the next month.
     """
     cpa = figures.cpa_validated - figures.cpa_rejected
     carryover_in = carry_in.carryover if terms.negative_carryover else ZERO
-    balance = carryover_in + figures.rev + figures.rev_adjustments - figures.rev_adjustments_off
-    rev_payable = max(balance, ZERO) + figures.rev_adjustments_off_paid
+    balance = carryover_in + figures.rev
+    rev_payable = max(balance, ZERO) + figures.rev_settlements
     carryover_out = min(balance, ZERO) if terms.negative_carryover else ZERO
     payable = cpa + figures.cpa_adjustments + rev_payable + carry_in.held
     on_hold = payable < terms.min_payout or payable <= ZERO
@@ -92,3 +95,74 @@ def settle(figures: MonthFigures, carry_in: Carry, terms: PayoutTerms) -> Settle
         held_out=payable if on_hold else ZERO,
         on_hold=on_hold,
     )
+
+
+@dataclass(frozen=True)
+class RevState:
+    """How a closed month's own REV is settled: by the carryover rule in force on its last day,
+    from the balance carried in and its REV. ``rev_paid`` is what it has been paid for it."""
+
+    month: date
+    negative_carryover: bool
+    carryover_in: Decimal
+    rev: Decimal
+    rev_paid: Decimal
+    carryover_out: Decimal
+
+    @property
+    def balance(self) -> Decimal:
+        return self.carryover_in + self.rev
+
+
+def settle_rev(month: date, negative_carryover: bool, carried: Decimal, rev: Decimal) -> RevState:
+    """A month's REV settled: balance = carried (on) + rev; pays max(0, balance); carries
+    min(0, balance) when on, nothing when off."""
+    carryover_in = carried if negative_carryover else ZERO
+    balance = carryover_in + rev
+    return RevState(month, negative_carryover, carryover_in, rev, max(balance, ZERO),
+                    min(balance, ZERO) if negative_carryover else ZERO)
+
+
+@dataclass(frozen=True)
+class RevSettlement:
+    """A closed month settled again: as it stood (``before``: as closed, or as last settled
+    again) and now (``after``); the open month pays the difference in what it paid."""
+
+    before: RevState
+    after: RevState
+
+    @property
+    def amount(self) -> Decimal:
+        return self.after.rev_paid - self.before.rev_paid
+
+    def describe(self) -> str:
+        b, a = self.before, self.after
+        rule = "on" if a.negative_carryover else "off"
+        return (f"{a.month:%Y-%m} settled again: REV balance {_money(b.balance)} -> {_money(a.balance)} "
+                f"(carried in {_money(a.carryover_in)}, REV {_money(a.rev)}), negative carryover {rule}: "
+                f"paid {_money(b.rev_paid)}, now {_money(a.rev_paid)}, pays {_money(self.amount)}; "
+                f"carries {_money(a.carryover_out)} (was {_money(b.carryover_out)})")
+
+
+def _money(value: Decimal) -> str:
+    return f"{value + ZERO:.2f}"  # + 0.00: never "-0.00"
+
+
+def resettle(
+    carried: Decimal, months: Sequence[tuple[RevState, Decimal]]
+) -> tuple[tuple[RevSettlement, ...], Decimal]:
+    """Closed months settled again in order with their corrected REV.
+
+    ``months``: each closed month from the earliest whose REV changed to the last closed one,
+    as it stands (``RevState``) with the change of its REV not yet settled; ``carried``: what
+    the month before the first carried out. Each month is settled by its own rule from what the
+    month before it, settled again, carries out. Returns the months whose settlement changed
+    (in order) and what the last one carries out now: the next month's carried-in balance.
+    """
+    changed = []
+    for current, change in months:
+        after = settle_rev(current.month, current.negative_carryover, carried, current.rev + change)
+        if after != current:
+            changed.append(RevSettlement(current, after))
+        carried = after.carryover_out
+    return tuple(changed), carried

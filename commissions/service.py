@@ -20,12 +20,13 @@ Statements (``month``: its first local day):
     statements_page(conn, tz, month, *, affiliate_id, status, after, first) -> list[StatementRecord]
     month_statements(conn, tz, month, *, affiliate_id, status, after, limit)
         -> AsyncIterator[StatementRecord]  (inside the caller's transaction)
-    statement_lines(conn, tz, affiliate_id, month, *, is_open) -> list[Record]
+    statement_lines(conn, tz, affiliate_id, month, *, is_open) -> list[Mapping]
     close_month(conn, tz, month, actor) -> CloseResult
     close_previous_month(robust_url, tz, actor="scheduler") -> CloseResult | None
     approve_statement(conn, affiliate_id, month, actor) -> StatementRecord
     mark_statement_paid(conn, affiliate_id, month, reference, actor) -> StatementRecord
-    reject_validation(conn, validation_id, reason, actor) -> None
+    reject_validation(conn, validation_id, reason, actor) -> None  (paid ones too: a chargeback)
+    reject_user_validations(conn, user_id, reason, actor) -> list[int]  (every level's row of a user)
 """
 
 from __future__ import annotations
@@ -53,7 +54,12 @@ from commissions.statements import (
     statement_lines,
     statements_page,
 )
-from commissions.workflow import approve_statement, mark_statement_paid, reject_validation
+from commissions.workflow import (
+    approve_statement,
+    mark_statement_paid,
+    reject_user_validations,
+    reject_validation,
+)
 
 __all__ = [
     "Amounts",
@@ -78,6 +84,7 @@ __all__ = [
     "mark_statement_paid",
     "month_statements",
     "plans",
+    "reject_user_validations",
     "reject_validation",
     "schedule_criteria",
     "schedule_version",

@@ -6,15 +6,16 @@ are computed live (``commissions.open_statements``). Both read as a ``StatementR
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import asyncpg
 
-from commissions.lines import open_lines, stored_lines
-from commissions.months import last_closed_month, local_today, month_start
+from commissions.lines import open_lines, stored_lines, stored_rev_settlements
+from commissions.months import add_months, last_closed_month, local_today, month_start
 from commissions.open_statements import OpenStatement, open_statement, stream_open_statements
 
 STORED = "SELECT * FROM commission_statements WHERE affiliate_id = $1 AND month = $2"
@@ -37,7 +38,10 @@ def _stored_of_month(keyset: bool, limited: bool) -> str:
 @dataclass(frozen=True)
 class StatementRecord:
     """One affiliate's statement of a local month; ``status``: open, closed, on_hold,
-    approved or paid. Money: cpa + cpa_adjustments + rev_payable + held_in = payable."""
+    approved or paid. Money: cpa + cpa_adjustments + rev_payable + held_in = payable, and
+    rev_payable = max(0, carryover_in + rev) + rev_settlements (what the closed months settled
+    again pay; statements closed before those existed may count corrections of carryover-on
+    months in their own balance: their own-month row in commission_rev_settlements says so)."""
 
     affiliate_id: int
     month: date
@@ -52,6 +56,7 @@ class StatementRecord:
     rev: Decimal
     cpa_adjustments: Decimal
     rev_adjustments: Decimal
+    rev_settlements: Decimal
     carryover_in: Decimal
     rev_payable: Decimal
     carryover_out: Decimal
@@ -76,7 +81,8 @@ class StatementRecord:
             negative_carryover=row["negative_carryover"], min_payout=row["min_payout"],
             cpa_validated=row["cpa_validated"], cpa_rejected=row["cpa_rejected"], cpa=row["cpa"],
             rev=row["rev"], cpa_adjustments=row["cpa_adjustments"], rev_adjustments=row["rev_adjustments"],
-            carryover_in=row["carryover_in"], rev_payable=row["rev_payable"],
+            rev_settlements=row["rev_settlements"], carryover_in=row["carryover_in"],
+            rev_payable=row["rev_payable"],
             carryover_out=row["carryover_out"], held_in=row["held_in"], payable=row["payable"],
             held_out=row["held_out"],
             below_min_payout=row["payable"] < row["min_payout"] or row["payable"] <= 0,
@@ -93,7 +99,8 @@ class StatementRecord:
             negative_carryover=t.negative_carryover, min_payout=t.min_payout,
             cpa_validated=f.cpa_validated, cpa_rejected=f.cpa_rejected, cpa=s.cpa, rev=f.rev,
             cpa_adjustments=f.cpa_adjustments, rev_adjustments=f.rev_adjustments,
-            carryover_in=s.carryover_in, rev_payable=s.rev_payable, carryover_out=s.carryover_out,
+            rev_settlements=f.rev_settlements, carryover_in=s.carryover_in, rev_payable=s.rev_payable,
+            carryover_out=s.carryover_out,
             held_in=s.held_in, payable=s.payable, held_out=s.held_out, below_min_payout=s.on_hold,
         )
 
@@ -161,9 +168,31 @@ async def statements_page(
 
 async def statement_lines(
     conn: asyncpg.Connection, tz: str, affiliate_id: int, month: date, *, is_open: bool
-) -> list[asyncpg.Record]:
+) -> list[Mapping[str, Any]]:
     """A statement's lines by family, kind, day and level (kind, amount, amount_paid, level,
-    day, validation_id, referred_user_id, for_month, description, ...)."""
-    if is_open:
-        return await open_lines(conn, tz, affiliate_id, month)
-    return await stored_lines(conn, affiliate_id, month)
+    day, validation_id, referred_user_id, for_month, description, ...), then its REV
+    settlement lines in month order (kind rev_settlement: one per closed month it settles
+    again; amount and amount_paid what that pays, level null, day the month's last day)."""
+    if not is_open:
+        lines: list[Mapping[str, Any]] = list(await stored_lines(conn, affiliate_id, month))
+        return lines + [
+            _settlement_line(r["affiliate_id"], r["month"], r["for_month"], r["amount"], r["description"])
+            for r in await stored_rev_settlements(conn, affiliate_id, month)
+        ]
+    lines = list(await open_lines(conn, tz, affiliate_id, month))
+    found = await open_statement(conn, tz, affiliate_id, month)
+    settled = found.rev_settlements if found is not None else ()
+    return lines + [
+        _settlement_line(affiliate_id, month, r.after.month, r.amount, r.describe()) for r in settled
+    ]
+
+
+def _settlement_line(
+    affiliate_id: int, month: date, for_month: date, amount: Decimal, description: str
+) -> dict[str, Any]:
+    return {
+        "affiliate_id": affiliate_id, "month": month, "for_month": for_month, "family": "rev",
+        "kind": "rev_settlement", "validation_id": None, "referred_user_id": None, "level": None,
+        "day": add_months(for_month, 1) - timedelta(days=1), "amount": amount, "listed_amount": amount,
+        "amount_paid": amount, "description": description,
+    }

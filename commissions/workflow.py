@@ -1,6 +1,7 @@
-"""The payout workflow of a closed statement: approve it, mark it paid; and rejecting a CPA
-validation. Each step moves the validations the statement pays along with it, and is audited
-in its own transaction (who, when, the state before and after)."""
+"""The payout workflow of a closed statement: approve it, mark it paid; and rejecting CPA
+validations (one, or all of a referred user's; paid ones too: a chargeback is recovered in the
+first open month). Each step moves the validations the statement pays along with it, and is
+audited in its own transaction (who, when, the state before and after)."""
 
 from __future__ import annotations
 
@@ -24,22 +25,21 @@ async def _stored(conn: asyncpg.Connection, affiliate_id: int, month: date) -> a
 
 
 async def _validations_paid_by(conn: asyncpg.Connection, statement: asyncpg.Record) -> list[int]:
-    """The validations a statement pays: its CPA lines and those of the on-hold months rolled
-    into it (the consecutive on-hold statements just before it)."""
+    """The validations a statement pays, whatever their amounts (0.00 too): those its CPA lines
+    list, and those of the on-hold statements whose payable rolled into it: every on-hold
+    statement of the affiliate since its last statement that was not on hold. A month with no
+    statement between them does not break that chain (a statement on hold at 0.00 carries
+    nothing, so the month after it may have none)."""
     return [
         r["validation_id"]
         for r in await conn.fetch(
             """
-        WITH RECURSIVE chain AS (
-            SELECT $1::bigint AS affiliate_id, $2::date AS month
-            UNION ALL
-            SELECT s.affiliate_id, s.month FROM commission_statements s
-            JOIN chain c ON s.affiliate_id = c.affiliate_id AND s.month = (c.month - interval '1 month')::date
-            WHERE s.status = 'on_hold'
-        )
-        SELECT l.validation_id FROM commission_statement_lines l JOIN chain c
-          ON l.affiliate_id = c.affiliate_id AND l.month = c.month
-        WHERE l.validation_id IS NOT NULL AND l.kind IN ('cpa', 'cpa_adjustment') AND l.amount > 0
+        SELECT l.validation_id FROM commission_statement_lines l
+        WHERE l.affiliate_id = $1 AND l.month <= $2
+          AND l.month > coalesce((SELECT max(s.month) FROM commission_statements s
+                                  WHERE s.affiliate_id = $1 AND s.month < $2 AND s.status <> 'on_hold'),
+                                 '-infinity'::date)
+          AND l.validation_id IS NOT NULL AND l.kind IN ('cpa', 'cpa_adjustment')
         """,
             statement["affiliate_id"],
             statement["month"],
@@ -122,37 +122,65 @@ async def mark_statement_paid(
     return StatementRecord.from_stored(after)
 
 
+_VALIDATION = "id, affiliate_id, referred_user_id, cpa_level, cpa_amount, cpa_status, validation_date"
+
+
 async def reject_validation(conn: asyncpg.Connection, validation_id: int, reason: str, actor: str) -> None:
-    """Set a validation's cpa_status to rejected. Its open statement drops it at once; if its
-    month is closed, the next open month gets a negative adjustment naming it."""
+    """Set a validation's cpa_status to rejected, whatever its status (a chargeback found after
+    it was paid too). Its open statement drops it at once; if its month is closed, the first
+    open month gets a negative CPA adjustment naming it, which recovers what was paid (the
+    minimum-payout hold applies to it as to any payable)."""
     async with conn.transaction():
         row = await conn.fetchrow(
-            "SELECT id, affiliate_id, referred_user_id, cpa_level, cpa_amount, cpa_status, validation_date "
-            "FROM affiliate_cpa_validations WHERE id = $1 FOR UPDATE",
-            validation_id,
+            f"SELECT {_VALIDATION} FROM affiliate_cpa_validations WHERE id = $1 FOR UPDATE", validation_id
         )
         if row is None:
             raise InvalidCommissionInput(f"id: no CPA validation {validation_id}")
-        if row["cpa_status"] in ("rejected", "paid"):
-            raise WorkflowConflict(f"id: validation {validation_id} is already {row['cpa_status']}")
-        after = await conn.fetchrow(
-            "UPDATE affiliate_cpa_validations SET cpa_status = 'rejected' WHERE id = $1 "
-            "RETURNING id, affiliate_id, referred_user_id, cpa_level, cpa_amount, cpa_status, "
-            "validation_date",
-            validation_id,
+        if row["cpa_status"] == "rejected":
+            raise WorkflowConflict(f"id: validation {validation_id} is already rejected")
+        await _reject(conn, row, reason, actor, "rejectCpaValidation")
+
+
+async def reject_user_validations(
+    conn: asyncpg.Connection, user_id: int, reason: str, actor: str
+) -> list[int]:
+    """Reject every validation of a referred user not rejected yet (one per upline level),
+    each as ``reject_validation`` does and audited alike; the ids rejected, by id."""
+    async with conn.transaction():
+        rows = await conn.fetch(
+            f"SELECT {_VALIDATION} FROM affiliate_cpa_validations WHERE referred_user_id = $1 "
+            "ORDER BY id FOR UPDATE",
+            user_id,
         )
-        await conn.execute(
-            "INSERT INTO cpa_validation_rejections (validation_id, reason, rejected_by) VALUES ($1, $2, $3)",
-            validation_id,
-            reason,
-            actor,
-        )
-        await audit.record(
-            conn,
-            actor=actor,
-            action="rejectCpaValidation",
-            entity="cpa_validation",
-            entity_id=validation_id,
-            before=dict(row),
-            after={**dict(after), "reason": reason},
-        )
+        if not rows:
+            raise InvalidCommissionInput(f"userId: user {user_id} has no CPA validations")
+        pending = [r for r in rows if r["cpa_status"] != "rejected"]
+        if not pending:
+            raise WorkflowConflict(f"userId: every CPA validation of user {user_id} is already rejected")
+        for row in pending:
+            await _reject(conn, row, reason, actor, "rejectUserCpaValidations")
+    return [r["id"] for r in pending]
+
+
+async def _reject(
+    conn: asyncpg.Connection, row: asyncpg.Record, reason: str, actor: str, action: str
+) -> None:
+    after = await conn.fetchrow(
+        f"UPDATE affiliate_cpa_validations SET cpa_status = 'rejected' WHERE id = $1 RETURNING {_VALIDATION}",
+        row["id"],
+    )
+    await conn.execute(
+        "INSERT INTO cpa_validation_rejections (validation_id, reason, rejected_by) VALUES ($1, $2, $3)",
+        row["id"],
+        reason,
+        actor,
+    )
+    await audit.record(
+        conn,
+        actor=actor,
+        action=action,
+        entity="cpa_validation",
+        entity_id=row["id"],
+        before=dict(row),
+        after={**dict(after), "reason": reason},
+    )

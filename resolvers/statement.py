@@ -9,9 +9,10 @@ path (GraphQL and the exports) goes through it.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import date
+from typing import Any
 
 import asyncpg
 from sqlalchemy.engine import Row
@@ -121,7 +122,7 @@ async def statements(
 
 async def statement_lines(
     ctx: Context, affiliate_id: int, month: date, is_open: bool
-) -> list[asyncpg.Record]:
+) -> list[Mapping[str, Any]]:
     """A statement's lines; none when the token may not see the statement."""
     if not may_read_money_of(ctx.viewer, affiliate_id):
         return []
@@ -155,7 +156,8 @@ async def close_month(ctx: Context, month: date) -> service.CloseResult:
 
 
 async def reject_cpa_validation(ctx: Context, id: str, reason: str) -> Row:
-    """Set cpa_status rejected (never on a paid one); the open statement adjusts at once.
+    """Set cpa_status rejected (a paid one too: a chargeback, recovered in the first open
+    month); the open statement adjusts at once.
     Returns the validation as the ledger's loader reads it."""
     validation_id = parse_id(id, "id")
     if not reason.strip():
@@ -165,3 +167,15 @@ async def reject_cpa_validation(ctx: Context, id: str, reason: str) -> Row:
     row = await ctx.loaders.cpa_validation_by_id.load(validation_id)
     assert row is not None  # it exists, and an admin sees every validation
     return row
+
+
+async def reject_user_cpa_validations(ctx: Context, user_id: str, reason: str) -> list[Row]:
+    """Reject every validation of a referred user not rejected yet (each level's row), as
+    ``reject_cpa_validation`` does each; returns those it rejected, by id."""
+    user = parse_id(user_id, "userId")
+    if not reason.strip():
+        raise BadUserInput("reason must not be empty")
+    async with robust_connection(ctx) as conn:
+        ids = await service.reject_user_validations(conn, user, reason.strip(), actor(ctx))
+    rows = await ctx.loaders.cpa_validation_by_id.load_many(ids)
+    return [row for row in rows if row is not None]  # all of them: an admin sees every validation

@@ -49,6 +49,7 @@ FIXED_LIST_SIZES: dict[tuple[str, str], int] = {
     ("Affiliate", "upline"): 5,
     ("SyncStatus", "runsInProgress"): 1,
     ("ValidateCpaResult", "validations"): 100,
+    ("Mutation", "rejectUserCpaValidations"): 5,  # a user's rows: one per upline level
     # Admin lists no argument bounds (few plans, versions, criteria; a statement's month of
     # lines): nominal sizes.
     ("Query", "commissionPlans"): 20,

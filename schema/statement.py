@@ -27,43 +27,51 @@ class StatementStatus(Enum):
     PAID = "paid"
 
 
-@strawberry.enum
+@strawberry.enum(description="CPA (a validation), CPA_REJECTED (listed at zero), REV (a level's daily "
+                             "accrual), CPA_ADJUSTMENT and REV_ADJUSTMENT (a change to a closed month, "
+                             "the raw change), REV_SETTLEMENT (a closed month settled again with its "
+                             "corrected REV: what that changes in what it paid).")
 class StatementLineKind(Enum):
     CPA = "cpa"
     CPA_REJECTED = "cpa_rejected"
     REV = "rev"
     CPA_ADJUSTMENT = "cpa_adjustment"
     REV_ADJUSTMENT = "rev_adjustment"
+    REV_SETTLEMENT = "rev_settlement"
 
 
-@strawberry.type(description="One line: a validation (CPA), a daily REV accrual of one level, or an "
-                             "adjustment naming the closed month and item it corrects.")
+@strawberry.type(description="One line: a validation (CPA), a daily REV accrual of one level, an "
+                             "adjustment naming the closed month and item it corrects, or a closed "
+                             "month settled again (REV_SETTLEMENT).")
 class StatementLine:
     kind: StatementLineKind
     amount: Decimal = strawberry.field(description="The line's money; on an adjustment, the change: the "
-                                                   "item now minus what was accounted for it.")
+                                                   "item now minus what was accounted for it; on a "
+                                                   "REV_SETTLEMENT, what the month settled again pays "
+                                                   "(negative: what it takes back).")
     amount_paid: Decimal | None = strawberry.field(
-        description="REV adjustments of a month settled with negative carryover off: what the change "
-                    "pays, max(0, that month's REV after it) - max(0, its REV before it); the payable "
-                    "counts this, not amount. Null on other lines (REV adjustments of months settled "
-                    "with negative carryover on join the month's REV balance).")
-    level: int
-    day: date = strawberry.field(description="The validation's local date or the REV day.")
+        description="REV_SETTLEMENT lines: what the line pays (= amount; the payable counts it). Null on "
+                    "other lines: REV adjustments are paid through the settlement of the month they "
+                    "correct, never as they are.")
+    level: int | None = strawberry.field(description="The network level; null on REV_SETTLEMENT lines.")
+    day: date = strawberry.field(description="The validation's local date or the REV day; on a "
+                                             "REV_SETTLEMENT, the last day of the month settled again.")
     validation_id: strawberry.ID | None
     referred_user_id: strawberry.ID | None
-    corrects_month: date | None = strawberry.field(description="Adjustments: the closed month corrected.")
+    corrects_month: date | None = strawberry.field(
+        description="Adjustments: the closed month corrected; REV_SETTLEMENT: the month settled again.")
     description: str
 
     @classmethod
     def from_row(cls, row: Any) -> StatementLine:
         """A line as ``commissions.service.statement_lines`` reads it."""
-        adjustment = row["kind"].endswith("_adjustment")
+        correction = row["kind"].endswith("_adjustment") or row["kind"] == "rev_settlement"
         return cls(
             kind=StatementLineKind(row["kind"]), amount=row["amount"], amount_paid=row["amount_paid"],
             level=row["level"], day=row["day"],
             validation_id=strawberry.ID(str(row["validation_id"])) if row["validation_id"] else None,
             referred_user_id=strawberry.ID(str(row["referred_user_id"])) if row["referred_user_id"] else None,
-            corrects_month=row["for_month"] if adjustment else None, description=row["description"],
+            corrects_month=row["for_month"] if correction else None, description=row["description"],
         )
 
 
@@ -85,13 +93,18 @@ class Statement:
     rev: Decimal = strawberry.field(description="Sum of the month's daily REV (= the summary's revEarned).")
     cpa_adjustments: Decimal
     rev_adjustments: Decimal = strawberry.field(
-        description="The change in closed months' REV: the sum of the REV adjustment lines' amounts.")
+        description="The change in closed months' REV: the sum of the REV adjustment lines' amounts (the "
+                    "raw change; what it pays is revSettlements).")
+    rev_settlements: Decimal = strawberry.field(
+        description="What the closed months whose REV changed pay now, settled again in order with "
+                    "their corrected REV (each by its own carryover rule): the sum of the REV_SETTLEMENT "
+                    "lines. Negative when they take back REV paid before.")
     adjustments: Decimal
-    carryover_in: Decimal = strawberry.field(description="Negative REV balance carried in (<= 0).")
+    carryover_in: Decimal = strawberry.field(
+        description="Negative REV balance carried in (<= 0): what the last closed month carries out, "
+                    "settled again when REV of closed months changed.")
     rev_payable: Decimal = strawberry.field(
-        description="REV paid: max(carryoverIn + rev + the revAdjustments of months settled with "
-                    "negative carryover on, 0) + the amountPaid of the REV adjustments of months "
-                    "settled with it off (negative when those take back REV paid before).")
+        description="REV paid: max(carryoverIn + rev, 0) + revSettlements.")
     carryover_out: Decimal = strawberry.field(description="Negative REV balance carried to next month.")
     held_in: Decimal = strawberry.field(description="Payable of on-hold months rolled into this one.")
     payable: Decimal
@@ -118,7 +131,8 @@ class Statement:
             plan_id=strawberry.ID(str(s.plan_id)), plan_version_id=strawberry.ID(str(s.plan_version_id)),
             negative_carryover=s.negative_carryover, min_payout=s.min_payout,
             cpa_validated=s.cpa_validated, cpa_rejected=s.cpa_rejected, cpa=s.cpa, rev=s.rev,
-            cpa_adjustments=s.cpa_adjustments, rev_adjustments=s.rev_adjustments, adjustments=s.adjustments,
+            cpa_adjustments=s.cpa_adjustments, rev_adjustments=s.rev_adjustments,
+            rev_settlements=s.rev_settlements, adjustments=s.adjustments,
             carryover_in=s.carryover_in, rev_payable=s.rev_payable, carryover_out=s.carryover_out,
             held_in=s.held_in, payable=s.payable, held_out=s.held_out, below_min_payout=s.below_min_payout,
             closed_at=s.closed_at, approved_at=s.approved_at, paid_at=s.paid_at,
@@ -168,6 +182,19 @@ class StatementMutations:
     async def mark_statement_paid(self, info: Info, id: strawberry.ID, reference: str) -> Statement:
         return Statement.from_record(await resolvers.mark_statement_paid(info.context, id, reference))
 
-    @strawberry.field(permission_classes=[AdminOnly])
+    @strawberry.field(permission_classes=[AdminOnly],
+                      description="Reject one validation (one level's row) with a reason, whatever its "
+                                  "status: a paid one (a chargeback) is recovered by a negative CPA "
+                                  "adjustment in the first open month. Audited.")
     async def reject_cpa_validation(self, info: Info, id: strawberry.ID, reason: str) -> CpaValidation:
         return CpaValidation.from_row(await resolvers.reject_cpa_validation(info.context, id, reason))
+
+    @strawberry.field(permission_classes=[AdminOnly],
+                      description="Reject every validation of a referred user (its row at each level of "
+                                  "its upline) not rejected yet, each as rejectCpaValidation does; "
+                                  "returns those rejected. Audited, one entry per validation.")
+    async def reject_user_cpa_validations(
+        self, info: Info, user_id: strawberry.ID, reason: str
+    ) -> list[CpaValidation]:
+        rows = await resolvers.reject_user_cpa_validations(info.context, user_id, reason)
+        return [CpaValidation.from_row(r) for r in rows]

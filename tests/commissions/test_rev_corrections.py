@@ -1,31 +1,29 @@
 """Late REV corrections of closed months: a correction belongs to the month it corrects.
 
-With negative carryover off a closed month C paid max(0, its REV); a correction of C pays
-max(0, C's REV with every correction so far) - max(0, C's REV as already settled), added to
-the open payable as is. With carryover on, corrections join the running REV balance.
+The corrected month and the closed months after it are settled again in order with the
+corrected REV, each by its own carryover rule; the first open month pays (or recovers) the
+difference in what they were paid, on one REV settlement line per month whose settlement
+changed, and its carried-in balance is what the last closed month, settled again, carries out.
+With carryover off that is max(0, the month's REV now) - max(0, its REV as settled before).
 """
 
 from __future__ import annotations
 
 from decimal import Decimal as D
-from typing import Any
 
+from tests.commissions.statement_checks import (
+    close,
+    rev_adjustments,
+    settlement_text,
+    settlements,
+    statement,
+)
 from tests.support.deployment import rows
 from tests.support.factories import Operation
 from tests.support.program import Program, past_plan
 
-STATEMENT = """
-query S($id: ID!) { statement(id: $id) {
-  id status rev revAdjustments carryoverIn revPayable carryoverOut heldIn payable heldOut belowMinPayout
-  lines { kind amount amountPaid level day correctsMonth description }
-} }"""
-CLOSE = "mutation C($m: Date!) { closeMonth(month: $m) { months } }"
 OFF = [{"effective_from": "1900-01-01", "negative_carryover": False, "min_payout": "0.00"}]
 ON = [{"effective_from": "1900-01-01", "negative_carryover": True, "min_payout": "0.00"}]
-
-
-async def statement(program: Program, id: str) -> dict[str, Any]:
-    return (await program.data(STATEMENT, {"id": id}))["statement"]
 
 
 async def rev_day(program: Program, affiliate_id: int, day: str, rev: str) -> None:
@@ -39,15 +37,6 @@ async def rev_day(program: Program, affiliate_id: int, day: str, rev: str) -> No
         ON CONFLICT (affiliate_id, period_type, period_start, level)
         DO UPDATE SET stake = EXCLUDED.stake, win = EXCLUDED.win, rev = EXCLUDED.rev""",
         affiliate_id, day, rev)
-
-
-def rev_adjustments(s: dict[str, Any]) -> list[tuple[str, str, str | None]]:
-    return [(line["day"], line["amount"], line["amountPaid"])
-            for line in s["lines"] if line["kind"] == "REV_ADJUSTMENT"]
-
-
-async def close(program: Program, month: str) -> None:
-    await program.data(CLOSE, {"m": month})
 
 
 async def test_a_correction_of_a_forgiven_negative_month_pays_only_what_the_month_earns(
@@ -72,13 +61,16 @@ async def test_a_correction_of_a_forgiven_negative_month_pays_only_what_the_mont
 
     assert await statement(program, "1:2025-04") == april  # closed: frozen
     may = await statement(program, "1:2025-05")
-    assert rev_adjustments(may) == [("2025-04-02", "300.00", "100.00")]
+    assert rev_adjustments(may) == [("2025-04-02", "300.00")]  # the raw change
     line = next(x for x in may["lines"] if x["kind"] == "REV_ADJUSTMENT")
-    assert line["correctsMonth"] == "2025-04-01"
+    assert line["correctsMonth"] == "2025-04-01" and line["amountPaid"] is None
     assert line["description"].startswith("corrects 2025-04: REV level 1 on 2025-04-02 was -200.00")
-    assert "2025-04 REV -200.00 -> 100.00" in line["description"]
-    assert "pays max(0, 100.00) - max(0, -200.00) = 100.00" in line["description"]
-    assert D(may["rev"]) == D("-500.00") and D(may["revAdjustments"]) == D("300.00")  # the raw change
+    assert settlements(may) == [("2025-04-01", "100.00")]  # what April, settled again, pays
+    text = settlement_text(may, "2025-04-01")
+    assert text.startswith("2025-04 settled again: REV balance -200.00 -> 100.00")
+    assert "negative carryover off: paid 0.00, now 100.00, pays 100.00" in text
+    assert D(may["rev"]) == D("-500.00") and D(may["revAdjustments"]) == D("300.00")
+    assert D(may["revSettlements"]) == D("100.00")
     assert D(may["revPayable"]) == D("100.00") and D(may["payable"]) == D("100.00")
     assert not may["belowMinPayout"] and D(may["carryoverOut"]) == 0
     # the books still add up: April as closed + its later adjustments = the robust tables' April
@@ -87,7 +79,7 @@ async def test_a_correction_of_a_forgiven_negative_month_pays_only_what_the_mont
                          "AND period_type = 'monthly' AND period_start = DATE '2025-04-01'")
     assert D(april["rev"]) + D(may["revAdjustments"]) == summary[0]["rev_earned"] == D("100.00")
 
-    # closing May stores what the open May showed, paid amounts included
+    # closing May stores what the open May showed, its settlement lines included
     await close(program, "2025-05-01")
     stored = await statement(program, "1:2025-05")
     assert stored == {**may, "status": "CLOSED"}
@@ -111,26 +103,28 @@ async def test_corrections_of_a_month_settled_with_carryover_off(program: Progra
                                        (903, "-50.00", "0.00")]:
         assert await statement(program, f"{affiliate_id}:2025-03") == closed[affiliate_id]  # frozen
         april = await statement(program, f"{affiliate_id}:2025-04")
-        assert rev_adjustments(april) == [("2025-03-10", change, paid)], affiliate_id
+        assert rev_adjustments(april) == [("2025-03-10", change)], affiliate_id
+        assert settlements(april) == [("2025-03-01", paid)], affiliate_id
         assert D(april["revAdjustments"]) == D(change)
         assert D(april["revPayable"]) == D(paid) and D(april["payable"]) == D(paid)
         assert D(april["carryoverOut"]) == 0
     clawed = await statement(program, "902:2025-04")
     assert clawed["belowMinPayout"] and D(clawed["heldOut"]) == D("-100.00")  # recovered later
+    assert "paid 100.00, now 0.00, pays -100.00" in settlement_text(clawed, "2025-03-01")
     assert (await statement(program, "903:2025-04"))["belowMinPayout"]
 
 
 async def test_successive_corrections_of_one_month(program: Program) -> None:
     """Affiliate 901 (carryover off) closed March at REV -200. April brings +300 (March now
     +100: pays 100) and is closed; May brings -150 on the same day and +30 on another (March
-    now -20: max(0, -20) - max(0, 100) = -100, line by line in day order), added to May's own
-    REV (+40) as is."""
+    now -20: max(0, -20) - max(0, 100) = -100, from March as April settled it), added to May's
+    own REV (+40) as is."""
     await past_plan(program.deployment.robust_url, 901, OFF)
     await rev_day(program, 901, "2025-03-10", "-200.00")
     await close(program, "2025-03-01")
     await rev_day(program, 901, "2025-03-10", "100.00")
     april = await statement(program, "901:2025-04")
-    assert rev_adjustments(april) == [("2025-03-10", "300.00", "100.00")]
+    assert settlements(april) == [("2025-03-01", "100.00")]
     await close(program, "2025-04-01")
     assert await statement(program, "901:2025-04") == {**april, "status": "CLOSED"}
 
@@ -138,24 +132,27 @@ async def test_successive_corrections_of_one_month(program: Program) -> None:
     await rev_day(program, 901, "2025-03-20", "30.00")
     await rev_day(program, 901, "2025-05-05", "40.00")
     may = await statement(program, "901:2025-05")
-    assert rev_adjustments(may) == [("2025-03-10", "-150.00", "-100.00"), ("2025-03-20", "30.00", "0.00")]
-    first, second = (x["description"] for x in may["lines"] if x["kind"] == "REV_ADJUSTMENT")
-    assert "2025-03 REV 100.00 -> -50.00" in first and "= -100.00" in first
-    assert "2025-03 REV -50.00 -> -20.00" in second and "= 0.00" in second
+    assert rev_adjustments(may) == [("2025-03-10", "-150.00"), ("2025-03-20", "30.00")]
+    assert settlements(may) == [("2025-03-01", "-100.00")]
+    assert settlement_text(may, "2025-03-01").startswith(
+        "2025-03 settled again: REV balance 100.00 -> -20.00 (carried in 0.00, REV -20.00), "
+        "negative carryover off: paid 100.00, now 0.00, pays -100.00")
     assert D(may["rev"]) == D("40.00") and D(may["revAdjustments"]) == D("-120.00")
     assert D(may["revPayable"]) == D("-60.00") and D(may["payable"]) == D("-60.00")
     assert may["belowMinPayout"] and D(may["heldOut"]) == D("-60.00")
     # every correction of March, stored or open, adds up to March's REV now
-    assert sum(D(a) for _, a, _ in rev_adjustments(april) + rev_adjustments(may)) == D("180.00")  # -200 -> -20
-    # a closed statement shows the paid amounts it was settled with, whatever came after
+    assert sum(D(a) for _, a in rev_adjustments(april) + rev_adjustments(may)) == D("180.00")  # -200 -> -20
+    # a closed statement shows what it was settled with, whatever came after
     await close(program, "2025-05-01")
     assert await statement(program, "901:2025-04") == {**april, "status": "CLOSED"}
     assert await statement(program, "901:2025-05") == {**may, "status": "ON_HOLD"}
 
 
-async def test_corrections_with_carryover_on_join_the_running_balance(program: Program) -> None:
-    """Unchanged: 901 (carryover on) carried March's -200; +300 to March makes April's balance
-    -200 + 300 = 100. 902 (on) was paid March's +100; -300 to March leaves -300 carried."""
+async def test_corrections_with_carryover_on_settle_the_month_again(program: Program) -> None:
+    """901 (carryover on) carried March's -200; +300 to March: March settled again has a
+    balance of +100, pays 100 and carries nothing, so April pays 100 and carries nothing in.
+    902 (on) was paid March's +100; -300 to March: March now carries -200 and pays nothing,
+    so April takes back the 100 (held: the payable is negative) and carries -200 in."""
     for affiliate_id, before in [(901, "-200.00"), (902, "100.00")]:
         await past_plan(program.deployment.robust_url, affiliate_id, ON)
         await rev_day(program, affiliate_id, "2025-03-10", before)
@@ -163,28 +160,35 @@ async def test_corrections_with_carryover_on_join_the_running_balance(program: P
     await rev_day(program, 901, "2025-03-10", "100.00")
     await rev_day(program, 902, "2025-03-10", "-200.00")
 
-    carried = await statement(program, "901:2025-04")
-    assert rev_adjustments(carried) == [("2025-03-10", "300.00", None)]
-    assert D(carried["carryoverIn"]) == D("-200.00") and D(carried["revPayable"]) == D("100.00")
-    assert D(carried["payable"]) == D("100.00") and D(carried["carryoverOut"]) == 0
-    assert "pays" not in carried["lines"][0]["description"]
+    paid = await statement(program, "901:2025-04")
+    assert rev_adjustments(paid) == [("2025-03-10", "300.00")]
+    assert settlements(paid) == [("2025-03-01", "100.00")]
+    assert settlement_text(paid, "2025-03-01") == (
+        "2025-03 settled again: REV balance -200.00 -> 100.00 (carried in 0.00, REV 100.00), negative "
+        "carryover on: paid 0.00, now 100.00, pays 100.00; carries 0.00 (was -200.00)")
+    assert D(paid["carryoverIn"]) == 0 and D(paid["revPayable"]) == D("100.00")
+    assert D(paid["payable"]) == D("100.00") and D(paid["carryoverOut"]) == 0
     clawed = await statement(program, "902:2025-04")
-    assert rev_adjustments(clawed) == [("2025-03-10", "-300.00", None)]
-    assert D(clawed["revPayable"]) == 0 and D(clawed["carryoverOut"]) == D("-300.00")
-    assert D(clawed["payable"]) == 0
+    assert rev_adjustments(clawed) == [("2025-03-10", "-300.00")]
+    assert settlements(clawed) == [("2025-03-01", "-100.00")]
+    assert D(clawed["carryoverIn"]) == D("-200.00") and D(clawed["carryoverOut"]) == D("-200.00")
+    assert D(clawed["revPayable"]) == D("-100.00") and D(clawed["payable"]) == D("-100.00")
+    assert clawed["belowMinPayout"] and D(clawed["heldOut"]) == D("-100.00")
 
 
 async def test_a_correction_of_a_month_that_had_no_statement(program: Program) -> None:
     """A closed month where the affiliate had nothing (no statement stored) is settled by the
     terms in force on its last day: 901 (its own plan, carryover off) pays max(0, -50) - 0 = 0;
-    904 (the default plan, carryover on) carries the -50."""
+    904 (the default plan, carryover on) carries the -50 into April."""
     await past_plan(program.deployment.robust_url, 901, OFF)
     await close(program, "2025-03-01")
     await rev_day(program, 901, "2025-03-10", "-50.00")
     await rev_day(program, 904, "2025-03-10", "-50.00")
     off = await statement(program, "901:2025-04")
-    assert rev_adjustments(off) == [("2025-03-10", "-50.00", "0.00")]
+    assert rev_adjustments(off) == [("2025-03-10", "-50.00")]
+    assert settlements(off) == [("2025-03-01", "0.00")]
     assert D(off["payable"]) == 0 and D(off["carryoverOut"]) == 0
     on = await statement(program, "904:2025-04")
-    assert rev_adjustments(on) == [("2025-03-10", "-50.00", None)]
-    assert D(on["carryoverOut"]) == D("-50.00")
+    assert settlements(on) == [("2025-03-01", "0.00")]
+    assert settlement_text(on, "2025-03-01").endswith("carries -50.00 (was 0.00)")
+    assert D(on["carryoverIn"]) == D("-50.00") and D(on["carryoverOut"]) == D("-50.00")

@@ -95,8 +95,8 @@ def _streamed(query: Any, convert: Callable[[Any], Sequence[Any]]) -> Rows:
 _STATEMENT_COLUMNS = [
     "affiliate_id", "month", "status", "plan_id", "plan_version_id", "negative_carryover",
     "min_payout", "cpa_validated", "cpa_rejected", "cpa", "rev", "cpa_adjustments",
-    "rev_adjustments", "carryover_in", "rev_payable", "carryover_out", "held_in", "payable",
-    "held_out", "closed_at", "approved_at", "paid_at", "payment_reference",
+    "rev_adjustments", "rev_settlements", "carryover_in", "rev_payable", "carryover_out", "held_in",
+    "payable", "held_out", "closed_at", "approved_at", "paid_at", "payment_reference",
 ]
 
 
