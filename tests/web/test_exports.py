@@ -212,11 +212,12 @@ async def test_ranking_masking_per_role(exports: Exports) -> None:
 
 STATEMENTS = """query T($m: Date!, $id: ID) { statements(month: $m, affiliateId: $id, first: 100) {
   id affiliateId month status planId planVersionId negativeCarryover minPayout cpaValidated cpaRejected cpa
-  rev cpaAdjustments revAdjustments carryoverIn revPayable carryoverOut heldIn payable heldOut closedAt
+  rev cpaAdjustments revAdjustments revSettlements carryoverIn revPayable carryoverOut heldIn payable heldOut closedAt
   approvedAt paidAt paymentReference } }"""
 STATEMENT_MAP = {c: camel(c) for c in [
     "affiliate_id", "month", "status", "plan_id", "plan_version_id", "negative_carryover", "min_payout",
-    "cpa_validated", "cpa_rejected", "cpa", "rev", "cpa_adjustments", "rev_adjustments", "carryover_in",
+    "cpa_validated", "cpa_rejected", "cpa", "rev", "cpa_adjustments", "rev_adjustments", "rev_settlements",
+    "carryover_in",
     "rev_payable", "carryover_out", "held_in", "payable", "held_out", "closed_at", "approved_at", "paid_at",
     "payment_reference"]}
 
