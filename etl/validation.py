@@ -1,164 +1,267 @@
 """CPA validation: the qualifying instant t* and the append-only validation ledger.
 
-t* is the earliest deposit or bet instant at which every criterion holds counting only the
-user's activity at or before it. Each criterion is monotone in time, so t* is the latest of
-the three instants at which each one first holds:
+t* is the earliest of the user's approved-deposit and bet instants t at which the criteria
+version in force on t's local date holds, counting only the user's activity at or before t
+(events at the same instant count together: window frames include peers). The version in force
+when the ETL runs plays no part. A version with a window of N days counts only the activity in
+[referral instant, referral instant + N x 24 h) and judges only instants inside it.
+
+Per candidate and per version that can judge one of its instants, the instants it judges are a
+range [lo, hi) (the version's local dates, cut to its window if it has one). Within one version
+each criterion is monotone in time, so the version holds at every instant from g on, g being the
+latest of the three instants at which each criterion first holds on the activity it counts:
 - the approved deposit at which cumulative deposits first reach the minimum;
 - the bet at which cumulative stake first reaches the minimum;
 - the first bet of the N-th distinct local active day.
-Events at the same instant count together (window frames include peers). A criterion with a
-zero threshold holds from the start; if all are zero, t* is the user's first event.
+A criterion with a zero threshold holds from the start. The version's t* is g when g falls in
+[lo, hi), else (g before lo) the user's first event in [lo, hi): a laxer version that starts at
+midnight qualifies the user at its next deposit or bet. t* is the earliest over the versions.
+
+The activity counted is either all of it or, under a window, what happened from the referral
+instant on: two "counting scopes" (``counts_from``: -infinity or the referral instant). The
+per-day aggregates of etl.user_daily serve both, but for the day the referral falls in, which a
+window reads from the raw bets; the raw bets of the day a stake threshold is crossed are read
+to find the instant within it. The end of a window needs no raw read: only instants before it
+are judged, and the activity counted at an instant is what happened at or before it.
 
 A user validates once, ever, and only with an upline: one ledger row per upline level, with
-the amount of the plan version of that affiliate in force at t*. Nothing here ever updates or
-deletes a ledger row.
+the amount of the plan version of that affiliate in force at t*, and the snapshot of the
+activity the judging version counted at t*. Nothing here ever updates or deletes a ledger row.
+
+Candidates: users with changed days or moved (a moved user's referral instant may have
+changed), on demand an affiliate's network, on a full load everyone; and the users active on
+or after the effective date of a criteria change this cycle applies (``config_changes``): that
+change may make one of their instants a t*.
 
 Leaves ``new_ledger_rows`` (the ledger rows to add to the figures: those written now, and on
 a full load every ledger row), ``plan_version_ranges`` (each plan version's effective dates)
 and ``affiliate_plan_ranges`` (each affiliate's own plan's effective dates). Its own working
-tables: ``cpa_candidates`` and ``qualified_users`` (with t*).
+tables: ``cpa_candidates`` (with the referral instant) and ``qualified_users`` (with t*).
 """
 
 from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 
 from etl.cycle import Cycle
 
-# Users to (re)consider: not yet in the ledger, with a p1, whose activity or upline changed.
+# Users to (re)consider: not yet in the ledger, with a p1, whose activity or upline changed;
+# with their referral instant (the start of a window).
 _CANDIDATES = """
 CREATE TEMP TABLE cpa_candidates ON COMMIT DROP AS
-SELECT DISTINCT c.user_id
+SELECT c.user_id, e.referred_at
 FROM (SELECT user_id FROM changed_user_days UNION SELECT user_id FROM moved_users {extra}) AS c
+JOIN etl.edges e ON e.user_id = c.user_id
 WHERE EXISTS (SELECT 1 FROM etl.user_upline u WHERE u.user_id = c.user_id AND u.level = 1)
   AND NOT EXISTS (SELECT 1 FROM affiliate_cpa_validations v WHERE v.referred_user_id = c.user_id);
 ALTER TABLE cpa_candidates ADD PRIMARY KEY (user_id);
 ANALYZE cpa_candidates;
 """
 
-# Candidates whose all-time activity does not meet every criterion have no t* (each criterion
-# is monotone in time): an incremental cycle drops them with one look at their per-day rows
-# instead of running their deposits and bets through the windows below.
-_HOPELESS = """
+# The earliest effective date of the criteria changes this cycle applies (NULL: none).
+_CRITERIA_CHANGED_FROM = "SELECT min(effective_from) FROM config_changes WHERE kind = 'criteria'"
+
+# A criteria change effective on a day may make an instant on or after that day a t*: the users
+# with activity from that day on (etl.user_daily's index on day) are candidates.
+_ACTIVE_SINCE = " UNION SELECT user_id FROM etl.user_daily WHERE day >= '{day}'::date"
+
+# Each criteria version with the local dates it is in force on, [effective_from, the next one's).
+_VERSIONS = """
+SELECT id, min_deposits, min_stake, min_active_days, window_days, effective_from,
+       lead(effective_from, 1, 'infinity') OVER (ORDER BY effective_from) AS effective_until
+FROM qualification_criteria_versions
+"""
+
+# Candidates hopeless under every version have no t*: an incremental cycle drops them with one
+# look at their per-day rows instead of running their deposits and bets through the windows
+# below. Under a version, the activity counted at any instant (in a window or not) is part of
+# the user's all-time activity and each criterion is monotone, so a user whose all-time totals
+# miss a version's thresholds, or whose first to last active day misses the version's dates,
+# never meets it.
+_HOPELESS = f"""
+WITH versions AS MATERIALIZED ({_VERSIONS})
 DELETE FROM cpa_candidates c
-USING (SELECT min_deposits, min_stake, min_active_days FROM qualification_criteria_versions
-       WHERE effective_from <= now()::date ORDER BY effective_from DESC LIMIT 1) AS crit
-WHERE NOT (SELECT coalesce(sum(ud.deposits), 0) >= crit.min_deposits
-                  AND coalesce(sum(ud.stake), 0) >= crit.min_stake
-                  AND count(*) FILTER (WHERE ud.bet_count > 0) >= crit.min_active_days
-           FROM etl.user_daily ud WHERE ud.user_id = c.user_id);
+WHERE NOT EXISTS (
+    SELECT 1
+    FROM (SELECT coalesce(sum(ud.deposits), 0) AS deposits, coalesce(sum(ud.stake), 0) AS stake,
+                 count(*) FILTER (WHERE ud.bet_count > 0) AS active_days,
+                 min(ud.day) AS first_day, max(ud.day) AS last_day
+          FROM etl.user_daily ud WHERE ud.user_id = c.user_id) AS t
+    JOIN versions v
+      ON t.deposits >= v.min_deposits AND t.stake >= v.min_stake
+     AND t.active_days >= v.min_active_days
+     AND v.effective_from <= t.last_day AND v.effective_until > t.first_day);
 ANALYZE cpa_candidates;
 """
 
 # t* from the per-day aggregates: the day on which a criterion is first met comes from
 # etl.user_daily; only that day's bets are read to find the instant within it.
-_QUALIFY = """
+_QUALIFY = f"""
 CREATE TEMP TABLE qualified_users ON COMMIT DROP AS
-WITH crit AS (
-    SELECT id, min_deposits, min_stake, min_active_days
-    FROM qualification_criteria_versions
-    WHERE effective_from <= now()::date
-    ORDER BY effective_from DESC LIMIT 1
-{history}), t_deposits AS (
-    SELECT user_id, min(ts) AS t FROM deposits, crit
-    WHERE cumulative >= crit.min_deposits GROUP BY user_id
-), stake_day AS (
-    SELECT DISTINCT ON (user_id) user_id, day, cumulative - stake AS before
-    FROM bet_days, crit WHERE cumulative >= crit.min_stake
-    ORDER BY user_id, day
-), t_stake AS (
-    SELECT sd.user_id, min(b.ts) AS t
-    FROM stake_day sd CROSS JOIN crit
+WITH versions AS MATERIALIZED ({_VERSIONS}
+), pairs AS MATERIALIZED (
+    -- Each candidate with each version that may judge one of its instants: the instants it
+    -- judges are [lo, hi) (its dates, cut to its window); counts_from starts what it counts.
+    SELECT c.user_id, v.id AS version_id, v.min_deposits, v.min_stake, v.min_active_days,
+           v.window_days, r.counts_from, r.lo, r.hi
+    FROM cpa_candidates c CROSS JOIN versions v
     CROSS JOIN LATERAL (
-        SELECT x.criado_em AS ts, sum(x.valor_aposta) OVER (ORDER BY x.criado_em) AS running
+        SELECT CASE WHEN v.window_days IS NULL THEN '-infinity'::timestamptz
+                    ELSE c.referred_at END AS counts_from,
+               -- greatest/least skip NULLs: a version without a window is cut by its dates only
+               greatest(v.effective_from::timestamptz,
+                        CASE WHEN v.window_days IS NOT NULL THEN c.referred_at END) AS lo,
+               least(v.effective_until::timestamptz,
+                     c.referred_at + v.window_days * interval '24 hours') AS hi
+    ) AS r
+    CROSS JOIN LATERAL (  -- some activity on those dates (a LATERAL: one index probe a pair)
+        SELECT 1 FROM etl.user_daily ud
+        WHERE ud.user_id = c.user_id AND ud.day >= r.lo::date AND ud.day::timestamptz < r.hi
+        LIMIT 1
+    ) AS active
+    WHERE r.lo < r.hi
+), scopes AS MATERIALIZED (
+    SELECT DISTINCT user_id, counts_from FROM pairs
+), first_days AS MATERIALIZED (
+    -- A window opens at the referral instant: its first local day counts the bets from then on.
+    SELECT s.user_id, s.counts_from, ud.day, f.stake, f.first_bet_at
+    FROM scopes s
+    JOIN etl.user_daily ud
+      ON ud.user_id = s.user_id AND ud.day = s.counts_from::date AND ud.bet_count > 0
+    CROSS JOIN LATERAL (
+        SELECT sum(x.valor_aposta) AS stake, min(x.criado_em) AS first_bet_at
         FROM etl.src_bets x
-        WHERE x.user_id = sd.user_id
-          AND x.criado_em >= sd.day::timestamptz AND x.criado_em < (sd.day + 1)::timestamptz
-    ) AS b
-    WHERE sd.before + b.running >= crit.min_stake
-    GROUP BY sd.user_id
-), t_days AS (
-    SELECT user_id, first_bet_at AS t FROM bet_days, crit WHERE nth = crit.min_active_days
-), t_first AS (
-    SELECT user_id, min(ts) AS t
-    FROM (SELECT user_id, ts FROM deposits UNION ALL SELECT user_id, first_bet_at FROM bet_days) e
-    GROUP BY user_id
-), firsts AS (
-    SELECT c.user_id,
-           CASE WHEN crit.min_deposits <= 0 THEN '-infinity'::timestamptz ELSE td.t END AS td,
-           CASE WHEN crit.min_stake <= 0 THEN '-infinity'::timestamptz ELSE ts.t END AS ts,
-           CASE WHEN crit.min_active_days <= 0 THEN '-infinity'::timestamptz ELSE ta.t END AS ta,
-           tf.t AS tf
-    FROM cpa_candidates c CROSS JOIN crit
-    LEFT JOIN t_deposits td ON td.user_id = c.user_id
-    LEFT JOIN t_stake ts ON ts.user_id = c.user_id
-    LEFT JOIN t_days ta ON ta.user_id = c.user_id
-    LEFT JOIN t_first tf ON tf.user_id = c.user_id
-), instants AS MATERIALIZED (
-    SELECT user_id,
-           CASE WHEN greatest(td, ts, ta) = '-infinity'::timestamptz THEN tf
-                ELSE greatest(td, ts, ta) END AS t_star
-    FROM firsts
-    WHERE td IS NOT NULL AND ts IS NOT NULL AND ta IS NOT NULL
+        WHERE x.user_id = s.user_id AND x.criado_em >= s.counts_from
+          AND x.criado_em < (ud.day + 1)::timestamptz
+    ) AS f
+    WHERE s.counts_from > '-infinity'::timestamptz AND f.first_bet_at IS NOT NULL
+{{history}}), dep_marks AS (
+    SELECT p.user_id, p.version_id,
+           min(d.ts) FILTER (WHERE d.cumulative >= p.min_deposits) AS t_deposits,
+           min(d.ts) FILTER (WHERE d.ts >= p.lo) AS first_deposit
+    FROM pairs p
+    JOIN deposits d ON d.user_id = p.user_id AND d.counts_from = p.counts_from
+    GROUP BY p.user_id, p.version_id
+), bet_marks AS (
+    SELECT p.user_id, p.version_id,
+           min(b.first_bet_at) FILTER (WHERE b.nth = p.min_active_days) AS t_days,
+           min(b.day) FILTER (WHERE b.cumulative >= p.min_stake) AS stake_day,
+           min(b.first_bet_at) FILTER (WHERE b.first_bet_at >= p.lo) AS first_bet
+    FROM pairs p
+    JOIN bet_days b ON b.user_id = p.user_id AND b.counts_from = p.counts_from
+    GROUP BY p.user_id, p.version_id
+), t_stake AS (
+    -- The bet within the crossing day at which the cumulative stake reaches the minimum.
+    SELECT p.user_id, p.version_id, min(x.ts) AS t
+    FROM pairs p
+    JOIN bet_marks m ON m.user_id = p.user_id AND m.version_id = p.version_id
+    JOIN bet_days b
+      ON b.user_id = p.user_id AND b.counts_from = p.counts_from AND b.day = m.stake_day
+    CROSS JOIN LATERAL (
+        SELECT y.criado_em AS ts, sum(y.valor_aposta) OVER (ORDER BY y.criado_em) AS running
+        FROM etl.src_bets y
+        WHERE y.user_id = p.user_id
+          AND y.criado_em >= greatest(b.day::timestamptz, p.counts_from)
+          AND y.criado_em < (b.day + 1)::timestamptz
+    ) AS x
+    WHERE p.min_stake > 0 AND b.cumulative - b.stake + x.running >= p.min_stake
+    GROUP BY p.user_id, p.version_id
+), judged AS (
+    SELECT p.*,
+           CASE WHEN p.min_deposits <= 0 THEN '-infinity'::timestamptz ELSE dm.t_deposits END AS td,
+           CASE WHEN p.min_stake <= 0 THEN '-infinity'::timestamptz ELSE ts.t END AS ts,
+           CASE WHEN p.min_active_days <= 0 THEN '-infinity'::timestamptz ELSE bm.t_days END AS ta,
+           least(dm.first_deposit, bm.first_bet) AS first_event
+    FROM pairs p
+    LEFT JOIN dep_marks dm ON dm.user_id = p.user_id AND dm.version_id = p.version_id
+    LEFT JOIN bet_marks bm ON bm.user_id = p.user_id AND bm.version_id = p.version_id
+    LEFT JOIN t_stake ts ON ts.user_id = p.user_id AND ts.version_id = p.version_id
+), instants AS (
+    -- From g = greatest(td, ts, ta) on the version holds: its t* is the first event in
+    -- [lo, hi) at or after g (g itself is an event unless every threshold is zero).
+    SELECT j.*,
+           CASE WHEN greatest(j.td, j.ts, j.ta) >= j.lo THEN greatest(j.td, j.ts, j.ta)
+                ELSE j.first_event END AS t_star
+    FROM judged j
+    WHERE j.td IS NOT NULL AND j.ts IS NOT NULL AND j.ta IS NOT NULL
+), chosen AS MATERIALIZED (
+    SELECT DISTINCT ON (user_id) *
+    FROM instants WHERE t_star < hi
+    ORDER BY user_id, t_star
 ), snap_deposits AS (
-    SELECT i.user_id, max(d.cumulative) AS amount
-    FROM instants i JOIN deposits d ON d.user_id = i.user_id AND d.ts <= i.t_star
-    GROUP BY i.user_id
+    SELECT c.user_id, max(d.cumulative) AS amount
+    FROM chosen c
+    JOIN deposits d ON d.user_id = c.user_id AND d.counts_from = c.counts_from AND d.ts <= c.t_star
+    GROUP BY c.user_id
+), snap_days AS (
+    SELECT c.user_id,
+           max(b.cumulative) FILTER (WHERE b.day < c.t_star::date) AS stake_before,
+           count(*) FILTER (WHERE b.first_bet_at <= c.t_star) AS active_days
+    FROM chosen c
+    JOIN bet_days b ON b.user_id = c.user_id AND b.counts_from = c.counts_from
+    GROUP BY c.user_id
 )
-SELECT i.user_id, i.t_star, crit.id AS criteria_version_id,
-       crit.min_deposits, crit.min_stake, crit.min_active_days,
+SELECT c.user_id, c.t_star, c.version_id AS criteria_version_id,
+       c.min_deposits, c.min_stake, c.min_active_days, c.window_days,
        coalesce(sd.amount, 0) AS user_deposits,
-       coalesce((SELECT sum(ud.stake) FROM etl.user_daily ud
-                 WHERE ud.user_id = i.user_id AND ud.day < i.t_star::date), 0)
+       coalesce(sy.stake_before, 0)
        + coalesce((SELECT sum(x.valor_aposta) FROM etl.src_bets x
-                   WHERE x.user_id = i.user_id AND x.criado_em >= i.t_star::date::timestamptz
-                     AND x.criado_em <= i.t_star), 0) AS user_bets,
-       (SELECT count(*) FROM etl.user_daily ud
-        WHERE ud.user_id = i.user_id AND ud.bet_count > 0
-          AND ud.first_bet_at <= i.t_star)::int AS days_active
-FROM instants i CROSS JOIN crit
-LEFT JOIN snap_deposits sd ON sd.user_id = i.user_id
-WHERE i.t_star IS NOT NULL
+                   WHERE x.user_id = c.user_id
+                     AND x.criado_em >= greatest(c.t_star::date::timestamptz, c.counts_from)
+                     AND x.criado_em <= c.t_star), 0) AS user_bets,
+       coalesce(sy.active_days, 0)::int AS days_active
+FROM chosen c
+LEFT JOIN snap_deposits sd ON sd.user_id = c.user_id
+LEFT JOIN snap_days sy ON sy.user_id = c.user_id
 """
 
-# Each candidate's approved deposits (running total) and active days (running stake, rank):
-# per candidate through an index when few, in one pass over everything when all are.
+# Each scope's approved deposits (running total) and active days (running stake, rank): per
+# scope through an index when few, in one pass over everything when all are.
 _HISTORY_FEW = """
 ), deposits AS MATERIALIZED (
-    SELECT c.user_id, d.ts, d.cumulative
-    FROM cpa_candidates c
+    SELECT s.user_id, s.counts_from, d.ts, d.cumulative
+    FROM scopes s
     CROSS JOIN LATERAL (
         SELECT x.criado_em AS ts, sum(x.valor) OVER (ORDER BY x.criado_em) AS cumulative
         FROM etl.src_depositos x
-        WHERE x.user_id = c.user_id AND x.ok AND x.status = 'aprovado'
+        WHERE x.user_id = s.user_id AND x.ok AND x.status = 'aprovado'
+          AND x.criado_em >= s.counts_from
     ) AS d
 ), bet_days AS MATERIALIZED (
-    SELECT c.user_id, b.day, b.stake, b.first_bet_at, b.cumulative, b.nth
-    FROM cpa_candidates c
+    SELECT s.user_id, s.counts_from, b.day, b.stake, b.first_bet_at,
+           sum(b.stake) OVER w AS cumulative, row_number() OVER w AS nth
+    FROM scopes s
     CROSS JOIN LATERAL (
-        SELECT ud.day, ud.stake, ud.first_bet_at,
-               sum(ud.stake) OVER (ORDER BY ud.day) AS cumulative,
-               row_number() OVER (ORDER BY ud.day) AS nth
+        SELECT ud.day, ud.stake, ud.first_bet_at
         FROM etl.user_daily ud
-        WHERE ud.user_id = c.user_id AND ud.bet_count > 0
+        WHERE ud.user_id = s.user_id AND ud.bet_count > 0 AND ud.day > s.counts_from::date
+        UNION ALL
+        SELECT f.day, f.stake, f.first_bet_at
+        FROM first_days f WHERE f.user_id = s.user_id AND f.counts_from = s.counts_from
     ) AS b
+    WINDOW w AS (PARTITION BY s.user_id, s.counts_from ORDER BY b.day)
 """
 
 _HISTORY_ALL = """
 ), deposits AS MATERIALIZED (
-    SELECT d.user_id, d.criado_em AS ts,
-           sum(d.valor) OVER (PARTITION BY d.user_id ORDER BY d.criado_em) AS cumulative
-    FROM etl.src_depositos d JOIN cpa_candidates c USING (user_id)
-    WHERE d.ok AND d.status = 'aprovado'
+    SELECT d.user_id, s.counts_from, d.criado_em AS ts,
+           sum(d.valor) OVER (PARTITION BY d.user_id, s.counts_from ORDER BY d.criado_em)
+               AS cumulative
+    FROM etl.src_depositos d JOIN scopes s USING (user_id)
+    WHERE d.ok AND d.status = 'aprovado' AND d.criado_em >= s.counts_from
 ), bet_days AS MATERIALIZED (
-    SELECT ud.user_id, ud.day, ud.stake, ud.first_bet_at,
-           sum(ud.stake) OVER w AS cumulative,
-           row_number() OVER w AS nth
-    FROM etl.user_daily ud JOIN cpa_candidates c USING (user_id)
-    WHERE ud.bet_count > 0
-    WINDOW w AS (PARTITION BY ud.user_id ORDER BY ud.day)
+    SELECT b.user_id, b.counts_from, b.day, b.stake, b.first_bet_at,
+           sum(b.stake) OVER w AS cumulative, row_number() OVER w AS nth
+    FROM (SELECT ud.user_id, s.counts_from, ud.day, ud.stake, ud.first_bet_at
+          FROM etl.user_daily ud JOIN scopes s USING (user_id)
+          WHERE ud.bet_count > 0 AND ud.day > s.counts_from::date
+          UNION ALL
+          SELECT user_id, counts_from, day, stake, first_bet_at FROM first_days) AS b
+    WINDOW w AS (PARTITION BY b.user_id, b.counts_from ORDER BY b.day)
 """
-
 _PLAN_RANGES = """
 CREATE TEMP TABLE IF NOT EXISTS plan_version_ranges ON COMMIT DROP AS
 SELECT v.id AS version_id, v.plan_id, v.effective_from,
@@ -191,6 +294,7 @@ WITH inserted AS (
                'min_deposits', q.min_deposits::text,
                'min_stake', q.min_stake::text,
                'min_active_days', q.min_active_days,
+               'window_days', q.window_days,
                'deposits', q.user_deposits::text,
                'stake', q.user_bets::text,
                'active_days', q.days_active),
@@ -242,11 +346,31 @@ async def validate(conn: asyncpg.Connection, *, full: bool, extra_candidates: st
     extra = extra_candidates
     if full:
         extra += " UNION SELECT user_id FROM etl.edges"
+    elif (since := await conn.fetchval(_CRITERIA_CHANGED_FROM)) is not None:
+        extra += _ACTIVE_SINCE.format(day=since.isoformat())
     await conn.execute(_CANDIDATES.format(extra=extra))
-    if not full:
-        await conn.execute(_HOPELESS)
     history = _HISTORY_ALL if full else _HISTORY_FEW
-    await conn.execute(_QUALIFY.replace("{history}", history.strip() + "\n"))
+    async with _without_jit(conn, unless=full):
+        if not full:
+            await conn.execute(_HOPELESS)
+        await conn.execute(_QUALIFY.replace("{history}", history.strip() + "\n"))
     await conn.execute(_PLAN_RANGES)
     await conn.execute(_WRITE_LEDGER)
     return await conn.fetchval("SELECT count(*) FROM new_ledger_rows")
+
+
+@asynccontextmanager
+async def _without_jit(conn: asyncpg.Connection, *, unless: bool) -> AsyncIterator[None]:
+    """No JIT compilation for the few candidates of an incremental cycle: their statements run
+    in milliseconds, but the planner prices them on the criteria table's assumed size (a table
+    of a few rows that autovacuum never analyzes is taken for hundreds) and compiling them took
+    two seconds at seed scale. The setting in force before is restored."""
+    if unless:
+        yield
+        return
+    before = await conn.fetchval("SELECT current_setting('jit')")
+    await conn.execute("SELECT set_config('jit', 'off', true)")
+    try:
+        yield
+    finally:
+        await conn.execute("SELECT set_config('jit', $1, true)", before)

@@ -5,8 +5,12 @@ rows with asyncpg and computes, straight from them:
 
 * usable edges, the upline walk (cycle guard, 5 levels), affiliates, the networks N_L(A);
 * approved deposits/withdrawals and bets by ``criado_em``, local days/weeks/months/years;
-* each user's qualifying instant t* and the CPA ledger;
+* each user's qualifying instant t* (each instant judged by the criteria version in force on
+  its local date, with its window) and the CPA ledger;
 * the daily REV and every robust table the checks compare.
+
+The criteria versions are an input (``read_criteria`` reads them from a robust database; the
+default is the program's default set, in force since always).
 
 The ledger is an input: ``advance_ledger`` adds the validations one ETL cycle over the
 current source would write (users not validated yet, that have t* and an upline, paid to
@@ -22,7 +26,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
@@ -40,6 +44,32 @@ MIN_STAKE = Decimal("100.00")
 MIN_ACTIVE_DAYS = 2
 STATUS = {"ativo": "active", "inativo": "inactive", "suspenso": "suspended"}
 PERIOD_TYPES = ("daily", "weekly", "monthly", "yearly")
+
+
+@dataclass(frozen=True)
+class Criteria:
+    """One criteria version: in force from its local date until the next version's."""
+
+    effective_from: date
+    min_deposits: Decimal
+    min_stake: Decimal
+    min_active_days: int
+    window_days: int | None = None  # count only [referral, referral + N x 24 h)
+
+
+DEFAULT_CRITERIA = (Criteria(date(1900, 1, 1), MIN_DEPOSITS, MIN_STAKE, MIN_ACTIVE_DAYS),)
+
+
+async def read_criteria(robust_url: str) -> tuple[Criteria, ...]:
+    """The criteria versions of a robust database, oldest first."""
+    conn = await asyncpg.connect(robust_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT effective_from, min_deposits, min_stake, min_active_days, window_days "
+            "FROM qualification_criteria_versions ORDER BY effective_from")
+    finally:
+        await conn.close()
+    return tuple(Criteria(*r) for r in rows)
 
 
 def money(x: Decimal) -> Decimal:
@@ -149,18 +179,48 @@ class Qualification:
     deposits: Decimal
     stake: Decimal
     days: int
+    criteria: Criteria | None = None
 
 
-def qualifying_instant(user: int, act: Activity, tz: ZoneInfo) -> Qualification | None:
+def in_force(criteria: tuple[Criteria, ...], day: date) -> Criteria | None:
+    """The version in force on local date ``day``: the latest one effective on or before it."""
+    current = None
+    for version in sorted(criteria, key=lambda c: c.effective_from):
+        if version.effective_from <= day:
+            current = version
+    return current
+
+
+def qualifying_instant(user: int, act: Activity, tz: ZoneInfo,
+                       criteria: tuple[Criteria, ...] = DEFAULT_CRITERIA,
+                       referred_at: datetime | None = None) -> Qualification | None:
+    """The earliest deposit or bet instant at which the version in force on its local date
+    holds, counting the activity at or before it (under a window: from the referral on, and
+    only instants inside the window are judged)."""
     deps = act.deposits.get(user, [])
     bets = act.bets.get(user, [])
     instants = sorted({t for t, _ in deps} | {t for t, _, _ in bets})
     for t in instants:
-        d = sum((v for ti, v in deps if ti <= t), Decimal(0))
-        s = sum((st for ti, st, _ in bets if ti <= t), Decimal(0))
-        days = len({ti.astimezone(tz).date() for ti, _, _ in bets if ti <= t})
-        if d >= MIN_DEPOSITS and s >= MIN_STAKE and days >= MIN_ACTIVE_DAYS:
-            return Qualification(t, money(d), money(s), days)
+        version = in_force(criteria, t.astimezone(tz).date())
+        if version is None:
+            continue
+        since: datetime | None = None
+        if version.window_days is not None:
+            if referred_at is None:
+                continue
+            end = referred_at.astimezone(UTC) + timedelta(hours=24 * version.window_days)
+            if not referred_at <= t < end:
+                continue
+            since = referred_at
+
+        def counted(ti: datetime, t: datetime = t, since: datetime | None = since) -> bool:
+            return ti <= t and (since is None or ti >= since)
+
+        d = sum((v for ti, v in deps if counted(ti)), Decimal(0))
+        s = sum((st for ti, st, _ in bets if counted(ti)), Decimal(0))
+        days = len({ti.astimezone(tz).date() for ti, _, _ in bets if counted(ti)})
+        if d >= version.min_deposits and s >= version.min_stake and days >= version.min_active_days:
+            return Qualification(t, money(d), money(s), days, version)
     return None
 
 
@@ -181,7 +241,8 @@ Ledger = dict[tuple[int, int], Validation]   # (referred user, level) -> row
 
 
 def advance_ledger(src: Source, ledger: Ledger | None = None,
-                   tz_name: str = "America/Sao_Paulo") -> Ledger:
+                   tz_name: str = "America/Sao_Paulo",
+                   criteria: tuple[Criteria, ...] = DEFAULT_CRITERIA) -> Ledger:
     """The ledger after one ETL cycle over ``src``: new users that qualify and have an upline
     validate once, paid to their current upline; existing rows never change."""
     tz = ZoneInfo(tz_name)
@@ -189,10 +250,11 @@ def advance_ledger(src: Source, ledger: Ledger | None = None,
     validated = {u for u, _ in out}
     ups = uplines(src)
     act = activity(src)
+    edges = usable_edges(src)
     for u in sorted(src.users):
         if u in validated or not ups[u]:
             continue
-        q = qualifying_instant(u, act, tz)
+        q = qualifying_instant(u, act, tz, criteria, edges[u][1])
         if q is None:
             continue
         for level, a in enumerate(ups[u], start=1):
@@ -230,11 +292,12 @@ def _zero_level() -> dict:
 
 
 def expected(src: Source, ledger: Ledger | None = None,
-             tz_name: str = "America/Sao_Paulo") -> Expected:
+             tz_name: str = "America/Sao_Paulo",
+             criteria: tuple[Criteria, ...] = DEFAULT_CRITERIA) -> Expected:
     """Every compared robust table for ``src``; ``ledger`` None = the from-scratch ledger."""
     tz = ZoneInfo(tz_name)
     if ledger is None:
-        ledger = advance_ledger(src, {}, tz_name)
+        ledger = advance_ledger(src, {}, tz_name, criteria)
     ups = uplines(src)
     act = activity(src)
     edges = usable_edges(src)
