@@ -172,6 +172,12 @@ def _sql(template: str) -> str:
 # The plan changes this cycle applies (etl/config_changes.py) may reach days already derived:
 # those daily rows are re-rated (REV recomputed at the rate now in force for the day), as a full
 # recompute would. An assignment re-rates its affiliate's days, a plan version everyone's.
+_PLAN_CHANGED = (
+    "SELECT EXISTS (SELECT 1 FROM config_changes WHERE kind IN ('plan_version', 'plan_assignment'))"
+)
+
+# Only when there is one: the join below, planned against an empty temp table nobody has
+# analysed, scans every daily row (130 ms of a 15-minute cycle at seed scale).
 _RERATE = """
 INSERT INTO daily_deltas
 SELECT DISTINCT l.affiliate_id, l.level, l.period_start, {zeros}
@@ -197,7 +203,7 @@ async def accrue(conn: asyncpg.Connection, *, full: bool = False) -> None:
     else:
         async with nested_loops(conn):  # the changed users' uplines, by index
             await conn.execute(_DELTA)
-    if not full:
+    if not full and await conn.fetchval(_PLAN_CHANGED):
         await conn.execute(_RERATE.replace("{zeros}", ", ".join("0" for _ in _FIGURES)))
     await conn.execute("ANALYZE daily_deltas")
     await conn.execute(_sql(_DAILY))
