@@ -107,6 +107,14 @@ async def secure(deployment: Deployment) -> AsyncIterator[Clients]:
 
 
 @pytest.fixture
+async def op(operation_url: str) -> AsyncIterator[Operation]:
+    """The operation database to write source rows into (tests/support/factories.py)."""
+    operation = await Operation.open(operation_url)
+    yield operation
+    await operation.close()
+
+
+@pytest.fixture
 async def program(robust_url: str, operation_url: str) -> AsyncIterator[Program]:
     """A small commissions program in its own databases (these tests write), ETL-built and served
     to an admin (tests/support/program.py)."""

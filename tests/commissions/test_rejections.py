@@ -111,16 +111,16 @@ async def test_reject_every_row_of_a_user(program: Program) -> None:
     assert "reason must not be empty" in blank["message"]
 
 
-async def test_a_statement_on_hold_at_zero_moves_its_validations_with_the_one_that_pays_it(
-        program: Program) -> None:
-    """Affiliate 5's plan pays no CPA and no REV until May (minimum payout 0). March: user 51
-    validates at 0.00, so March is on hold at exactly 0.00 and carries nothing: April has no
-    statement. May: user 52 validates at 50.00 and May is closed. Approving and paying May
-    moves March's validation along with May's, across the month without a statement."""
+async def zero_cpa_plan(program: Program) -> None:
+    """Affiliate 5 on a plan paying no CPA until May 2025 (50.00 from then), minimum payout 0."""
     await past_plan(program.deployment.robust_url, 5, [
         {"effective_from": "1900-01-01", "cpa_level_1": "0.00", "rev_share_level_1": "0.00", "min_payout": "0.00"},
         {"effective_from": "2025-05-01", "cpa_level_1": "50.00", "rev_share_level_1": "0.00",
          "min_payout": "0.00"}])
+
+
+async def qualify_51_and_52(program: Program) -> None:
+    """Affiliate 5's users 51 (qualifies in March 2025: CPA 0.00) and 52 (in May: 50.00)."""
     op = await Operation.open(program.deployment.operation_url)
     try:
         await op.user(5, "Eva Afiliada", afiliado=True)
@@ -132,6 +132,16 @@ async def test_a_statement_on_hold_at_zero_moves_its_validations_with_the_one_th
             await op.bet(user, "60.00", "40.00", f"2025-{month}-03 13:00Z")
     finally:
         await op.close()
+
+
+async def test_a_statement_on_hold_at_zero_moves_its_validations_with_the_one_that_pays_it(
+        program: Program) -> None:
+    """Affiliate 5's plan pays no CPA and no REV until May (minimum payout 0). March: user 51
+    validates at 0.00, so March is on hold at exactly 0.00 and carries nothing: April has no
+    statement. May: user 52 validates at 50.00 and May is closed. Approving and paying May
+    moves March's validation along with May's, across the month without a statement."""
+    await zero_cpa_plan(program)
+    await qualify_51_and_52(program)
     await program.etl(full=True)
     assert [(r["referred_user_id"], r["cpa_amount"]) for r in await ledger(program, 5)] == [
         (51, D("0.00")), (52, D("50.00"))]
@@ -156,22 +166,9 @@ async def test_a_late_validation_at_zero_is_listed_and_paid_with_its_statement(p
     """A validation dated in a closed month that arrives late at 0.00 gets its adjustment line
     (0.00) like any other: April lists it and is on hold at 0.00; approving May (user 52 at
     50.00) moves it along with May's own."""
-    await past_plan(program.deployment.robust_url, 5, [
-        {"effective_from": "1900-01-01", "cpa_level_1": "0.00", "rev_share_level_1": "0.00", "min_payout": "0.00"},
-        {"effective_from": "2025-05-01", "cpa_level_1": "50.00", "rev_share_level_1": "0.00",
-         "min_payout": "0.00"}])
+    await zero_cpa_plan(program)
     await close(program, "2025-03-01")
-    op = await Operation.open(program.deployment.operation_url)
-    try:
-        await op.user(5, "Eva Afiliada", afiliado=True)
-        for user, month in [(51, "03"), (52, "05")]:
-            await op.user(user, at=f"2025-{month}-01 12:00Z")
-            await op.track(user, 5, f"2025-{month}-01 12:00Z")
-            await op.deposit(user, "50.00", f"2025-{month}-02 12:00Z")
-            await op.bet(user, "60.00", "20.00", f"2025-{month}-02 13:00Z")
-            await op.bet(user, "60.00", "40.00", f"2025-{month}-03 13:00Z")
-    finally:
-        await op.close()
+    await qualify_51_and_52(program)
     await program.etl(full=True)
     april = await statement(program, "5:2025-04")
     assert [(x["kind"], x["amount"], x["correctsMonth"]) for x in april["lines"]] == [

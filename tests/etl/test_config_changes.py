@@ -13,25 +13,12 @@ from commissions import service
 from commissions.inputs import PlanTerms
 from etl.sync import InjectedFailure, run_cycle
 from tests.support.databases import drop_database
-from tests.support.factories import Operation, fetch
+from tests.support.factories import etl, fetch
 from tests.support.recompute import fresh_recompute, ledger
 
 VIP = PlanTerms(cpa_by_level=[D("70.00"), D("20.00"), D("10.00"), D("5.00"), D("5.00")],
                 rev_share_by_level=[D("0.30"), D("0.10"), D("0.05"), D("0.03"), D("0.02")],
                 negative_carryover=True, min_payout=D("300.00"))
-
-
-@pytest.fixture
-async def op(operation_url: str):
-    operation = await Operation.open(operation_url)
-    yield operation
-    await operation.close()
-
-
-async def etl(settings, robust_url, operation_url, **kw):
-    result = await run_cycle(settings, robust_url, operation_url, **kw)
-    assert result.status == "success"
-    return result
 
 
 async def daily(robust_url: str, affiliate_id: int) -> list[tuple]:

@@ -18,24 +18,10 @@ import pytest
 
 from commissions import service
 from commissions.inputs import QualificationTerms
-from etl.sync import run_cycle
 from tests.etl import oracle
 from tests.support.databases import drop_database, new_robust_database
-from tests.support.factories import Operation, fetch
+from tests.support.factories import Operation, etl, fetch
 from tests.support.recompute import fresh_recompute, ledger
-
-
-@pytest.fixture
-async def op(operation_url: str):
-    operation = await Operation.open(operation_url)
-    yield operation
-    await operation.close()
-
-
-async def etl(settings, robust_url, operation_url, **kw):
-    result = await run_cycle(settings, robust_url, operation_url, **kw)
-    assert result.status == "success"
-    return result
 
 
 async def schedule(settings, robust_url: str, effective_from: str, deposits: str, stake: str, days: int,

@@ -9,15 +9,8 @@ from decimal import Decimal as D
 import asyncpg
 import pytest
 
-from etl.sync import STEPS, EtlBusy, InjectedFailure, run_cycle
-from tests.support.factories import Operation, fetch
-
-
-@pytest.fixture
-async def op(operation_url: str):
-    operation = await Operation.open(operation_url)
-    yield operation
-    await operation.close()
+from etl.sync import STEPS, EtlBusy, InjectedFailure
+from tests.support.factories import etl, fetch
 
 
 async def add_plan_version(
@@ -31,10 +24,6 @@ async def add_plan_version(
         " VALUES ($1, $2::date, $3, 20, 10, 5, 5, $4, 0.10, 0.05, 0.03, 0.02)",
         plan_id, date.fromisoformat(effective_from), D(cpa_level_1), D(rev_share_level_1),
     )
-
-
-async def etl(settings, robust_url, operation_url, **kw):
-    return await run_cycle(settings, robust_url, operation_url, **kw)
 
 
 async def upline(robust_url: str, user_id: int) -> list[tuple[int, int]]:

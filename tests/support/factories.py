@@ -5,8 +5,13 @@ from __future__ import annotations
 import itertools
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import asyncpg
+
+from db.settings import Settings
+from etl.runs import RunResult
+from etl.sync import run_cycle
 
 _ids = itertools.count(1000)
 
@@ -156,3 +161,10 @@ async def write_worked_example(op: Operation) -> None:
     await op.bet(102, "80.00", "0.00", "2025-03-02 12:00Z")
     await op.bet(102, "30.00", "45.00", "2025-03-04 02:30Z")
     await op.bet(103, "200.00", "150.00", "2025-03-05 14:00Z")
+
+
+async def etl(settings: Settings, robust_url: str, operation_url: str, **kw: Any) -> RunResult:
+    """One ETL cycle of the source into the robust database (run_cycle raises on failure)."""
+    result = await run_cycle(settings, robust_url, operation_url, **kw)
+    assert result.status == "success"
+    return result
