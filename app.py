@@ -22,6 +22,7 @@ from etl import events
 from jobs.scheduler import start_scheduler as start_etl_scheduler
 from schema.root import schema
 from web import health, rest
+from web.cors import cors_middleware
 from web.exports.streaming import routes as export_routes
 from web.graphql import FatureGraphQL
 from web.middleware import ApiMiddleware
@@ -101,4 +102,6 @@ def create_app(
         *rest.routes,
         *export_routes,
     ]
-    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(ApiMiddleware)])
+    return Starlette(
+        routes=routes, lifespan=lifespan, middleware=[*cors_middleware(settings), Middleware(ApiMiddleware)]
+    )

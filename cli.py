@@ -39,6 +39,7 @@ out = Console()
 err = Console(stderr=True, soft_wrap=True)
 
 EXIT_FAILURE = 1
+DEMO_CORS_ORIGINS = r"^http://(localhost|127\.0\.0\.1)(:[0-9]{1,5})?$"
 EXIT_BUSY = 3
 
 
@@ -308,6 +309,8 @@ def demo_all(
         os.environ.setdefault("FATURE_JWT_SECRET", settings.jwt_secret.get_secret_value())
     # The demo moves: the simulator adds activity and the ETL picks it up every minute.
     os.environ.setdefault("FATURE_ETL_INTERVAL_MINUTES", "1")
+    # A portal under development (Vite, CRA, ...) on this machine may call the demo's API.
+    os.environ.setdefault("FATURE_CORS_ORIGIN_REGEX", DEMO_CORS_ORIGINS)
     with databases(settings) as urls, known_errors():
         migrate.upgrade(urls.robust)
         seed_demo(urls, scale, seed=42, force=False, reuse_existing=True)

@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     read_timeout_seconds: float = Field(default=5.0, gt=0, description="API reads.")
     long_read_timeout_seconds: float = Field(default=60.0, gt=0, description="Exports, simulations.")
     etl_timeout_seconds: float = Field(default=1800.0, gt=0, description="One ETL SQL statement.")
+    # CORS: the browser origins allowed to call the API (exact, e.g. ["https://portal.example"]),
+    # and/or a regular expression of origins. None by default: no cross-origin browser access.
+    # `fature demo` allows http://localhost:* and http://127.0.0.1:* (FATURE_CORS_ORIGIN_REGEX).
+    cors_origins: list[str] = Field(default=[])
+    cors_origin_regex: str | None = Field(default=None)
+    cors_max_age_seconds: int = Field(default=600, ge=0, le=86400)
     # Forwarded headers (X-Forwarded-For) are believed only from these proxy IPs.
     trusted_proxies: list[str] = Field(default=[])
     # A suspended affiliate's token is refused; its status is looked up at most this often.
@@ -131,6 +137,26 @@ class Settings(BaseSettings):
     def _aware(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
             raise ValueError("FATURE_NOW needs a UTC offset, e.g. 2026-11-30T12:00:00-03:00")
+        return value
+
+    @field_validator("cors_origin_regex")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        import re
+
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from exc
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and (not origin.startswith(("http://", "https://")) or origin.endswith("/")):
+                raise ValueError(f"an origin is scheme://host[:port] without a path, got {origin!r}")
         return value
 
     @field_validator("rate_limit", "rate_limit_burst", "rate_limit_anonymous")
