@@ -174,7 +174,7 @@ class _Model:
 
 def _plan_terms(draw: st.DrawFn) -> tuple[Any, ...]:
     return (draw(st.sampled_from(CPA_SETS)), draw(st.sampled_from(REV_SETS)), draw(st.booleans()),
-            draw(st.sampled_from(("0.00", "50.00", "300.00"))))
+            draw(st.sampled_from(("0.00", "0.00", "50.00", "300.00"))))
 
 
 def _effective(draw: st.DrawFn, m: _Model) -> date:
@@ -184,7 +184,7 @@ def _effective(draw: st.DrawFn, m: _Model) -> date:
 # Step kinds by weight: mostly players' sessions, registrations and ETL runs.
 KINDS = ("wait",) + (("play",) * 16 + ("user",) * 2 + ("etl",) * 6 + ("deposit",) * 3 + ("set_status",) * 2
                      + ("criteria",) * 3 + ("close",) * 3 + ("workflow",) * 2
-                     + ("track", "move", "withdrawal", "version", "plan", "assign"))
+                     + ("version",) * 2 + ("track", "move", "withdrawal", "plan", "assign"))
 
 
 @st.composite
@@ -435,23 +435,23 @@ def _terms(cpa: tuple[str, ...], rev: tuple[str, ...], carryover: bool, min_payo
 
 
 async def _workflow(conn: asyncpg.Connection, action: str, index: int) -> None:
-    """Approve the index-th closed statement (by month, affiliate), pay the index-th approved
-    one, or reject the index-th validation not rejected (by id; a paid one is a chargeback);
-    nothing when there is none."""
+    """Approve the index-th closed statement (by month, affiliate), pay the index-th closed or
+    approved one (approving it first), or reject the index-th validation not rejected (by id; a
+    paid one is a chargeback); nothing when there is none."""
     if action == "reject":
         ids = [r["id"] for r in await conn.fetch(
             "SELECT id FROM affiliate_cpa_validations WHERE cpa_status <> 'rejected' ORDER BY id")]
         if ids:
             await service.reject_validation(conn, ids[index % len(ids)], "property test", ACTOR)
         return
-    status = "closed" if action == "approve" else "approved"
-    found = await conn.fetch("SELECT affiliate_id, month FROM commission_statements WHERE status = $1 "
-                             "ORDER BY month, affiliate_id", status)
+    statuses = ["closed"] if action == "approve" else ["closed", "approved"]
+    found = await conn.fetch("SELECT affiliate_id, month, status FROM commission_statements "
+                             "WHERE status = ANY($1::text[]) ORDER BY month, affiliate_id", statuses)
     if found:
-        affiliate, month = found[index % len(found)]
-        if action == "approve":
+        affiliate, month, status = found[index % len(found)]
+        if status == "closed":
             await service.approve_statement(conn, affiliate, month, ACTOR)
-        else:
+        if action == "pay":
             await service.mark_statement_paid(conn, affiliate, month, f"ref {affiliate} {month}", ACTOR)
 
 
