@@ -23,6 +23,7 @@ from jobs.scheduler import start_scheduler as start_etl_scheduler
 from schema.root import schema
 from web import health, rest
 from web.cors import cors_middleware
+from web.errors import ROUTE_ERROR_HANDLERS
 from web.exports.streaming import routes as export_routes
 from web.graphql import FatureGraphQL
 from web.middleware import ApiMiddleware
@@ -103,5 +104,8 @@ def create_app(
         *export_routes,
     ]
     return Starlette(
-        routes=routes, lifespan=lifespan, middleware=[*cors_middleware(settings), Middleware(ApiMiddleware)]
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[*cors_middleware(settings), Middleware(ApiMiddleware)],
+        exception_handlers=ROUTE_ERROR_HANDLERS,
     )

@@ -3,7 +3,10 @@ HTTP statuses and one shape of the JSON body, ``{"error": {"code", "message"}}``
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
+from starlette.requests import Request
 from starlette.responses import Response
 
 from commissions.errors import CommissionError
@@ -55,3 +58,20 @@ def exception_response(exc: PublicError | CommissionError | DatabaseUnavailable)
     if isinstance(exc, DatabaseUnavailable):
         return error_response("SERVICE_UNAVAILABLE", UNAVAILABLE_MESSAGE)
     return error_response(exc.code, exc.message)
+
+
+async def _no_route(request: Request, exc: Exception) -> Response:
+    """An unknown path (404) or a method the route does not take (405), in the JSON shape."""
+    status = getattr(exc, "status_code", 404)
+    if status == 405:
+        message = f"{request.method} is not allowed on {request.url.path}"
+        response = error_response("METHOD_NOT_ALLOWED", message)
+        allow = (getattr(exc, "headers", None) or {}).get("Allow")
+        if allow:
+            response.headers["Allow"] = allow
+        return response
+    return error_response("NOT_FOUND", f"No such endpoint: {request.url.path}")
+
+
+# Starlette's exception handlers for the router's own refusals (plain text by default).
+ROUTE_ERROR_HANDLERS: dict[Any, Any] = {404: _no_route, 405: _no_route}

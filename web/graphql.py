@@ -79,24 +79,47 @@ def graphiql_html(example_id: str) -> str:
     )
 
 
-def _operation_name(
-    query: str | None, given: str | None, max_tokens: int | None = 2000,
-    max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
-) -> str | None:
-    """The label of an operation without an operationName: its document's single named
-    operation. The document comes from the schema's shared parse (cached by digest, bounded,
-    successes only), so labelling costs no parse of its own; a document over the size limit
-    is not parsed (RequestLimits refuses it) and goes unlabelled."""
-    if given or not query:
-        return given
-    if too_large(query, max_document_bytes):
+def _operations(
+    query: str | None, max_tokens: int | None, max_document_bytes: int
+) -> list[OperationDefinitionNode] | None:
+    """The operations of the document, from the schema's shared parse (cached by digest,
+    bounded, successes only: no parse of its own); None for a document that does not parse or
+    is over the size limit (RequestLimits and the parse answer those)."""
+    if not query or too_large(query, max_document_bytes):
         return None
     try:
         document = parsed_document(query, max_tokens).document
     except GraphQLError:
         return None
-    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    return operations[0].name.value if len(operations) == 1 and operations[0].name is not None else None
+    return [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+
+
+def _operation_name(
+    query: str | None, given: str | None, max_tokens: int | None = 2000,
+    max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
+) -> str | None:
+    """The label of an operation without an operationName: its document's single named
+    operation (unlabelled when it has none or several)."""
+    if given or not query:
+        return given
+    operations = _operations(query, max_tokens, max_document_bytes)
+    if operations and len(operations) == 1 and operations[0].name is not None:
+        return operations[0].name.value
+    return None
+
+
+def check_operation_chosen(
+    query: str | None, given: str | None, max_tokens: int | None, max_document_bytes: int
+) -> None:
+    """GraphQL over HTTP: a document with several operations needs ``operationName`` (it used
+    to run the first one silently)."""
+    if given is not None:
+        return
+    operations = _operations(query, max_tokens, max_document_bytes)
+    if operations is not None and len(operations) > 1:
+        names = ", ".join(o.name.value if o.name else "(anonymous)" for o in operations)
+        raise Rejected(400, "BAD_REQUEST", f"The document holds {len(operations)} operations ({names}): "
+                       "say which one to run in operationName")
 
 
 class Rejected(Exception):
@@ -194,6 +217,9 @@ class FatureGraphQL(GraphQL[RequestContext, None]):
         self, request: Request, request_adapter: Any, sub_response: Any, context: RequestContext,
         root_value: Any, request_data: Any,
     ) -> ExecutionResult:
+        check_operation_chosen(request_data.query, request_data.operation_name,
+                               context.settings.max_tokens, context.settings.max_document_bytes)
+
         async def compute() -> ExecutionResult:
             return await super(FatureGraphQL, self).execute_single(
                 request, request_adapter, sub_response, context, root_value, request_data

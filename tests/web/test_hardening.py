@@ -208,6 +208,8 @@ MALFORMED_JSON = [
     ("null", None),
     ("no query", {}),
     ("unknown operation", {"query": ME, "operationName": "Nope"}),
+    ("two operations, no operationName", {"query": "query A { me { id } } query B { me { id } }"}),
+    ("a named and an anonymous operation", {"query": "query A { me { id } } { me { id } }"}),
 ]
 
 
@@ -252,6 +254,7 @@ async def test_bad_json_and_unknown_content_types(secure: Clients, content: byte
     {"query": ME, "extensions": "5"},
     {"query": "mutation { validateCpa(affiliateId: \"1\") { affiliateId } }"},
     {"query": ME, "operationName": "Nope"},
+    {"query": "query A { me { id } } query B { me { id } }"},
 ])
 async def test_malformed_get_requests_get_a_coded_400(secure: Clients, params: dict[str, str]) -> None:
     with recorded() as log:
@@ -261,8 +264,21 @@ async def test_malformed_get_requests_get_a_coded_400(secure: Clients, params: d
     assert not log.errors()
 
 
+async def test_unknown_routes_and_methods_are_json_errors(secure: Clients) -> None:
+    missing = await secure.api.client.get("/api/v1/nowhere", headers=secure.headers("admin"))
+    assert missing.status_code == 404 and missing.headers["content-type"] == "application/json"
+    assert missing.json() == {"error": {"code": "NOT_FOUND", "message": "No such endpoint: /api/v1/nowhere"}}
+    wrong = await secure.api.client.delete("/api/v1/affiliates/300", headers=secure.headers("admin"))
+    assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
+    assert "GET" in wrong.headers["allow"]
+
+
 async def test_well_formed_requests_still_work(secure: Clients) -> None:
     headers = secure.headers("affiliate", CHILD)
+    chosen = await secure.api.client.post(
+        "/graphql", json={"query": "query A { me { id } } query B { me { __typename } }", "operationName": "B"},
+        headers=headers)
+    assert chosen.status_code == 200 and chosen.json()["data"] == {"me": {"__typename": "Affiliate"}}
     one = await secure.api.client.post("/graphql", json={"query": ME, "operationName": None, "variables": None},
                                        headers=headers)
     assert one.status_code == 200 and one.json()["data"] == {"me": {"id": str(CHILD)}}
@@ -581,6 +597,8 @@ async def test_a_database_outage_during_the_status_check_is_503(secure: Clients,
     "/api/v1/exports/nowhere",
     "/api/v1/exports/referrals?affiliate_id=300&format=%00",
     "/api/v1/exports/summaries?affiliate_id=300&from=2025-13-01",
+    "/api/v1/nowhere",
+    "/nowhere",
 ])
 async def test_rest_garbage_is_a_4xx_json_error(secure: Clients, path: str) -> None:
     with recorded() as log:
