@@ -77,10 +77,9 @@ def settle(figures: MonthFigures, carry_in: Carry, terms: PayoutTerms) -> Settle
     the next month.
     """
     cpa = figures.cpa_validated - figures.cpa_rejected
-    carryover_in = carry_in.carryover if terms.negative_carryover else ZERO
-    balance = carryover_in + figures.rev
-    rev_payable = max(balance, ZERO) + figures.rev_settlements
-    carryover_out = min(balance, ZERO) if terms.negative_carryover else ZERO
+    carryover_in, own_rev_paid, carryover_out = _rev_balance(
+        terms.negative_carryover, carry_in.carryover, figures.rev)
+    rev_payable = own_rev_paid + figures.rev_settlements
     payable = cpa + figures.cpa_adjustments + rev_payable + carry_in.held
     on_hold = payable < terms.min_payout or payable <= ZERO
     return Settlement(
@@ -117,10 +116,18 @@ class RevState:
 def settle_rev(month: date, negative_carryover: bool, carried: Decimal, rev: Decimal) -> RevState:
     """A month's REV settled: balance = carried (on) + rev; pays max(0, balance); carries
     min(0, balance) when on, nothing when off."""
+    carryover_in, rev_paid, carryover_out = _rev_balance(negative_carryover, carried, rev)
+    return RevState(month, negative_carryover, carryover_in, rev, rev_paid, carryover_out)
+
+
+def _rev_balance(
+    negative_carryover: bool, carried: Decimal, rev: Decimal
+) -> tuple[Decimal, Decimal, Decimal]:
+    """A month's own REV balance = what it takes in (carried, only when on) + its REV:
+    (carried in, REV paid = max(0, balance), carried out = min(0, balance) when on, else 0)."""
     carryover_in = carried if negative_carryover else ZERO
     balance = carryover_in + rev
-    return RevState(month, negative_carryover, carryover_in, rev, max(balance, ZERO),
-                    min(balance, ZERO) if negative_carryover else ZERO)
+    return carryover_in, max(balance, ZERO), min(balance, ZERO) if negative_carryover else ZERO
 
 
 @dataclass(frozen=True)
