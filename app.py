@@ -63,7 +63,7 @@ def create_app(
     runs in-process when ``start_scheduler`` (default ``settings.etl_scheduler_enabled``)
     and an operation database is configured."""
     settings = settings or get_settings()
-    clock.configure(settings.now)
+    clock.set_now(settings.now)
     run_scheduler = settings.etl_scheduler_enabled if start_scheduler is None else start_scheduler
 
     @asynccontextmanager

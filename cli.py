@@ -56,7 +56,7 @@ def load_settings() -> Settings:
             f"FATURE_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
         )
         fail(f"invalid setting: {problems}")
-    clock.configure(settings.now)
+    clock.set_now(settings.now)
     return settings
 
 

@@ -5,7 +5,7 @@ earliest) and which months may be closed. The ETL never asks: what it computes d
 source history and the configuration history only, never on when it runs.
 
 ``FATURE_NOW`` (an ISO 8601 instant with its offset) fixes the clock for a whole process, for
-tests and reproducible demos; the app and the CLI apply it at start (``configure``). Tests
+tests and reproducible demos; the app and the CLI apply it at start (``set_now``). Tests
 move it with ``set_now``. Unset, the system clock.
 """
 
@@ -23,11 +23,6 @@ def set_now(instant: datetime | None) -> None:
     if instant is not None and instant.tzinfo is None:
         raise ValueError("the clock needs an aware instant (with its UTC offset)")
     _fixed = instant
-
-
-def configure(fixed: datetime | None) -> None:
-    """The process's clock from the settings (``Settings.now``)."""
-    set_now(fixed)
 
 
 def now() -> datetime:
