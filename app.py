@@ -21,7 +21,7 @@ from db.settings import Settings, get_settings
 from etl import events
 from jobs.scheduler import start_scheduler as start_etl_scheduler
 from schema.root import schema
-from web import health, rest
+from web import graphiql, health, rest
 from web.cors import cors_middleware
 from web.errors import ROUTE_ERROR_HANDLERS
 from web.exports.streaming import routes as export_routes
@@ -100,6 +100,7 @@ def create_app(
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
         Route("/metrics", health.metrics, methods=["GET"]),
+        *graphiql.routes,
         *rest.routes,
         *export_routes,
     ]

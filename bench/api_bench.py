@@ -43,7 +43,7 @@ from typing import Any
 import asyncpg
 
 from etl import runs
-from web.graphql import DASHBOARD_QUERY
+from web.graphiql import DASHBOARD_QUERY
 
 LARGEST = 1622968  # the seed-scale database's largest network; other databases use their own
 JWT_SECRET = "api-bench-secret-" + "b" * 48

@@ -11,7 +11,6 @@ other than application/json (415 ``UNSUPPORTED_MEDIA_TYPE``); strawberry's own r
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -22,7 +21,6 @@ from starlette.responses import HTMLResponse
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
-from strawberry.http.ides import get_graphql_ide_html
 from strawberry.types import ExecutionResult
 
 from schema.document_cache import (
@@ -33,50 +31,10 @@ from schema.documents import parsed_document
 from schema.errors import public_error
 from web.access_log import operation_var
 from web.errors import CODE_OF_STATUS
+from web.graphiql import graphiql_page
 from web.middleware import send_rejection
 from web.response_cache import MAX_VARIABLES_DEPTH, nested_deeper_than
 from web.state import RequestContext, viewer_for
-
-DASHBOARD_QUERY = """\
-# The affiliate dashboard: totals, the five network levels, the last 30 daily summaries
-# and the newest referrals. Change the id in the Variables pane; press Ctrl-Enter to run.
-query Dashboard($id: ID!) {
-  syncStatus { dataAsOf }
-  affiliate(id: $id) {
-    id name status rankCpa
-    totalReferrals totalValidatedReferrals totalNetworkSize
-    totalDeposits totalBets totalGgr totalCpaEarned totalRevEarned
-    network { totalNetworkSize levels { level count deposits bets ggr cpa rev } }
-    summaries(period: DAILY, last: 30) {
-      periodStart newReferrals totalDeposits totalBets totalGgr cpaEarned revEarned
-    }
-    referrals(first: 10) {
-      totalCount
-      edges { cursor node { referredUserId level referralDate status totalDeposits cpaAmount } }
-      pageInfo { hasNextPage endCursor }
-    }
-  }
-}
-"""
-
-# The example variables' id: a placeholder to replace (the page is served without a token,
-# so it shows no data and costs no database read).
-EXAMPLE_ID = "AFFILIATE_ID"
-
-
-def graphiql_html(example_id: str) -> str:
-    """Strawberry's GraphiQL page with the dashboard query and its variables preloaded."""
-    html = get_graphql_ide_html("graphiql")
-    start = html.find("const EXAMPLE_QUERY = `")
-    end = html.find("`;", start)
-    if start < 0 or end < 0:
-        return html
-    query = DASHBOARD_QUERY.replace("\\", "\\\\").replace("`", "\\`").replace("${", "\\${")
-    variables = orjson.dumps({"id": example_id}).decode()
-    html = html[:start] + f"const EXAMPLE_QUERY = `{query}`;" + html[end + 2:]
-    return html.replace(
-        "parameters.variables,\n", f"parameters.variables || {orjson.dumps(variables).decode()},\n", 1
-    )
 
 
 def _operations(
@@ -247,12 +205,6 @@ class FatureGraphQL(GraphQL[RequestContext, None]):
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         return HTMLResponse(graphiql_page())
-
-
-@lru_cache(maxsize=1)
-def graphiql_page() -> str:
-    """The page every GraphiQL load gets: the same bytes, built once."""
-    return graphiql_html(EXAMPLE_ID)
 
 
 _MEMBER_TYPES: tuple[tuple[str, type, str], ...] = (

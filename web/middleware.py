@@ -41,6 +41,10 @@ access_log = logging.getLogger("fature.access")
 log = logging.getLogger("fature.api")
 
 OPEN_PATHS = {"/healthz": "healthz", "/readyz": "readyz"}
+# GraphiQL's own static files (scripts, styles, licences: no data), open like its page.
+ASSET_PREFIX = "/graphiql/"
+# Paths whose WebSocket handshakes reach the app (none yet: no subscriptions).
+WEBSOCKET_PATHS: frozenset[str] = frozenset()
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -149,6 +153,9 @@ class ApiMiddleware:
         if scope["type"] != "http":
             if scope["type"] == "lifespan":
                 await self.app(scope, receive, send)
+            elif scope["type"] == "websocket" and scope["path"] in WEBSOCKET_PATHS:
+                # The WebSocket endpoint authenticates its own connections (connection_init).
+                await self.app(scope, receive, send)
             elif scope["type"] == "websocket":
                 await self._refuse_websocket(receive, send)
             return
@@ -189,7 +196,9 @@ class ApiMiddleware:
                 receive = limited_receive(receive, limit)
             operation = OPEN_PATHS.get(path)
             authorization = _header(scope, b"authorization")
-            if operation is None and path == "/graphql" and _is_graphiql_page(scope):
+            if operation is None and (
+                (path == "/graphql" and _is_graphiql_page(scope)) or path.startswith(ASSET_PREFIX)
+            ):
                 operation = "graphiql"
                 verdict = await api.rate_limiter.hit(f"ip:{client}", anonymous=True)
                 if not verdict.allowed:

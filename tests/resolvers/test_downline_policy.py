@@ -27,7 +27,7 @@ from etl.sync import run_cycle
 from tests.support.databases import drop_database, new_operation_database, new_robust_database
 from tests.support.deployment import JWT_SECRET, PLAIN, Api, Deployment, rows, serve, token
 from tests.support.factories import Operation
-from web.graphql import DASHBOARD_QUERY
+from web.graphiql import DASHBOARD_QUERY
 
 A, L3, L5, PLAYER = 501, 504, 506, 507
 CHAIN = range(501, 508)

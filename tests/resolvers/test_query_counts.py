@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.deployment import Api
-from web.graphql import DASHBOARD_QUERY
+from web.graphiql import DASHBOARD_QUERY
 
 LIST = """query($n: Int) { affiliates(first: $n) { edges { node {
   network { levels { level count } } summaries(period: MONTHLY) { cpaEarned } } } } }"""

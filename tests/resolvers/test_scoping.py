@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.clients import AFFILIATE, CHILD, GRANDCHILD, ROOT, SIBLING, Clients
 from tests.support.deployment import Api, Deployment, rows, token
-from web.graphql import DASHBOARD_QUERY
+from web.graphiql import DASHBOARD_QUERY
 
 EVERY_FIELD = """query($id: ID!) { affiliate(id: $id) {
   id name email phone status totalReferrals totalValidatedReferrals totalDeposits totalWithdrawals

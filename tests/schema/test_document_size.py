@@ -21,7 +21,7 @@ from schema.documents import parsed_document, validate
 from schema.root import schema
 from tests.support.clients import AFFILIATE, Clients
 from tests.support.deployment import Api
-from web.graphql import DASHBOARD_QUERY
+from web.graphiql import DASHBOARD_QUERY
 from web.response_cache import cache_plan
 
 ROOTS = frozenset({"affiliate", "syncStatus"})

@@ -20,7 +20,7 @@ from resolvers.loaders.validation import _BY_ID as _VALIDATIONS_BY_ID
 from resolvers.sync import _RUNS
 from schema.execution import FatureExecutionContext
 from tests.support.deployment import Api, Deployment, serve, token
-from web.graphql import DASHBOARD_QUERY
+from web.graphiql import DASHBOARD_QUERY
 
 LEVELS = "level count deposits bets ggr cpa rev"
 QUERIES: list[tuple[str, dict[str, Any]]] = [

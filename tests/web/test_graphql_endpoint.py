@@ -15,7 +15,7 @@ from gql.transport.httpx import HTTPXAsyncTransport
 import app as app_module
 from app import create_app
 from tests.support.deployment import Api, Deployment, rows, serve, token
-from web.graphql import DASHBOARD_QUERY, EXAMPLE_ID
+from web.graphiql import DASHBOARD_QUERY, EXAMPLE_ID
 
 
 def free_port() -> int:

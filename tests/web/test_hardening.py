@@ -8,15 +8,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import String, bindparam, text
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
@@ -25,12 +23,12 @@ from app import create_app
 from cli import server_options
 from db.engine import DatabaseUnavailable
 from db.reader import sql
-from db.settings import Settings
 from tests.support.clients import AFFILIATE, CHILD, Clients
 from tests.support.deployment import Deployment, build_deployment, drop_deployment, rows, serve, token
+from tests.support.live import uvicorn_serving
 from web.access_log import JsonFormatter
 from web.accounts import AccountStatus
-from web.graphql import DASHBOARD_QUERY, EXAMPLE_ID
+from web.graphiql import DASHBOARD_QUERY, EXAMPLE_ID
 
 SUSPENDED = 341  # 'suspenso' in the deployment's operation data (every 11th of the tree)
 SECRET = "s3cr3t-" + uuid.uuid4().hex
@@ -75,31 +73,6 @@ def recorded(*names: str) -> Iterator[Records]:
         for lg, level in zip(loggers, levels, strict=True):
             lg.removeHandler(handler)
             lg.setLevel(level)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@asynccontextmanager
-async def uvicorn_serving(settings: Settings, robust_url: str) -> AsyncIterator[str]:
-    """The app on a real socket, with the options ``fature serve`` gives uvicorn."""
-    port = free_port()
-    app = create_app(settings, robust_url=robust_url, start_scheduler=False)
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="info", lifespan="on",
-                            **server_options(settings))
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        assert not task.done(), "uvicorn did not start"
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 def graphql_error(response: httpx.Response) -> dict[str, Any]:

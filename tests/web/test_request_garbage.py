@@ -11,7 +11,7 @@ from collections import Counter
 from resolvers.viewer import Role, Viewer
 from schema.root import schema
 from tests.support.deployment import Api
-from web.graphql import DASHBOARD_QUERY
+from web.graphiql import DASHBOARD_QUERY
 from web.state import RequestContext
 
 LIST = """{ affiliates(first: 50) { totalCount edges { cursor node { id name upline { id }

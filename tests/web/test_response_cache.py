@@ -17,7 +17,7 @@ from etl.sync import run_cycle
 from tests.support.clients import AFFILIATE, CHILD, Clients
 from tests.support.deployment import Deployment, build_deployment, drop_deployment, serve, token
 from tests.support.factories import Operation
-from web.graphql import DASHBOARD_QUERY
+from web.graphiql import DASHBOARD_QUERY
 
 ME = "query Me { me { id totalCpaEarned network { totalNetworkSize } } syncStatus { dataAsOf } }"
 
