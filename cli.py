@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Annotated, Any, NoReturn
 
+import orjson
 import typer
 from pydantic import SecretStr, ValidationError
 from rich.console import Console
@@ -41,6 +44,9 @@ err = Console(stderr=True, soft_wrap=True)
 EXIT_FAILURE = 1
 DEMO_CORS_ORIGINS = r"^http://(localhost|127\.0\.0\.1)(:[0-9]{1,5})?$"
 EXIT_BUSY = 3
+EXIT_PORT_IN_USE = 4
+# uvicorn's exit status when its server did not start (a lifespan failure, a bind error).
+UVICORN_STARTUP_FAILURE = 3
 
 
 def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
@@ -76,6 +82,25 @@ def known_errors() -> Iterator[None]:
         fail(str(exc))
     except OSError as exc:
         fail(f"{type(exc).__name__}: {exc}")
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail with ``EXIT_PORT_IN_USE`` when ``host:port`` cannot be listened on because another
+    process holds it: checked before anything is set up or printed (the server binds later).
+    The probe binds the way uvicorn does (SO_REUSEADDR), so a socket in TIME_WAIT is no
+    false alarm."""
+    if not 0 < port < 65536:
+        fail(f"--port {port}: choose a port between 1 and 65535")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            fail(f"port {port} on {host} is already in use (another Fature demo or server?): stop it, "
+                 f"or choose another port with --port", EXIT_PORT_IN_USE)
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 
 
 @contextlib.contextmanager
@@ -304,7 +329,9 @@ def demo_all(
         return
     from db import migrate
 
-    settings = signing_settings(load_settings())
+    settings = load_settings()
+    check_port_free(settings.host, port)  # before anything is set up or printed
+    settings = signing_settings(settings)
     if settings.jwt_secret is not None:
         os.environ.setdefault("FATURE_JWT_SECRET", settings.jwt_secret.get_secret_value())
     # The demo moves: the simulator adds activity and the ETL picks it up every minute.
@@ -315,14 +342,15 @@ def demo_all(
         migrate.upgrade(urls.robust)
         seed_demo(urls, scale, seed=42, force=False, reuse_existing=True)
         run_etl(settings, urls, full=False, trigger="demo")
-        print_demo_tokens(settings, urls, port)
+        print_demo_tokens(settings, urls, settings.host, port)
         serve_app(
             settings, urls, host=settings.host, port=port, workers=1, simulate_rate=10.0 if simulate else None
         )
 
 
-def print_demo_tokens(settings: Settings, urls: Any, port: int) -> None:
-    """Ready-made tokens: an admin, and the top affiliate by CPA (valid for a day)."""
+def print_demo_tokens(settings: Settings, urls: Any, host: str, port: int) -> None:
+    """Ready-made tokens for an admin, an analyst and the top affiliate by CPA (valid for a
+    day), one ``curl`` line that works as printed, and the command that mints more."""
     from web.auth import mint_token
 
     async def top_affiliate() -> int | None:
@@ -337,16 +365,36 @@ def print_demo_tokens(settings: Settings, urls: Any, port: int) -> None:
         finally:
             await conn.close()
 
-    admin = mint_token(settings, "admin", ttl=timedelta(days=1), subject="demo-admin")
-    out.print(
-        '\n[bold]Tokens[/] (paste into GraphiQL\'s Headers pane as {"Authorization": "Bearer <token>"}):'
-    )
-    out.print(f"  admin:     {admin}", soft_wrap=True)
+    day = timedelta(days=1)
+    out.print("\n[bold]Tokens[/] (valid for a day; paste one into GraphiQL's token field):", highlight=False)
+    out.print(f"  admin:     {mint_token(settings, 'admin', ttl=day, subject='demo-admin')}",
+              soft_wrap=True, highlight=False)
+    out.print(f"  analyst:   {mint_token(settings, 'analyst', ttl=day, subject='demo-analyst')}",
+              soft_wrap=True, highlight=False)
     affiliate_id = asyncio.run(top_affiliate())
     if affiliate_id is not None:
-        affiliate = mint_token(settings, "affiliate", affiliate_id, timedelta(days=1))
-        out.print(f"  affiliate {affiliate_id}: {affiliate}", soft_wrap=True)
-    out.print("  more: fature token --role analyst | --role affiliate --affiliate-id ID")
+        affiliate = mint_token(settings, "affiliate", affiliate_id, day)
+        out.print(f"  affiliate {affiliate_id}: {affiliate}", soft_wrap=True, highlight=False)
+        document = f'{{ affiliate(id: "{affiliate_id}") {{ name totalCpaEarned totalRevEarned }} }}'
+        query = orjson.dumps({"query": document}).decode()
+        out.print("\n[bold]Try it[/] (the affiliate's own totals):", highlight=False)
+        out.print(
+            f"  curl -s http://{client_host(host)}:{port}/graphql -H 'Authorization: Bearer {affiliate}' "
+            f"-H 'Content-Type: application/json' -d '{query}'",
+            soft_wrap=True, highlight=False, markup=False,
+        )
+    out.print("\n[bold]More tokens[/] (from this folder):", highlight=False)
+    out.print("  ./dev token --role analyst --ttl 1d", highlight=False, markup=False)
+    out.print("  ./dev token --role affiliate --affiliate-id ID --ttl 1d", highlight=False, markup=False)
+
+
+def client_host(host: str) -> str:
+    """The address a client on this machine uses for a server listening on ``host``."""
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
 
 
 @demo_app.command("seed")
@@ -445,8 +493,8 @@ def serve_app(
         os.environ["FATURE_OPERATION_DATABASE_URL"] = urls.operation
     get_settings.cache_clear()  # the app reads the settings again, with the URLs above
     out.print(
-        f"\n[bold green]Fature is up[/]: GraphiQL at http://{host}:{port}/graphql   "
-        f"REST at http://{host}:{port}/api/v1/affiliates/{{id}}   Ctrl-C stops\n"
+        f"\n[bold green]Fature is starting[/]: GraphiQL at http://{client_host(host)}:{port}/graphql   "
+        f"REST at http://{client_host(host)}:{port}/api/v1/affiliates/{{id}}   Ctrl-C stops\n"
     )
     # uvicorn re-raises SIGTERM after its graceful shutdown: turn it into an interrupt so
     # the simulator and the embedded PostgreSQL are stopped on the way out.
@@ -471,6 +519,10 @@ def serve_app(
             log_level="info",
             **server_options(settings),
         )
+    except SystemExit as exc:
+        if exc.code == UVICORN_STARTUP_FAILURE:  # not the ETL lock's 3: uvicorn said why above
+            fail("the server did not start (see the log above)")
+        raise
     finally:
         if simulator is not None:
             simulator.terminate()
@@ -499,8 +551,10 @@ def serve(
 ) -> None:
     """Run the API (GraphQL, GraphiQL and REST) with uvicorn."""
     settings = load_settings()
+    host, port = host or settings.host, port or settings.port
+    check_port_free(host, port)
     with databases(settings) as urls:
-        serve_app(settings, urls, host=host or settings.host, port=port or settings.port, workers=workers)
+        serve_app(settings, urls, host=host, port=port, workers=workers)
 
 
 def main() -> None:

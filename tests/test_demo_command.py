@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -11,6 +12,8 @@ import time
 from pathlib import Path
 
 import httpx
+
+from cli import EXIT_PORT_IN_USE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,18 +35,43 @@ def test_demo_runs_with_nothing_configured(tmp_path: Path) -> None:
     output: list[str] = []
     try:
         deadline = time.monotonic() + 120
-        admin = None
+        tokens: dict[str, str] = {}
         while time.monotonic() < deadline:
             line = demo.stdout.readline()  # type: ignore[union-attr]
             if not line:
                 break
             output.append(line)
-            if line.strip().startswith("admin:"):
-                admin = line.split()[-1]
+            words = line.split()
+            if words and words[0] in ("admin:", "analyst:", "affiliate"):
+                tokens[words[0].rstrip(":")] = words[-1]
             if "Application startup complete" in line:
                 break
-        assert admin, "".join(output)
+        assert set(tokens) == {"admin", "analyst", "affiliate"}, "".join(output)
+        admin = tokens["admin"]
         assert any(f"http://127.0.0.1:{port}/graphql" in line for line in output)
+        # The hints name commands that exist from the repository's root, as printed.
+        hints = [line.strip() for line in output if line.strip().startswith("./dev token")]
+        assert hints and not any("fature token" in line for line in output), "".join(output)
+        for hint in hints:
+            minted = subprocess.run(hint.replace("ID", "101").split(), cwd=ROOT, env=env,
+                                    capture_output=True, text=True, timeout=120)
+            assert minted.returncode == 0 and minted.stdout.count(".") == 2, (hint, minted.stderr)
+        # The printed curl line runs as printed and answers the affiliate's own totals.
+        curl = next(line.strip() for line in output if line.strip().startswith("curl "))
+        answered = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, timeout=30)
+        mine = json.loads(answered.stdout)
+        assert "errors" not in mine and mine["data"]["affiliate"]["totalCpaEarned"], answered.stdout
+        # The analyst token reads; a second demo on the same port stops before printing anything.
+        analyst = httpx.post(f"http://127.0.0.1:{port}/graphql", timeout=10,
+                             headers={"Authorization": f"Bearer {tokens['analyst']}"},
+                             json={"query": "{ syncStatus { dataAsOf } }"}).json()
+        assert analyst["data"]["syncStatus"]["dataAsOf"], analyst
+        second = subprocess.run(
+            [sys.executable, "-m", "cli", "demo", "--scale", "tiny", "--port", str(port), "--no-simulate"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        )
+        assert second.returncode == EXIT_PORT_IN_USE, (second.returncode, second.stdout, second.stderr)
+        assert second.stdout == "" and f"port {port}" in second.stderr and "in use" in second.stderr
         headers = {"Authorization": f"Bearer {admin}"}
         answer = httpx.post(
             f"http://127.0.0.1:{port}/graphql", headers=headers, timeout=10,
@@ -58,3 +86,20 @@ def test_demo_runs_with_nothing_configured(tmp_path: Path) -> None:
         output.append(rest or "")
     assert demo.returncode in (0, 130), "".join(output)
     assert "stopped embedded PostgreSQL" in "".join(output)
+
+
+def test_serve_on_a_busy_port_fails_first_with_its_own_exit_code(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FATURE_")}
+    env.update(FATURE_DATA_DIR=str(tmp_path / "data"), COLUMNS="200")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for command in (["serve", "--port", str(port)], ["demo", "--port", str(port), "--scale", "tiny"]):
+            done = subprocess.run([sys.executable, "-m", "cli", *command], cwd=ROOT, env=env,
+                                  capture_output=True, text=True, timeout=60)
+            assert done.returncode == EXIT_PORT_IN_USE == 4, (command, done.stdout, done.stderr)
+            assert done.stdout == "", done.stdout  # nothing printed, nothing started
+            assert done.stderr.count("\n") == 1 and f"port {port} on 127.0.0.1 is already in use" in done.stderr
+    # Nothing was set up: no embedded PostgreSQL was started for the refused commands.
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").iterdir())
