@@ -10,23 +10,36 @@ from sqlalchemy.engine import Row
 _ZERO = Decimal("0.00")
 
 # The downline policy (resolvers.viewer): an affiliate's earnings are personal.
-_EARNINGS = "The affiliate's own earnings: null for another affiliate's token."
+_EARNINGS = " BRL. Null for another affiliate's token: earnings are personal."
 
 
-@strawberry.type(description="N_L(A): the users whose level-L upline is this affiliate.")
+@strawberry.type(description="N_L(A): the users whose level-L upline is this affiliate, now (a "
+                             "moved referral takes its whole history with it). All-time figures "
+                             "in BRL, as of the last ETL run (`syncStatus.dataAsOf`).")
 class NetworkLevel:
-    level: int
-    count: int
-    deposits: Decimal
-    bets: Decimal
-    ggr: Decimal
-    cpa: Decimal | None = strawberry.field(description=_EARNINGS)
-    rev: Decimal | None = strawberry.field(description=_EARNINGS)
+    level: int = strawberry.field(description="The network level L, 1..5: 1 are the direct "
+                                              "referrals, 2 their referrals, and so on.")
+    count: int = strawberry.field(description="How many users this level holds.")
+    deposits: Decimal = strawberry.field(
+        description="Approved deposits of this level's users, all time, BRL.")
+    bets: Decimal = strawberry.field(description="Stakes of this level's users, all time, BRL.")
+    ggr: Decimal = strawberry.field(
+        description="GGR of this level's users (stakes minus wins; negative when the players "
+                    "won), all time, BRL.")
+    cpa: Decimal | None = strawberry.field(
+        description="CPA the affiliate earned at this level, all time: its validations at this "
+                    "level, whatever their status." + _EARNINGS)
+    rev: Decimal | None = strawberry.field(
+        description="REV the affiliate accrued at this level, all time: the sum of its daily "
+                    "accruals, signed (negative when the players won)." + _EARNINGS)
 
 
-@strawberry.type
+@strawberry.type(description="An affiliate's network: the users up to five referral levels "
+                             "below it, level by level, as of the last ETL run "
+                             "(`syncStatus.dataAsOf`).")
 class Network:
-    total_network_size: int = strawberry.field(description="The users of the levels listed.")
+    total_network_size: int = strawberry.field(
+        description="How many users the levels listed hold (the sum of their counts).")
     levels: list[NetworkLevel] = strawberry.field(
         description="Level 1 first: all five, or of a level-L downline, for an affiliate token, "
                     "its levels 1..5-L (none at L = 5).")

@@ -16,11 +16,19 @@ from strawberry.types.scalar import ScalarDefinition
 SCALAR_OVERRIDES: dict[object, ScalarDefinition] = {
     decimal.Decimal: dataclasses.replace(
         DecimalDefinition,
-        description="Money: an exact decimal (reais, 2 places) serialised as a string, never a float.",
+        description="An exact decimal number serialised as a string, never a float: money in BRL "
+                    "(reais) with 2 places (\"1234.50\", rounded to the cent half away from zero), "
+                    "or a share as a fraction of 1 (`revShareByLevel`: \"0.25\" is 25%). As input, "
+                    "a string or a number.",
     ),
-    dt.date: dataclasses.replace(DateDefinition, description="A local calendar date, ISO 8601 (2025-03-02)."),
+    dt.date: dataclasses.replace(
+        DateDefinition,
+        description="A local calendar date of the business time zone (FATURE_TIMEZONE, default "
+                    "America/Sao_Paulo), ISO 8601: 2025-03-02.",
+    ),
     dt.datetime: dataclasses.replace(
         DateTimeDefinition,
-        description="An instant, ISO 8601 with offset (2025-03-04T02:30:00+00:00).",
+        description="An instant, ISO 8601 with its offset (2025-03-04T02:30:00+00:00). Sent "
+                    "without an offset, it is read in the business time zone.",
     ),
 }
