@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager, contextmanager
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from db import clock
 from db.reader import open_database
@@ -28,6 +28,7 @@ from web.exports.streaming import routes as export_routes
 from web.graphql import FatureGraphQL
 from web.middleware import ApiMiddleware
 from web.state import ApiState
+from web.subscriptions import FatureSubscriptions, LiveUpdates
 
 log = logging.getLogger("fature.api")
 
@@ -79,6 +80,8 @@ def create_app(
         unsubscribe = events.subscribe(api.freshness.on_commit)
         api.freshness.start(settings.freshness_poll_seconds)
         api.metrics.watch(api.freshness.as_of, engine.pool)
+        live = app.state.live = LiveUpdates(api)  # subscriptions' commits and per-token slots
+        live.start()
         scheduler = None
         if run_scheduler and settings.operation_database_url:
             scheduler = start_etl_scheduler(settings, url, settings.operation_database_url)
@@ -89,14 +92,17 @@ def create_app(
             if scheduler is not None:
                 await scheduler.shutdown()
             unsubscribe()
+            await live.stop()
             await api.freshness.stop()
             await api.response_cache.close()
+            await api.persisted.close()
             await api.database.close()
             await engine.dispose()
 
     graphql_app = FatureGraphQL(schema, graphql_ide="graphiql", allow_queries_via_get=True)
     routes = [
         Route("/graphql", graphql_app, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", FatureSubscriptions(schema, settings)),  # subscriptions
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
         Route("/metrics", health.metrics, methods=["GET"]),

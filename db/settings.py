@@ -102,6 +102,16 @@ class Settings(BaseSettings):
     # The custom executor's short ways (schema/execution.py); false: graphql-core's executor
     # exactly as strawberry runs it (the answers are the same; tests compare both).
     fast_execution: bool = True
+    # Persisted operations (web/persisted.py): Apollo's automatic persisted queries, kept in
+    # Redis when redis_url is set (shared by every API process), else in a bounded in-memory LRU.
+    apq_enabled: bool = True
+    apq_memory_bytes: int = Field(default=8 * 1024 * 1024, ge=0, description="In-memory APQ store bound.")
+    apq_ttl_seconds: int = Field(default=7 * 86400, ge=60, description="A document's life in Redis.")
+    # Trusted documents: only the manifest's operations run for affiliates (or for everyone).
+    trusted_documents: Literal["off", "affiliates", "all"] = "off"
+    trusted_documents_path: Path | None = Field(
+        default=None, description="The manifest (apollo-persisted-query-manifest JSON), read at start."
+    )
 
     # Rate limiting (the `limits` library; Redis when redis_url is set)
     rate_limit_enabled: bool = True
@@ -122,6 +132,17 @@ class Settings(BaseSettings):
     # /readyz: the last successful ETL run finished less than this ago.
     ready_max_etl_age_seconds: int = Field(default=3600, ge=1)
     access_log: bool = True
+    # Live updates: GraphQL subscriptions over graphql-transport-ws on /graphql
+    # (web/subscriptions.py). Limits count per token subject, across processes through Redis
+    # when redis_url is set (leases that expire when a process dies), per process otherwise.
+    ws_max_connections_per_token: int = Field(default=5, ge=1, description="Open WebSockets per token.")
+    ws_max_subscriptions_per_token: int = Field(default=20, ge=1, description="Live subscriptions per token.")
+    ws_ping_seconds: float = Field(
+        default=15.0, ge=0, description="Server ping period; no pong by the next ping closes. 0: off."
+    )
+    ws_connection_init_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="How long an open WebSocket may wait before connection_init."
+    )
 
     @field_validator("timezone")
     @classmethod

@@ -1,5 +1,6 @@
-"""Errors outside GraphQL (REST routes and exports): one map from the API's error codes to
-HTTP statuses and one shape of the JSON body, ``{"error": {"code", "message"}}``."""
+"""Errors outside GraphQL execution: one map from the API's error codes to HTTP statuses, one
+shape of the REST JSON body, ``{"error": {"code", "message"}}``, and ``Rejected``, a GraphQL
+request refused before execution (answered in the GraphQL errors shape by the view)."""
 
 from __future__ import annotations
 
@@ -25,11 +26,15 @@ HTTP_STATUS = {
     "TOO_MANY_TOKENS": 400,
     "QUERY_TOO_COSTLY": 400,
     "BATCH_TOO_LARGE": 400,
+    "PERSISTED_QUERY_HASH_MISMATCH": 400,
+    "PERSISTED_QUERY_NOT_SUPPORTED": 400,
+    "TRUSTED_DOCUMENT_REQUIRED": 403,
     "UNAUTHENTICATED": 401,
     "FORBIDDEN": 403,
     "ACCOUNT_SUSPENDED": 403,
     "NOT_FOUND": 404,
     "METHOD_NOT_ALLOWED": 405,
+    "NOT_ACCEPTABLE": 406,
     "BUSY": 409,
     "PAYLOAD_TOO_LARGE": 413,
     "UNSUPPORTED_MEDIA_TYPE": 415,
@@ -43,6 +48,15 @@ HTTP_STATUS = {
 CODE_OF_STATUS = {
     400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 415: "UNSUPPORTED_MEDIA_TYPE",
 }
+
+
+class Rejected(Exception):
+    """A GraphQL request refused before execution, answered as a GraphQL error with a code
+    (``status`` may be 200: Apollo's PERSISTED_QUERY_NOT_FOUND is an answer, not a failure)."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
 
 
 def error_response(code: str, message: str) -> Response:

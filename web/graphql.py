@@ -1,13 +1,21 @@
 """The /graphql endpoint: strawberry's ASGI view with Fature's context, the response cache,
-batch caps, the data's as-of instant in ``extensions.asOf``, orjson, and GraphiQL with the
-dashboard query preloaded (a placeholder id: the page reads no data).
+batch caps, the data's as-of instant in ``extensions.asOf``, orjson, persisted operations
+(web/persisted.py) and GraphiQL with the dashboard query preloaded (a placeholder id: the page
+reads no data).
+
+GraphQL over HTTP: the answer's media type is negotiated from ``Accept`` (web/media.py; 406
+``NOT_ACCEPTABLE`` when neither JSON type is acceptable). A request error (the document does
+not parse or validate, a variable cannot be coerced, a limit of the document is passed) has no
+``data`` entry; with ``application/graphql-response+json`` it is answered with its 4xx status
+(400, or the limit's), with ``application/json`` with 200. A batch is answered 200 with one
+result per operation. A mutation over GET is 405 with ``Allow: POST``.
 
 What does not make a GraphQL request is refused before execution with a JSON error in the
 GraphQL errors shape and a code: a body that is not JSON, or not an object or an array of
 objects; ``query``, ``variables``, ``operationName`` or ``extensions`` of the wrong type;
-variables nested deeper than ``MAX_VARIABLES_DEPTH`` (400 ``BAD_REQUEST``); a content type
-other than application/json (415 ``UNSUPPORTED_MEDIA_TYPE``); strawberry's own refusals
-(400 ``BAD_REQUEST``, 405 ``METHOD_NOT_ALLOWED``)."""
+variables nested deeper than ``MAX_VARIABLES_DEPTH``; no query and no persisted hash (400
+``BAD_REQUEST``); a content type other than application/json (415 ``UNSUPPORTED_MEDIA_TYPE``);
+strawberry's own refusals (400 ``BAD_REQUEST``, 405 ``METHOD_NOT_ALLOWED``)."""
 
 from __future__ import annotations
 
@@ -15,7 +23,7 @@ from typing import Any
 
 import orjson
 from cross_web import HTTPException
-from graphql import GraphQLError, OperationDefinitionNode
+from graphql import GraphQLError, OperationDefinitionNode, OperationType
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.types import Receive, Scope, Send
@@ -30,9 +38,11 @@ from schema.document_cache import (
 from schema.documents import parsed_document
 from schema.errors import public_error
 from web.access_log import operation_var
-from web.errors import CODE_OF_STATUS
+from web.errors import CODE_OF_STATUS, HTTP_STATUS, Rejected
 from web.graphiql import graphiql_page
+from web.media import GRAPHQL_RESPONSE_JSON, content_type, negotiate
 from web.middleware import send_rejection
+from web.persisted import Resolved
 from web.response_cache import MAX_VARIABLES_DEPTH, nested_deeper_than
 from web.state import RequestContext, viewer_for
 
@@ -80,12 +90,31 @@ def check_operation_chosen(
                        "say which one to run in operationName")
 
 
-class Rejected(Exception):
-    """A request refused before execution, answered as a GraphQL error with a code."""
+def chosen_operation(
+    query: str | None, given: str | None, max_tokens: int | None, max_document_bytes: int
+) -> OperationDefinitionNode | None:
+    """The operation a request runs (by ``operationName``, or the document's only one); None
+    when the document does not parse or names no such operation (execution answers those)."""
+    operations = _operations(query, max_tokens, max_document_bytes) or []
+    if given is None:
+        return operations[0] if len(operations) == 1 else None
+    return next((o for o in operations if o.name is not None and o.name.value == given), None)
 
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+def is_request_error(result: ExecutionResult) -> bool:
+    """Errors raised before execution began (parse, validation, variable coercion, the limits
+    of the document): no data, and no error is a field's (none has a path)."""
+    errors = result.errors
+    return result.data is None and bool(errors) and all(e.path is None for e in errors or ())
+
+
+def request_error_status(errors: list[GraphQLError]) -> int:
+    """The 4xx of a request error under application/graphql-response+json: its code's, or 400."""
+    for error in errors:
+        status = HTTP_STATUS.get(str((error.extensions or {}).get("code")), 400)
+        if 400 <= status < 500:
+            return status
+    return 400
 
 
 class FatureGraphQL(GraphQL[RequestContext, None]):
@@ -99,8 +128,19 @@ class FatureGraphQL(GraphQL[RequestContext, None]):
             page = await self.render_graphql_ide(Request(scope, receive))
             await page(scope, receive, send)
             return
+        media_type = negotiate(_accept(scope))
+        if media_type is None:
+            await send_rejection(scope, send, 406, "NOT_ACCEPTABLE",
+                                 f"Accept allows neither {GRAPHQL_RESPONSE_JSON} nor application/json")
+            return
+        request = Request(scope, receive)
+        request.state.media_type = media_type
         try:
-            response = await self.run(Request(scope, receive))
+            response = await self.run(request)
+            response.headers["content-type"] = content_type(media_type)
+            status = getattr(request.state, "request_error_status", None)
+            if status is not None and response.status_code == 200:
+                response.status_code = status
         except Rejected as r:
             await send_rejection(scope, send, r.status, r.code, r.message, r.headers)
             return
@@ -109,6 +149,9 @@ class FatureGraphQL(GraphQL[RequestContext, None]):
             await send_rejection(scope, send, e.status_code, code, e.reason)
             return
         await response(scope, receive, send)
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        return False  # the middleware decides (a browser's GET without an operation)
 
     async def get_context(self, request: Any, response: Any) -> RequestContext:
         context = RequestContext.build(request.app.state.api, viewer_for(request), request, response)
@@ -129,8 +172,8 @@ class FatureGraphQL(GraphQL[RequestContext, None]):
                 if name in data:
                     data[name] = self.parse_json(data[name]) if data[name] else None
         else:
-            content_type = (request.content_type or "").split(";", 1)[0].strip().lower()
-            if content_type != "application/json":
+            sent_type = (request.content_type or "").split(";", 1)[0].strip().lower()
+            if sent_type != "application/json":
                 raise Rejected(415, "UNSUPPORTED_MEDIA_TYPE",
                                "Send the operation as application/json (or a GET with query parameters)")
             data = self.parse_json(await request.get_body())
@@ -147,6 +190,12 @@ class FatureGraphQL(GraphQL[RequestContext, None]):
         self, request: Request, request_adapter: Any, request_data: Any, context: RequestContext,
         root_value: Any, sub_response: Any,
     ) -> Any:
+        members = request_data if isinstance(request_data, list) else [request_data]
+        if isinstance(request_data, list) and len(request_data) > context.settings.max_batch_operations:
+            pass  # refused below, before any document is looked up
+        else:
+            for member in members:
+                await self._resolve_document(request, member, context)
         if isinstance(request_data, list):
             cap = context.settings.max_batch_operations
             if len(request_data) > cap:
@@ -171,6 +220,26 @@ class FatureGraphQL(GraphQL[RequestContext, None]):
             request, request_adapter, request_data, context, root_value, sub_response
         )
 
+    async def _resolve_document(
+        self, request: Request, member: GraphQLRequestData, context: RequestContext
+    ) -> None:
+        """The member's document from its persisted hash (web/persisted.py), with the hash to
+        register it under once it ran; no document, or a mutation over GET, refused."""
+        persisted = context.api.persisted
+        resolved: Resolved = await persisted.resolve(context.viewer, member.query, member.extensions)
+        member.query = resolved.query
+        if resolved.register is not None:
+            _registrations(request)[id(member)] = resolved.register
+        if member.query is None:
+            raise Rejected(400, "BAD_REQUEST", "No GraphQL query found in the request: send `query` "
+                           "(or extensions.persistedQuery with a registered sha256Hash)")
+        if request.method == "GET":
+            operation = chosen_operation(member.query, member.operation_name, context.settings.max_tokens,
+                                         context.settings.max_document_bytes)
+            if operation is not None and operation.operation is OperationType.MUTATION:
+                raise Rejected(405, "METHOD_NOT_ALLOWED", "Mutations are sent with POST, not GET",
+                               {"allow": "POST"})
+
     async def execute_single(
         self, request: Request, request_adapter: Any, sub_response: Any, context: RequestContext,
         root_value: Any, request_data: Any,
@@ -187,6 +256,9 @@ class FatureGraphQL(GraphQL[RequestContext, None]):
             request_data.query, request_data.variables, request_data.operation_name, compute
         )
         request.state.cache = context.cache_status
+        register = _registrations(request).get(id(request_data))
+        if register is not None and not is_request_error(result):
+            await context.api.persisted.register(register, request_data.query)
         return result
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
@@ -194,6 +266,12 @@ class FatureGraphQL(GraphQL[RequestContext, None]):
         if result.errors:
             result.errors = [public_error(e) for e in result.errors]
         response = await super().process_result(request, result)
+        if is_request_error(result):
+            response.pop("data", None)  # execution never began: no data entry (GraphQL spec)
+            single = getattr(request.state, "operation", None) != "batch"
+            if single and getattr(request.state, "media_type", None) == GRAPHQL_RESPONSE_JSON:
+                assert result.errors is not None
+                request.state.request_error_status = request_error_status(result.errors)
         context: RequestContext | None = getattr(request.state, "context", None)
         if context is not None:
             extensions = response.get("extensions") or {}
@@ -230,3 +308,19 @@ def request_data(item: Any, index: int | None) -> GraphQLRequestData:
                            f"`{name}` of {where} are nested deeper than {MAX_VARIABLES_DEPTH} levels")
     return GraphQLRequestData(query=item.get("query"), variables=item.get("variables"),
                               operation_name=item.get("operationName"), extensions=item.get("extensions"))
+
+
+def _accept(scope: Scope) -> str | None:
+    for key, value in scope["headers"]:
+        if key == b"accept":
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _registrations(request: Request) -> dict[int, str]:
+    """The APQ hashes to register, by member (its id), once each ran without request errors."""
+    registrations: dict[int, str] | None = getattr(request.state, "apq_registrations", None)
+    if registrations is None:
+        registrations = {}
+        request.state.apq_registrations = registrations
+    return registrations

@@ -13,9 +13,10 @@ GraphQL view and REST endpoints read it there and nowhere else.
 
 A body larger than ``FATURE_MAX_BODY_BYTES`` is refused with 413 before it is read: by its
 Content-Length up front, or, sent in chunks, as soon as the bytes received pass the limit.
-A WebSocket handshake is refused (the API has no subscriptions: close 1008, HTTP 403 to the
-client). An exception escaping the app is logged (``fature.api``, database values scrubbed)
-and answered 500 with a JSON error, never a traceback.
+A WebSocket handshake is refused (close 1008, HTTP 403 to the client) except on ``/graphql``,
+whose subscription endpoint authenticates the connection itself (web/subscriptions.py). An
+exception escaping the app is logged (``fature.api``, database values scrubbed) and answered
+500 with a JSON error, never a traceback.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from db.reader import UNAVAILABLE_MESSAGE
 from resolvers.viewer import Role, Viewer
 from web.access_log import operation_var, request_id_var
 from web.auth import AuthError
+from web.media import content_type, negotiate
 
 access_log = logging.getLogger("fature.access")
 log = logging.getLogger("fature.api")
@@ -43,8 +45,9 @@ log = logging.getLogger("fature.api")
 OPEN_PATHS = {"/healthz": "healthz", "/readyz": "readyz"}
 # GraphiQL's own static files (scripts, styles, licences: no data), open like its page.
 ASSET_PREFIX = "/graphiql/"
-# Paths whose WebSocket handshakes reach the app (none yet: no subscriptions).
-WEBSOCKET_PATHS: frozenset[str] = frozenset()
+# Paths whose WebSocket handshakes reach the app: GraphQL subscriptions (web/subscriptions.py,
+# which authenticates each connection by its connection_init payload).
+WEBSOCKET_PATHS: frozenset[str] = frozenset({"/graphql"})
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -103,7 +106,8 @@ def _is_graphiql_page(scope: Scope) -> bool:
     """Strawberry's own test for rendering the IDE: a GET without `query` from a browser."""
     if scope["method"] != "GET":
         return False
-    if b"query=" in scope.get("query_string", b""):
+    query_string = scope.get("query_string", b"")
+    if b"query=" in query_string or b"extensions=" in query_string:  # an operation (or an APQ hash)
         return False
     accept = _header(scope, b"accept") or ""
     return "text/html" in accept or "*/*" in accept
@@ -112,17 +116,20 @@ def _is_graphiql_page(scope: Scope) -> bool:
 def rejection(
     scope: Scope, status: int, code: str, message: str, headers: dict[str, str]
 ) -> tuple[bytes, list[tuple[bytes, bytes]]]:
-    """A 401/429/403 body in the shape of the endpoint: GraphQL errors or the REST error object."""
+    """A 401/429/403 body in the shape of the endpoint: GraphQL errors (in the media type the
+    request's Accept negotiates, web/media.py) or the REST error object."""
     extensions: dict[str, Any] = {"code": code}
     if code == "UNAUTHENTICATED":
         extensions["reason"] = message
     body: dict[str, Any]
+    media = b"application/json"
     if scope["path"].startswith("/graphql"):
         body = {"errors": [{"message": _sentence(code, message), "extensions": extensions}]}
+        media = content_type(negotiate(_header(scope, b"accept"))).encode()
     else:
         body = {"error": {"code": code, "message": _sentence(code, message)}}
     raw = orjson.dumps(body)
-    header_list = [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
+    header_list = [(b"content-type", media), (b"content-length", str(len(raw)).encode())]
     header_list += [(k.encode(), v.encode()) for k, v in headers.items()]
     return raw, header_list
 
@@ -308,7 +315,7 @@ class ApiMiddleware:
 
     @staticmethod
     async def _refuse_websocket(receive: Receive, send: Send) -> None:
-        """No subscriptions, so no WebSockets: the handshake is closed with 1008 (policy
+        """No WebSocket endpoint on this path: the handshake is closed with 1008 (policy
         violation), which the server answers HTTP 403."""
         message = await receive()
         if message["type"] == "websocket.connect":

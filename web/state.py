@@ -19,6 +19,7 @@ from web.accounts import AccountStatus
 from web.auth import Authenticator
 from web.freshness import Freshness, Snapshot
 from web.metrics import Metrics
+from web.persisted import PersistedOperations
 from web.ratelimit import RateLimiter
 from web.response_cache import Compute, ResponseCache, execute_cached
 
@@ -34,6 +35,7 @@ class ApiState:
     authenticator: Authenticator = field(init=False)
     rate_limiter: RateLimiter = field(init=False)
     response_cache: ResponseCache = field(init=False)
+    persisted: PersistedOperations = field(init=False)
     freshness: Freshness = field(init=False)
     accounts: AccountStatus = field(init=False)
 
@@ -42,6 +44,8 @@ class ApiState:
         self.authenticator = Authenticator(self.settings)
         self.rate_limiter = RateLimiter(self.settings)
         self.response_cache = ResponseCache(self.settings, self.metrics)
+        # The trusted documents manifest, checked and pre-warmed here: a bad one stops the start.
+        self.persisted = PersistedOperations(self.settings)
         self.freshness = Freshness(self.database, self.metrics)
         self.accounts = AccountStatus(self.database, self.settings.account_status_cache_seconds)
 

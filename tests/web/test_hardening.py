@@ -225,7 +225,6 @@ async def test_bad_json_and_unknown_content_types(secure: Clients, content: byte
     {"query": BY_ID, "variables": "[1]"},
     {"query": BY_ID, "variables": "[" * 40 + "]" * 40},
     {"query": ME, "extensions": "5"},
-    {"query": "mutation { validateCpa(affiliateId: \"1\") { affiliateId } }"},
     {"query": ME, "operationName": "Nope"},
     {"query": "query A { me { id } } query B { me { id } }"},
 ])
