@@ -63,6 +63,7 @@ async def test_graphiql_has_the_dashboard_preloaded(api: Api) -> None:
     assert "query Dashboard($id: ID!)" in page.text
     # A placeholder fills the variables: the page is open without a token, so it holds no data.
     assert f'\\"id\\":\\"{EXAMPLE_ID}\\"' in page.text
+    assert "://" not in page.text  # every asset is the server's own (tests/web/test_graphiql_assets.py)
 
 
 async def test_get_queries_health_and_json(api: Api) -> None:
