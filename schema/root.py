@@ -15,8 +15,10 @@ from schema.commission import CommissionMutations, CommissionQueries
 from schema.errors import ErrorPolicy, log_unexpected
 from schema.execution import FatureExecutionContext
 from schema.limits import RequestLimits
+from schema.node import NodeQueries
 from schema.scalars import SCALAR_OVERRIDES
 from schema.statement import StatementMutations, StatementQueries
+from schema.subscription import Subscription
 from schema.sync import SyncQueries
 from schema.validation import ValidationMutations
 
@@ -25,7 +27,7 @@ SDL_PATH = Path(__file__).resolve().parents[1] / "schema.graphql"
 
 # Each domain declares its root fields; the roots put them together.
 @strawberry.type
-class Query(AffiliateQueries, SyncQueries, CommissionQueries, StatementQueries):
+class Query(NodeQueries, AffiliateQueries, SyncQueries, CommissionQueries, StatementQueries):
     pass
 
 
@@ -45,6 +47,7 @@ class FatureSchema(strawberry.Schema):
 schema = FatureSchema(
     query=Query,
     mutation=Mutation,
+    subscription=Subscription,
     extensions=[RequestLimits, ErrorPolicy],  # RequestLimits also caches parsing and validation
     scalar_overrides=SCALAR_OVERRIDES,
     execution_context_class=FatureExecutionContext,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -52,10 +53,18 @@ class Freshness:
         self._task: asyncio.Task[None] | None = None
         self._refreshing: asyncio.Task[None] | None = None
         self._listener_task: asyncio.Task[None] | None = None
+        # Called with each new generation, whichever way it arrived (the in-process event, NOTIFY,
+        # the poll): the live updates (web/subscriptions.py) push from here.
+        self.advance_listeners: list[Callable[[int, datetime | None], None]] = []
 
     def _advance(self, run_id: int, as_of: datetime | None) -> None:
         if run_id > self.snapshot.generation:
             self.snapshot = Snapshot(run_id, as_of, as_of.isoformat() if as_of is not None else None)
+            for listener in list(self.advance_listeners):
+                try:
+                    listener(run_id, as_of)
+                except Exception:  # noqa: BLE001 - a listener's bug must not stop the generation
+                    log.exception("a data generation listener failed")
 
     async def load(self) -> None:
         """The last success and the newest finished run id; best effort (the database may be down)."""

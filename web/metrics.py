@@ -57,6 +57,12 @@ class Metrics:
         self.pool = Gauge(
             "fature_db_pool_connections", "Robust database pool connections by state.", ["state"], registry=r
         )
+        self.websockets = Gauge(
+            "fature_websocket_connections", "Open GraphQL WebSocket connections (/graphql).", registry=r
+        )
+        self.subscriptions = Gauge(
+            "fature_subscriptions", "Live GraphQL subscriptions, by root field.", ["field"], registry=r
+        )
         self._operations: set[str] = set()
 
     def operation_label(self, name: str | None) -> str:

@@ -1,0 +1,185 @@
+"""Live updates: GraphQL subscriptions over graphql-transport-ws on /graphql (web/subscriptions.py),
+spoken by real clients against uvicorn: the npm ``graphql-ws`` client under Node, gql's
+WebsocketsTransport, and the ``websockets`` library for what a well-behaved client never does.
+
+The ETL tests write to a deployment of their own (the shared one is read-only)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+import websockets
+from gql import Client, gql
+from gql.transport.websockets import WebsocketsTransport
+from websockets.asyncio.client import ClientConnection
+
+from tests.support.clients import AFFILIATE, CHILD, GRANDCHILD, ROOT
+from tests.support.deployment import Deployment, build_deployment, drop_deployment, token
+from tests.support.factories import Operation, etl
+from tests.support.live import uvicorn_serving
+from tests.support.tools import node_binary, npm_packages
+from web.auth import mint_token
+
+PROTOCOL = "graphql-transport-ws"
+REPO = Path(__file__).resolve().parents[2]
+TOTALS = """subscription Totals($id: ID!) { affiliateTotals(id: $id) {
+  id totalReferrals totalDeposits totalBets totalGgr totalCpaEarned totalNetworkSize rankCpa } }"""
+QUERY = """query Totals($id: ID!) { affiliate(id: $id) {
+  id totalReferrals totalDeposits totalBets totalGgr totalCpaEarned totalNetworkSize rankCpa } }"""
+UPDATED = "subscription { dataUpdated { runId dataAsOf } }"
+UNTOUCHED = 308  # an inactive affiliate under 300 with no network: a deposit of 341 moves nothing of it
+SUSPENDED = 341  # 'suspenso' in the deployment's operation data (every 11th of the tree)
+
+
+@pytest.fixture(scope="module")
+async def writable(robust_template: str) -> AsyncIterator[Deployment]:
+    built = await build_deployment(robust_template)
+    yield built
+    await drop_deployment(built)
+
+
+def ws_url(url: str) -> str:
+    return url.replace("http://", "ws://") + "/graphql"
+
+
+def bearer(deployment: Deployment, role: str = "admin", affiliate_id: int | None = None, **kw: Any) -> str:
+    return f"Bearer {token(deployment.settings, role, affiliate_id, **kw)}"
+
+
+@asynccontextmanager
+async def serving(deployment: Deployment, **overrides: Any) -> AsyncIterator[str]:
+    settings = deployment.settings.model_copy(update=overrides)
+    async with uvicorn_serving(settings, deployment.robust_url, log_level="warning") as url:
+        yield url
+
+
+@asynccontextmanager
+async def connected(url: str, payload: dict[str, Any] | None) -> AsyncIterator[ClientConnection]:
+    """A raw graphql-transport-ws connection, acknowledged (``payload`` None: no connection_init)."""
+    async with websockets.connect(ws_url(url), subprotocols=[PROTOCOL]) as socket:  # type: ignore[list-item]
+        if payload is not None:
+            await socket.send(json.dumps({"type": "connection_init", "payload": payload}))
+            ack = json.loads(await asyncio.wait_for(socket.recv(), 5))
+            assert ack["type"] == "connection_ack", ack
+        yield socket
+
+
+async def closed_with(socket: ClientConnection, timeout: float = 5) -> tuple[int | None, str | None]:
+    """The close code and reason the server ends the connection with (messages before it skipped)."""
+    async def drain() -> None:
+        async for _ in socket:
+            pass
+    try:
+        await asyncio.wait_for(drain(), timeout)
+    except websockets.ConnectionClosed:
+        pass
+    assert socket.close_code is not None, "the server did not close"
+    return socket.close_code, socket.close_reason
+
+
+async def refused(url: str, payload: dict[str, Any]) -> tuple[int | None, str | None]:
+    async with websockets.connect(ws_url(url), subprotocols=[PROTOCOL]) as socket:  # type: ignore[list-item]
+        await socket.send(json.dumps({"type": "connection_init", "payload": payload}))
+        return await closed_with(socket)
+
+
+async def next_message(socket: ClientConnection, timeout: float = 10, skip_pings: bool = True) -> dict[str, Any]:
+    while True:
+        message = json.loads(await asyncio.wait_for(socket.recv(), timeout))
+        if skip_pings and message["type"] == "ping":
+            await socket.send(json.dumps({"type": "pong"}))
+            continue
+        return message
+
+
+async def subscribe(socket: ClientConnection, id: str, query: str, variables: dict[str, Any] | None = None) -> None:
+    await socket.send(json.dumps({"id": id, "type": "subscribe",
+                                  "payload": {"query": query, "variables": variables or {}}}))
+
+
+async def query(url: str, authorization: str, document: str, variables: dict[str, Any]) -> dict[str, Any]:
+    async with httpx.AsyncClient() as client:
+        response = await client.post(url + "/graphql", json={"query": document, "variables": variables},
+                                     headers={"authorization": authorization})
+    return response.json()
+
+
+# --- authentication and the protocol's closes ------------------------------------------------
+
+
+async def test_tokens_are_read_from_each_accepted_spelling_of_the_payload(deployment: Deployment) -> None:
+    raw = token(deployment.settings, "admin")
+    async with serving(deployment) as url:
+        expected = (await query(url, f"Bearer {raw}", QUERY, {"id": str(ROOT)}))["data"]["affiliate"]
+        assert expected["totalReferrals"] > 0
+        for payload in ({"Authorization": f"Bearer {raw}"}, {"authorization": f"Bearer {raw}"},
+                        {"authorization": raw}, {"token": raw}, {"headers": {"Authorization": f"Bearer {raw}"}}):
+            async with connected(url, payload) as socket:
+                await subscribe(socket, "1", TOTALS, {"id": str(ROOT)})
+                message = await next_message(socket)
+                assert message == {"id": "1", "type": "next", "payload": {"data": {"affiliateTotals": expected}}}
+
+
+@pytest.mark.parametrize("payload,reason", [
+    ({}, "Forbidden: missing bearer token"),
+    ({"Authorization": "Bearer not.a.token"}, "Forbidden: malformed token"),
+    ({"Authorization": "Basic dXNlcjpwdw=="}, "Forbidden: expected 'Authorization: Bearer <token>'"),
+])
+async def test_a_bad_token_closes_with_4403_and_the_reason(deployment: Deployment, payload: dict[str, Any],
+                                                           reason: str) -> None:
+    async with serving(deployment) as url:
+        assert await refused(url, payload) == (4403, reason)
+
+
+async def test_an_expired_or_foreign_token_and_a_suspended_affiliate_close_with_4403(deployment: Deployment) -> None:
+    settings = deployment.settings
+    other = settings.model_copy(update={"jwt_secret": SecretStr("another-secret-" + "y" * 40)})
+    expired = mint_token(settings, "admin", ttl=timedelta(seconds=1))
+    time.sleep(1.1)
+    async with serving(deployment, jwt_leeway_seconds=0) as url:
+        assert await refused(url, {"Authorization": f"Bearer {expired}"}) == (4403, "Forbidden: token expired")
+        forged = mint_token(other, "admin")
+        assert await refused(url, {"Authorization": f"Bearer {forged}"}) == (4403, "Forbidden: invalid signature")
+        suspended = bearer(deployment, "affiliate", SUSPENDED)
+        assert await refused(url, {"Authorization": suspended}) == (
+            4403, "Forbidden: this affiliate account is suspended")
+
+
+async def test_no_connection_init_closes_with_4408(deployment: Deployment) -> None:
+    async with serving(deployment, ws_connection_init_timeout_seconds=0.5) as url:
+        async with connected(url, None) as socket:
+            started = time.monotonic()
+            code, reason = await closed_with(socket)
+            assert (code, reason) == (4408, "Connection initialisation timeout")
+            assert 0.4 < time.monotonic() - started < 3
+
+
+async def test_subscribe_before_the_acknowledgement_closes_with_4401(deployment: Deployment) -> None:
+    async with serving(deployment) as url:
+        async with connected(url, None) as socket:
+            await subscribe(socket, "1", UPDATED)
+            assert await closed_with(socket) == (4401, "Unauthorized")
+
+
+async def test_the_connection_closes_when_the_token_expires(deployment: Deployment) -> None:
+    short = mint_token(deployment.settings, "admin", ttl=timedelta(seconds=2))
+    async with serving(deployment, jwt_leeway_seconds=0) as url:
+        async with connected(url, {"Authorization": f"Bearer {short}"}) as socket:
+            await subscribe(socket, "1", UPDATED)
+            started = time.monotonic()
+            code, reason = await closed_with(socket, timeout=10)
+    assert (code, reason) == (4403, "Forbidden: token expired")
+    assert time.monotonic() - started < 4
