@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from gql.transport.websockets import WebsocketsTransport
 from websockets.asyncio.client import ClientConnection
 
 from tests.support.clients import AFFILIATE, CHILD, GRANDCHILD, ROOT
-from tests.support.deployment import Deployment, build_deployment, drop_deployment, token
+from tests.support.deployment import Deployment, build_deployment, drop_deployment, rows, token
 from tests.support.factories import Operation, etl
 from tests.support.live import uvicorn_serving
 from tests.support.tools import node_binary, npm_packages
@@ -183,3 +183,136 @@ async def test_the_connection_closes_when_the_token_expires(deployment: Deployme
             code, reason = await closed_with(socket, timeout=10)
     assert (code, reason) == (4403, "Forbidden: token expired")
     assert time.monotonic() - started < 4
+
+
+# --- events after an ETL commit, with the npm graphql-ws client --------------------------------
+
+GRAPHQL_WS = ("graphql-ws@6.4.2", "ws@8.23.1", "graphql@16.11.0")
+NODE_CLIENT = """
+import { createClient } from 'graphql-ws';
+import WebSocket from 'ws';
+const [url, token, subscriptions] = process.argv.slice(2);
+const out = (o) => process.stdout.write(JSON.stringify(o) + '\\n');
+const client = createClient({
+  url, webSocketImpl: WebSocket, retryAttempts: 0,
+  connectionParams: { Authorization: `Bearer ${token}` },
+  on: {
+    connected: () => out({ event: 'connected' }),
+    ping: (received) => { if (received) out({ event: 'ping' }); },
+    closed: (e) => out({ event: 'closed', code: e.code, reason: e.reason }),
+  },
+});
+for (const [name, query, variables] of JSON.parse(subscriptions)) {
+  client.subscribe({ query, variables }, {
+    next: (result) => out({ name, result }),
+    error: (error) => out({ name, error: Array.isArray(error) ? error : String(error.code ?? error) }),
+    complete: () => out({ name, complete: true }),
+  });
+}
+process.stdin.on('end', async () => { await client.dispose(); process.exit(0); });
+process.stdin.resume();
+"""
+
+
+class NodeClient:
+    """The npm graphql-ws client under Node, subscribed to ``subscriptions`` (name, query,
+    variables); each line it prints is one event."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.events: list[dict[str, Any]] = []
+
+    async def next(self, timeout: float = 20) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = await asyncio.wait_for(self.process.stdout.readline(), timeout)
+        assert line, "the Node client ended"
+        event = json.loads(line)
+        self.events.append(event)
+        return event
+
+    async def until(self, wanted: Any, timeout: float = 20) -> list[dict[str, Any]]:
+        """Events until one satisfies ``wanted`` (heartbeats included), that one last."""
+        seen = []
+        deadline = time.monotonic() + timeout
+        while True:
+            event = await self.next(max(0.1, deadline - time.monotonic()))
+            seen.append(event)
+            if wanted(event):
+                return seen
+
+
+@asynccontextmanager
+async def node_client(url: str, raw_token: str, subscriptions: list[tuple[str, str, dict[str, Any]]]
+                      ) -> AsyncIterator[NodeClient]:
+    modules = npm_packages(*GRAPHQL_WS)
+    script = modules.parent / f"graphql-ws-client-{os.getpid()}.mjs"
+    script.write_text(NODE_CLIENT)
+    process = await asyncio.create_subprocess_exec(
+        node_binary(), str(script), ws_url(url), raw_token, json.dumps(subscriptions),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        yield NodeClient(process)
+    finally:
+        assert process.stdin is not None
+        process.stdin.close()
+        try:
+            await asyncio.wait_for(process.wait(), 10)
+        except TimeoutError:
+            process.kill()
+        script.unlink(missing_ok=True)
+
+
+def etl_in_another_process(deployment: Deployment) -> None:
+    """`fature etl run` in a process of its own: only NOTIFY (or the poll) tells the API."""
+    env = {**os.environ, "FATURE_DATABASE_URL": deployment.robust_url,
+           "FATURE_OPERATION_DATABASE_URL": deployment.operation_url, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-m", "cli", "etl", "run"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+async def test_graphql_ws_client_gets_the_totals_pushed_after_an_etl_commit(writable: Deployment) -> None:
+    admin = token(writable.settings, "admin")
+    watched = {"child": CHILD, "root": ROOT, "untouched": UNTOUCHED}
+    subscriptions = [(name, TOTALS, {"id": str(id)}) for name, id in watched.items()]
+    subscriptions.append(("updated", UPDATED, {}))
+    async with serving(writable, ws_ping_seconds=0.5) as url:
+        before = {name: (await query(url, f"Bearer {admin}", QUERY, {"id": str(id)}))["data"]["affiliate"]
+                  for name, id in watched.items()}
+        async with node_client(url, admin, subscriptions) as client:
+            first: dict[str, Any] = {}
+            for event in await client.until(lambda e: len(first) == 3 or ("name" in e and first.setdefault(
+                    e["name"], e["result"]) and len(first) == 3)):
+                assert "error" not in event and event.get("event") != "closed", event
+            assert {name: result["data"]["affiliateTotals"] for name, result in first.items()} == before
+            # Heartbeats: the server pings, the client answers (else the next ping would close it).
+            await client.until(lambda e: e.get("event") == "ping")
+            await client.until(lambda e: e.get("event") == "ping")
+
+            op = await Operation.open(writable.operation_url)
+            try:
+                await op.deposit(GRANDCHILD, "500.00", "2025-06-01 10:00Z")  # 341: level 1 of 326
+            finally:
+                await op.close()
+            await asyncio.to_thread(etl_in_another_process, writable)
+            run = (await rows(writable.robust_url, "SELECT id, source_as_of FROM etl.runs "
+                              "WHERE status = 'success' ORDER BY id DESC LIMIT 1"))[0]
+            after = {name: (await query(url, f"Bearer {admin}", QUERY, {"id": str(id)}))["data"]["affiliate"]
+                     for name, id in watched.items()}
+            assert after["untouched"] == before["untouched"]
+            assert float(after["child"]["totalDeposits"]) == float(before["child"]["totalDeposits"]) + 500
+
+            pushed: dict[str, Any] = {}
+            events = await client.until(lambda e: "name" in e and pushed.setdefault(e["name"], e) is not None
+                                        and {"child", "root", "updated"} <= pushed.keys())
+            for event in events:
+                assert "error" not in event and event.get("event") != "closed", event
+            update = pushed["updated"]["result"]["data"]["dataUpdated"]
+            assert update["runId"] == str(run["id"])
+            assert datetime.fromisoformat(update["dataAsOf"]) == run["source_as_of"]
+            assert pushed["child"]["result"]["data"]["affiliateTotals"] == after["child"]
+            assert pushed["root"]["result"]["data"]["affiliateTotals"] == after["root"]
+            # Nothing for the affiliate the run did not change (more heartbeats meanwhile).
+            quiet = await client.until(lambda e: e.get("event") == "ping")
+            quiet += await client.until(lambda e: e.get("event") == "ping")
+            assert "untouched" not in pushed and not [e for e in quiet if "name" in e], quiet
