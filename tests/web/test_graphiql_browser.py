@@ -2,7 +2,7 @@
 by playwright-core (npm; it downloads no browser), against the app on a real uvicorn socket.
 
 Every request to a host other than the server is aborted and recorded: the page must work
-offline. An analyst opens the page, sees the hint, pastes a token, sees the schema load
+offline. An analyst opens the page, sees the hint, pastes a bad token (refused, with the server's reason), then a good one, sees the schema load
 without a manual refetch, runs the dashboard for affiliate 300 and sees the database's figure.
 On failure the browser's screenshot is at /tmp/graphiql-browser-failure.png.
 """
@@ -80,8 +80,15 @@ try {
   await page.waitForSelector(".graphiql-doc-explorer");
   seen.docsBefore = await page.textContent(".graphiql-doc-explorer");
 
-  step = "paste the token";
+  step = "a bad token is refused, with the hint";
   tokenSet = true;
+  await page.fill("#fature-token", "not-a-token");
+  await page.click('#fature-token-bar button[type="submit"]');
+  await page.waitForFunction(() => document.getElementById("fature-hint").dataset.state === "refused",
+                             null, { timeout: 30000 });
+  seen.hintRefused = await page.textContent("#fature-hint");
+
+  step = "paste the token";
   await page.fill("#fature-token", process.env.FATURE_GRAPHIQL_TOKEN);
   await page.click('#fature-token-bar button[type="submit"]');
   step = "the schema loads by itself";
@@ -152,12 +159,16 @@ async def test_an_analyst_runs_the_dashboard_in_graphiql_offline(deployment: Dep
     # Offline: the page asked no other host for anything, and every asset loaded.
     assert seen["blocked"] == []
     assert all(r["url"].startswith(url) for r in seen["requests"])
-    assert [r for r in seen["requests"] if r["status"] != 200] == []
+    assert [r for r in seen["requests"] if r["status"] != 200 and r["method"] == "GET"] == []
     assets = {r["url"].rsplit("/", 1)[-1] for r in seen["requests"] if "/graphiql/" in r["url"]}
     assert {"react-18.3.1.production.min.js", "react-dom-18.3.1.production.min.js", "graphiql-3.9.0.min.js",
             "graphiql-3.9.0.min.css", "fature-graphiql.js", "fature-graphiql.css"} <= assets
     # No script error, no refused integrity check, no Content-Security-Policy violation.
-    assert seen["pageErrors"] == [] and seen["consoleErrors"] == []
+    # (Chromium logs each refused request: the bad token's 401s and nothing else.)
+    refusals = [r for r in seen["requests"] if r["status"] == 401]
+    assert seen["pageErrors"] == []
+    assert seen["consoleErrors"] == ["Failed to load resource: the server responded with a status of 401 "
+                                     "(Unauthorized)"] * len(refusals)
 
     # Before the token: the hint, and not a request to the server.
     assert "./dev token --role analyst" in seen["hintBefore"]
@@ -165,6 +176,11 @@ async def test_an_analyst_runs_the_dashboard_in_graphiql_offline(deployment: Dep
     assert "Error fetching schema" in seen["docsBefore"]
     assert "query Dashboard($id: ID!)" in seen["queryEditor"]
     assert json.loads(seen["variablesBefore"]) == {"id": "AFFILIATE_ID"}
+
+    # A bad token: the server's reason and the hint again.
+    assert "refused the token" in seen["hintRefused"] and "./dev token --role analyst" in seen["hintRefused"]
+    assert refusals and all(r["method"] == "POST" for r in refusals)
+    assert [r["status"] for r in seen["requests"] if r["method"] == "POST"][:1] == [401]
 
     # The token: kept in the browser, and the schema came without a manual refetch.
     assert seen["storedToken"] == analyst
