@@ -557,6 +557,52 @@ def serve(
         serve_app(settings, urls, host=host, port=port, workers=workers)
 
 
+documents_app = typer.Typer(help="Trusted documents: the manifest of registered GraphQL operations.",
+                            no_args_is_help=True)
+app.add_typer(documents_app, name="documents")
+
+
+@documents_app.command("build")
+def documents_build(
+    sources: Annotated[list[str], typer.Argument(help=".graphql files or folders of them.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="Manifest to write; - is stdout.")] = "-",
+) -> None:
+    """Write the manifest (apollo-persisted-query-manifest JSON, sha256 ids) of the named
+    operations in SOURCES, for FATURE_TRUSTED_DOCUMENTS_PATH."""
+    from pathlib import Path
+
+    from web.persisted import ManifestError, build_manifest
+
+    try:
+        manifest = build_manifest(Path(s) for s in sources)
+    except (ManifestError, OSError) as exc:
+        fail(str(exc))
+    raw = orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n"
+    if output == "-":
+        sys.stdout.write(raw.decode())
+        return
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    Path(output).write_bytes(raw)
+    err.print(f"{len(manifest['operations'])} operation(s) written to {output}")
+
+
+@documents_app.command("list")
+def documents_list(manifest: str = typer.Argument(..., help="A manifest file.")) -> None:
+    """Print each operation of a manifest: its sha256 id, name and type."""
+    from pathlib import Path
+
+    from web.persisted import ManifestError, read_manifest
+
+    try:
+        operations = read_manifest(Path(manifest))
+    except ManifestError as exc:
+        fail(str(exc))
+    table = Table("sha256", "name", "type")
+    for operation in operations:
+        table.add_row(operation.id, operation.name, operation.type)
+    Console(width=200).print(table)
+
+
 def main() -> None:
     try:
         app()
