@@ -3,7 +3,8 @@ by playwright-core (npm; it downloads no browser), against the app on a real uvi
 
 Every request to a host other than the server is aborted and recorded: the page must work
 offline. An analyst opens the page, sees the hint, pastes a bad token (refused, with the server's reason), then a good one, sees the schema load
-without a manual refetch, runs the dashboard for affiliate 300 and sees the database's figure.
+without a manual refetch, runs the dashboard for affiliate 300 and sees the database's figure; reloaded, the page keeps
+the token; forgotten and typed into GraphiQL's Headers pane instead, the schema loads again.
 On failure the browser's screenshot is at /tmp/graphiql-browser-failure.png.
 """
 
@@ -121,6 +122,19 @@ try {
   await page.waitForFunction(() => document.getElementById("fature-hint").dataset.state === "ready",
                              null, { timeout: 30000 });
   seen.hintReloaded = await page.textContent("#fature-hint");
+
+  step = "forget the token, then set it in the Headers pane instead";
+  await page.click("#fature-token-forget");
+  await page.waitForFunction(() => document.getElementById("fature-hint").dataset.state === "missing");
+  seen.storedAfterForget = await page.evaluate(() => window.localStorage.getItem("fature.graphiql.token"));
+  await page.click('.graphiql-editor-tools button:has-text("Headers")');
+  const headers = ".graphiql-editor-tool .graphiql-editor:not(.hidden) .CodeMirror";
+  await page.click(headers);
+  await page.keyboard.press("Control+A");
+  await page.keyboard.insertText(JSON.stringify({ Authorization: `Bearer ${process.env.FATURE_GRAPHIQL_TOKEN}` }));
+  await page.waitForFunction(() => document.getElementById("fature-hint").dataset.state === "ready",
+                             null, { timeout: 30000 });
+  seen.hintFromHeaders = await page.textContent("#fature-hint");
   seen.ok = true;
 } catch (error) {
   seen.ok = false;
@@ -194,3 +208,6 @@ async def test_an_analyst_runs_the_dashboard_in_graphiql_offline(deployment: Dep
     assert Decimal(affiliate["totalCpaEarned"]) == expected["total_cpa_earned"]
     assert "errors" not in seen["result"]
     assert "Token accepted" in seen["hintReloaded"]
+    # Forgotten, then pasted into the Headers pane: the schema comes again, by itself too.
+    assert seen["storedAfterForget"] is None
+    assert "Token accepted" in seen["hintFromHeaders"]

@@ -113,11 +113,42 @@
     };
   }
 
+  // The Authorization header of the Headers pane (null when none, or while it is not JSON).
+  function headerAuthorization(text) {
+    try {
+      var headers = JSON.parse(text || "{}");
+      var name = Object.keys(headers).find(function (key) { return key.toLowerCase() === "authorization"; });
+      return name ? String(headers[name]) : null;
+    } catch (e) {
+      return null;
+    }
+  }
+
   var root = ReactDOM.createRoot(document.getElementById("graphiql"));
+  var currentToken = null;
+  var paneAuthorization = headerAuthorization(stored("graphiql:headers"));
+  var headersTimer = null;
+
+  // A token typed into the Headers pane counts too: once it settles, a new fetcher (and so a
+  // new schema fetch) for it, as for the token field.
+  function onEditHeaders(text) {
+    window.clearTimeout(headersTimer);
+    headersTimer = window.setTimeout(function () {
+      var authorization = headerAuthorization(text);
+      if (authorization !== paneAuthorization) {
+        paneAuthorization = authorization;
+        if (!currentToken && authorization) {
+          say("loading", "Authorization header set; loading the schema...");
+        }
+        render(currentToken);
+      }
+    }, 500);
+  }
   // The placeholder variables only while GraphiQL keeps none of its own (it stores the last ones).
   var initialVariables = stored("graphiql:variables") === null ? defaults.variables : undefined;
 
   function render(token) {
+    currentToken = token;
     root.render(
       React.createElement(GraphiQL, {
         fetcher: fetcherFor(token),
@@ -125,6 +156,7 @@
         variables: initialVariables,
         defaultEditorToolsVisibility: "variables",
         shouldPersistHeaders: false,
+        onEditHeaders: onEditHeaders,
       })
     );
   }
