@@ -345,3 +345,68 @@ async def test_resolve_document_for_subscriptions(deployment: Deployment, tmp_pa
     assert await resolve_document(state, admin, other, other_ext) == other  # registered
     assert await resolve_document(state, admin, None, other_ext) == other
     await state.persisted.close()
+
+
+# --- Apollo Client's own link, in Node ------------------------------------------------------
+
+APOLLO = ("graphql@16.11.0", "@apollo/client@4.0.7", "rxjs@7.8.2")
+APOLLO_CLIENT = """
+import { ApolloClient, InMemoryCache, HttpLink, gql } from '@apollo/client';
+import { PersistedQueryLink } from '@apollo/client/link/persisted-queries';
+import { CombinedGraphQLErrors } from '@apollo/client/errors';
+import { createHash } from 'node:crypto';
+
+const [url, bearer, alias] = process.argv.slice(2);
+const seen = [];
+const logged = async (input, init = {}) => {
+  const response = await fetch(input, init);
+  const text = await response.clone().text();
+  seen.push({ method: init.method ?? 'GET', hasQuery: String(input).includes('query=')
+      || (init.body ?? '').includes('"query"'), status: response.status,
+    type: response.headers.get('content-type'), code: JSON.parse(text).errors?.[0]?.extensions?.code ?? null });
+  return response;
+};
+const sha256 = (text) => createHash('sha256').update(text).digest('hex');
+const client = (token) => new ApolloClient({
+  cache: new InMemoryCache(),
+  link: new PersistedQueryLink({ sha256, useGETForHashedQueries: true }).concat(
+    new HttpLink({ uri: url, fetch: logged, headers: { authorization: `Bearer ${token}` } })),
+});
+const query = gql(`query Me { me { name totalReferrals } ${alias}: __typename }`);
+const good = client(bearer);
+const first = await good.query({ query, fetchPolicy: 'network-only' });
+const second = await good.query({ query, fetchPolicy: 'network-only' });
+let refusal = null;
+try {
+  await client('not-a-token').query({ query, fetchPolicy: 'network-only' });
+} catch (error) {
+  refusal = { graphql: CombinedGraphQLErrors.is(error), code: error.errors?.[0]?.extensions?.code ?? null,
+              name: error.name };
+}
+console.log(JSON.stringify({ first: first.data, second: second.data, seen, refusal }));
+"""
+
+
+async def test_apollo_clients_persisted_query_link(deployment: Deployment) -> None:
+    """Apollo Client 4's HttpLink and PersistedQueryLink (GET for hashed queries, its default
+    Accept): unknown hash, then the query, then the hash alone; a 401 reaches it as GraphQL errors."""
+    import asyncio
+
+    from tests.support.tools import npm_packages, run_node
+
+    modules = npm_packages(*APOLLO)
+    bearer = token(deployment.settings, "affiliate", CHILD)
+    alias = f"a{uuid.uuid4().hex}"
+    async with uvicorn_serving(deployment.settings, deployment.robust_url, log_level="warning") as url:
+        done = await asyncio.to_thread(run_node, APOLLO_CLIENT, modules, f"{url}/graphql", bearer, alias)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert result["first"]["me"]["name"] and result["first"] == result["second"], result
+    gql_type = f"{GQL}; charset=utf-8"
+    assert result["seen"][:3] == [
+        {"method": "GET", "hasQuery": False, "status": 200, "type": gql_type, "code": "PERSISTED_QUERY_NOT_FOUND"},
+        {"method": "POST", "hasQuery": True, "status": 200, "type": gql_type, "code": None},
+        {"method": "GET", "hasQuery": False, "status": 200, "type": gql_type, "code": None},
+    ], result["seen"]
+    assert result["seen"][3]["status"] == 401 and result["seen"][3]["type"] == gql_type
+    assert result["refusal"] == {"graphql": True, "code": "UNAUTHENTICATED", "name": "CombinedGraphQLErrors"}, result
