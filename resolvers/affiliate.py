@@ -8,9 +8,10 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, tuple_
 
 from db.tables import affiliates
-from resolvers.arguments import as_decimal, as_int, check_first, decode_cursor, encode_cursor, parse_id
+from resolvers.arguments import as_decimal, as_int, check_first, decode_cursor, encode_cursor
 from resolvers.context import Context
 from resolvers.errors import BadUserInput, Forbidden
+from resolvers.global_ids import parse_entity_id
 from resolvers.pagination import Page
 from resolvers.viewer import Viewer
 
@@ -29,7 +30,7 @@ AFFILIATE_ORDER_COLUMNS = {"affiliate_id"}
 
 async def affiliate(ctx: Context, id: object) -> Any | None:
     """One affiliate row; None when there is none with this id or the viewer may not see it."""
-    return await affiliate_by_id(ctx, parse_id(id))
+    return await affiliate_by_id(ctx, parse_entity_id(id, "Affiliate"))
 
 
 async def affiliate_by_id(ctx: Context, affiliate_id: int) -> Any | None:

@@ -19,11 +19,14 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commissions import service
+from commissions.months import last_closed_month
 from db.engine import QueryTimeout, timeout_ms
-from db.reader import UNAVAILABLE_ERRORS
-from resolvers.arguments import check_first, parse_id
+from db.reader import UNAVAILABLE_ERRORS, sql
+from resolvers.arguments import as_int, check_first, decode_cursor, encode_cursor, parse_id
 from resolvers.context import Context
 from resolvers.errors import BadUserInput, ServiceUnavailable
+from resolvers.global_ids import parse_entity_id, parse_global_id
+from resolvers.pagination import Page, page_of
 from resolvers.viewer import Viewer
 
 log = logging.getLogger("fature.api")
@@ -83,7 +86,11 @@ def parse_month(value: date, name: str = "month") -> date:
 
 
 def parse_statement_id(value: object) -> tuple[int, date]:
+    """A statement's number ``'<affiliateId>:<YYYY-MM>'`` or its global id."""
     text = str(value)
+    if ":" not in text:
+        owner_id, month_start_day = parse_global_id(text, "id", "Statement").key
+        return owner_id, month_start_day
     owner, _, month = text.partition(":")
     try:
         year, _, mon = month.partition("-")
@@ -110,7 +117,7 @@ async def statements(
     month = parse_month(month)
     size = check_first(first, ctx.max_page_size)
     after_id = parse_id(after, "after") if after is not None else 0
-    owner = parse_id(affiliate_id, "affiliateId") if affiliate_id is not None else None
+    owner = parse_entity_id(affiliate_id, "Affiliate", "affiliateId") if affiliate_id is not None else None
     if not ctx.viewer.sees_everyone:
         if owner is not None and owner != ctx.viewer.affiliate_id:
             return []
@@ -118,6 +125,53 @@ async def statements(
     async with robust_connection(ctx) as conn:
         return await service.statements_page(conn, ctx.settings.timezone, month, affiliate_id=owner,
                                              status=status, after=after_id, first=size)
+
+
+STATEMENT_CURSOR = "statement"
+# A closed month's statements are stored: counted in SQL, on the API's reader.
+_COUNT_STORED = sql(
+    "SELECT count(*) AS n FROM commission_statements WHERE month = :month "
+    "AND (CAST(:owner AS bigint) IS NULL OR affiliate_id = :owner) "
+    "AND (CAST(:status AS text) IS NULL OR status = :status)"
+)
+
+
+async def statements_connection(
+    ctx: Context, month: date, affiliate_id: str | None, status: str | None, first: int | None,
+    after: str | None,
+) -> Page[service.StatementRecord]:
+    """``statements`` as a keyset page with an opaque cursor (by affiliate id); the whole
+    list's size is counted only when asked (a closed month's by one COUNT; an open month's
+    statements are settled live, so they are settled again to be counted)."""
+    month = parse_month(month)
+    size = check_first(first, ctx.max_page_size)
+    key = decode_cursor(after, STATEMENT_CURSOR, (as_int,))
+    after_id = key[0] if key is not None else 0
+    owner = parse_entity_id(affiliate_id, "Affiliate", "affiliateId") if affiliate_id is not None else None
+    nobody = not ctx.viewer.sees_everyone and owner is not None and owner != ctx.viewer.affiliate_id
+    if not ctx.viewer.sees_everyone:
+        owner = ctx.viewer.affiliate_id
+    tz = ctx.settings.timezone
+    found: list[service.StatementRecord] = []
+    if not nobody:
+        async with robust_connection(ctx) as conn:
+            found = await service.statements_page(conn, tz, month, affiliate_id=owner, status=status,
+                                                  after=after_id, first=size + 1)
+
+    async def count() -> int:
+        if nobody:
+            return 0
+        async with robust_connection(ctx) as conn:
+            closed = await last_closed_month(conn)
+            if closed is None or month > closed:
+                async with conn.transaction(readonly=True, isolation="repeatable_read"):
+                    return sum([1 async for _ in service.month_statements(
+                        conn, tz, month, affiliate_id=owner, status=status)])
+        rows = await ctx.access.global_state(_COUNT_STORED, month=month, owner=owner, status=status)
+        return int(rows[0].n)
+
+    return page_of(found[:size], lambda s: encode_cursor(STATEMENT_CURSOR, s.affiliate_id),
+                   len(found) > size, after, count)
 
 
 async def statement_lines(
@@ -159,7 +213,7 @@ async def reject_cpa_validation(ctx: Context, id: str, reason: str) -> Row:
     """Set cpa_status rejected (a paid one too: a chargeback, recovered in the first open
     month); the open statement adjusts at once.
     Returns the validation as the ledger's loader reads it."""
-    validation_id = parse_id(id, "id")
+    validation_id = parse_entity_id(id, "CpaValidation", "id")
     if not reason.strip():
         raise BadUserInput("reason must not be empty")
     async with robust_connection(ctx) as conn:

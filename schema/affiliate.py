@@ -22,6 +22,7 @@ from resolvers import referral as referral_resolvers
 from resolvers import summary as summary_resolvers
 from resolvers import transaction as transaction_resolvers
 from resolvers import validation as validation_resolvers
+from resolvers.global_ids import global_id
 from schema.enums import (
     AffiliateOrderField,
     AffiliateStatus,
@@ -33,6 +34,7 @@ from schema.enums import (
     TransactionType,
 )
 from schema.network import Network
+from schema.node import Node, register
 from schema.pagination import Connection, connection_of
 from schema.summary import PeriodicSummary
 from schema.transaction import Transaction
@@ -53,8 +55,10 @@ def _affiliate_or_none(row: Any | None) -> Affiliate | None:
 
 
 @strawberry.type(description="An affiliate and its whole five-level network, all figures precomputed.")
-class Affiliate:
-    id: strawberry.ID
+class Affiliate(Node):
+    affiliate_id: strawberry.ID = strawberry.field(
+        description="The affiliate's number: the operator's user id (REST and exports use it; "
+                    "`affiliate(id:)` takes it).")
     name: str
     email: str | None
     phone: str | None
@@ -75,15 +79,16 @@ class Affiliate:
     rank_referrals: int | None = strawberry.field(
         description="Among active affiliates; null otherwise, and for a downline at the viewer's level 5.")
     registered_at: datetime | None
-    affiliate_id: strawberry.Private[int]
+    number: strawberry.Private[int]
 
     @classmethod
     def from_row(cls, row: Any) -> Affiliate:
         """An ``affiliates_ranked`` row whose personal data the resolver already shaped for
         the viewer."""
         return cls(
-            id=strawberry.ID(str(row.affiliate_id)),
-            affiliate_id=row.affiliate_id,
+            id=strawberry.ID(global_id("Affiliate", row.affiliate_id)),
+            affiliate_id=strawberry.ID(str(row.affiliate_id)),
+            number=row.affiliate_id,
             name=row.name,
             email=row.email,
             phone=row.phone,
@@ -104,7 +109,7 @@ class Affiliate:
 
     @strawberry.field
     async def network(self, info: Info) -> Network:
-        row, depth = await network_resolvers.network_of(info.context, self.affiliate_id)
+        row, depth = await network_resolvers.network_of(info.context, self.number)
         return Network.from_row(row, depth)
 
     @strawberry.field(description="Newest referral first. Of a level-L downline, an affiliate "
@@ -114,7 +119,7 @@ class Affiliate:
         first: First = 20, after: After = None,
     ) -> Connection[Referral]:
         page = await referral_resolvers.referrals_of(
-            info.context, self.affiliate_id, level=level,
+            info.context, self.number, level=level,
             status=status.value if status is not None else None, first=first, after=after,
         )
         return connection_of(page, Referral.from_row)
@@ -125,7 +130,7 @@ class Affiliate:
         self, info: Info, level: Level = None, first: First = 20, after: After = None
     ) -> Connection[CpaValidation]:
         page = await validation_resolvers.cpa_validations_of(
-            info.context, self.affiliate_id, level=level, first=first, after=after
+            info.context, self.number, level=level, first=first, after=after
         )
         return connection_of(page, CpaValidation.from_row)
 
@@ -139,7 +144,7 @@ class Affiliate:
         to: datetime | None = None, first: First = 20, after: After = None,
     ) -> Connection[Transaction]:
         page = await transaction_resolvers.transactions_of(
-            info.context, self.affiliate_id, type=type.value if type is not None else None,
+            info.context, self.number, type=type.value if type is not None else None,
             level=level, start=from_, end=to, first=first, after=after,
         )
         return connection_of(page, Transaction.from_row)
@@ -155,18 +160,18 @@ class Affiliate:
         last: Annotated[int | None, strawberry.argument(description="1..1000")] = None,
     ) -> list[PeriodicSummary]:
         rows = await summary_resolvers.summaries_of(
-            info.context, self.affiliate_id, period=period.value, start=from_, end=to, last=last
+            info.context, self.number, period=period.value, start=from_, end=to, last=last
         )
         return [PeriodicSummary.from_row(r) for r in rows]
 
     @strawberry.field(description="p1..p5: the referrer, the referrer's referrer, and so on.")
     async def upline(self, info: Info) -> list[Affiliate]:
-        rows = await affiliate_resolvers.upline_of(info.context, self.affiliate_id)
+        rows = await affiliate_resolvers.upline_of(info.context, self.number)
         return [Affiliate.from_row(r) for r in rows]
 
 
 @strawberry.type(description="A user in the level-`level` network of the affiliate.")
-class Referral:
+class Referral(Node):
     referred_user_id: strawberry.ID
     level: int
     referral_date: datetime
@@ -185,6 +190,7 @@ class Referral:
     @classmethod
     def from_row(cls, row: Any) -> Referral:
         return cls(
+            id=strawberry.ID(global_id("Referral", row.referrer_id, row.referred_id)),
             referred_user_id=strawberry.ID(str(row.referred_id)),
             user_id=row.referred_id,
             level=row.mlm_level,
@@ -198,8 +204,10 @@ class Referral:
 
 
 @strawberry.type(description="One ledger row: what an affiliate earns for a user at one level.")
-class CpaValidation:
-    id: strawberry.ID
+class CpaValidation(Node):
+    validation_id: strawberry.ID = strawberry.field(
+        description="The validation's number (the ledger row's id; REST, exports and "
+                    "`rejectCpaValidation(id:)` use it).")
     affiliate_id: strawberry.ID
     referred_user_id: strawberry.ID
     cpa_level: int
@@ -221,7 +229,8 @@ class CpaValidation:
     @classmethod
     def from_row(cls, row: Any) -> CpaValidation:
         return cls(
-            id=strawberry.ID(str(row.id)),
+            id=strawberry.ID(global_id("CpaValidation", row.id)),
+            validation_id=strawberry.ID(str(row.id)),
             affiliate_id=strawberry.ID(str(row.affiliate_id)),
             owner_id=row.affiliate_id,
             referred_user_id=strawberry.ID(str(row.referred_user_id)),
@@ -282,3 +291,8 @@ class AffiliateQueries:
     ) -> Connection[Affiliate]:
         page = await affiliate_resolvers.ranking(info.context, metric=metric.value, first=first, after=after)
         return connection_of(page, Affiliate.from_row)
+
+
+register("Affiliate", Affiliate.from_row)
+register("Referral", Referral.from_row)
+register("CpaValidation", CpaValidation.from_row)

@@ -13,6 +13,9 @@ from strawberry.types import Info
 
 from commissions import service
 from resolvers import commission as resolvers
+from resolvers.global_ids import global_id
+from schema.node import Node, register
+from schema.pagination import Connection, connection_of
 from schema.permissions import AdminOnly, StaffOnly
 
 
@@ -25,8 +28,9 @@ class MaySimulatePlans(StaffOnly):
 
 
 @strawberry.type(description="What a plan pays from effectiveFrom (a local date) until the next version.")
-class CommissionPlanVersion:
-    id: strawberry.ID
+class CommissionPlanVersion(Node):
+    plan_version_id: strawberry.ID = strawberry.field(
+        description="The version's number (Statement.planVersionId names it).")
     plan_id: strawberry.ID
     effective_from: date
     cpa_by_level: list[Decimal] = strawberry.field(description="CPA amount for levels 1..5.")
@@ -38,7 +42,8 @@ class CommissionPlanVersion:
     @classmethod
     def from_record(cls, v: service.PlanVersion) -> CommissionPlanVersion:
         return cls(
-            id=strawberry.ID(str(v.id)), plan_id=strawberry.ID(str(v.plan_id)),
+            id=strawberry.ID(global_id("CommissionPlanVersion", v.id)),
+            plan_version_id=strawberry.ID(str(v.id)), plan_id=strawberry.ID(str(v.plan_id)),
             effective_from=v.effective_from, cpa_by_level=v.cpa_by_level,
             rev_share_by_level=v.rev_share_by_level,
             negative_carryover=v.negative_carryover, min_payout=v.min_payout, created_at=v.created_at,
@@ -46,8 +51,10 @@ class CommissionPlanVersion:
 
 
 @strawberry.type(description="A commission plan; affiliates not assigned one are on the default plan.")
-class CommissionPlan:
-    id: strawberry.ID
+class CommissionPlan(Node):
+    plan_id: strawberry.ID = strawberry.field(
+        description="The plan's number (`commissionPlan(id:)`, `assignCommissionPlan(planId:)` and "
+                    "Statement.planId use it).")
     name: str
     is_default: bool
     created_at: datetime
@@ -59,7 +66,8 @@ class CommissionPlan:
     def from_record(cls, plan: service.Plan) -> CommissionPlan:
         current = plan.current_version
         return cls(
-            id=strawberry.ID(str(plan.id)), name=plan.name, is_default=plan.is_default,
+            id=strawberry.ID(global_id("CommissionPlan", plan.id)), plan_id=strawberry.ID(str(plan.id)),
+            name=plan.name, is_default=plan.is_default,
             created_at=plan.created_at,
             versions=[CommissionPlanVersion.from_record(v) for v in plan.versions],
             current_version=CommissionPlanVersion.from_record(current) if current is not None else None,
@@ -79,8 +87,8 @@ class CommissionPlanTermsInput:
 
 
 @strawberry.type(description="The program's qualification criteria from effectiveFrom.")
-class QualificationCriteria:
-    id: strawberry.ID
+class QualificationCriteria(Node):
+    criteria_id: strawberry.ID = strawberry.field(description="The criteria version's number.")
     effective_from: date
     min_deposits: Decimal
     min_stake: Decimal
@@ -92,7 +100,8 @@ class QualificationCriteria:
     def from_row(cls, r: Any) -> QualificationCriteria:
         """A row of qualification_criteria_versions."""
         return cls(
-            id=strawberry.ID(str(r["id"])), effective_from=r["effective_from"],
+            id=strawberry.ID(global_id("QualificationCriteria", r["id"])),
+            criteria_id=strawberry.ID(str(r["id"])), effective_from=r["effective_from"],
             min_deposits=r["min_deposits"], min_stake=r["min_stake"], min_active_days=r["min_active_days"],
             window_days=r["window_days"],
             created_at=r["created_at"],
@@ -124,8 +133,9 @@ class CommissionPlanAssignment:
 
 
 @strawberry.type(description="One admin change: who, when, what, and the state before and after.")
-class AuditEntry:
-    id: strawberry.ID
+class AuditEntry(Node):
+    audit_entry_id: strawberry.ID = strawberry.field(description="The entry's number in the audit log "
+                                                                 "(entries are numbered in order).")
     at: datetime
     actor: str
     action: str
@@ -136,7 +146,8 @@ class AuditEntry:
 
     @classmethod
     def from_record(cls, e: service.LogEntry) -> AuditEntry:
-        return cls(id=strawberry.ID(str(e.id)), at=e.at, actor=e.actor, action=e.action, entity=e.entity,
+        return cls(id=strawberry.ID(global_id("AuditEntry", e.id)), audit_entry_id=strawberry.ID(str(e.id)),
+                   at=e.at, actor=e.actor, action=e.action, entity=e.entity,
                    entity_id=e.entity_id, before=e.before, after=e.after)
 
 
@@ -170,18 +181,41 @@ class SimulatedAffiliate:
 class CommissionSimulation:
     month: date
     affiliates: list[SimulatedAffiliate] = strawberry.field(
-        description="Ordered by affiliate id; at most `first`, after the `after` id.")
+        description="Ordered by affiliate id; at most `first`, after the `after` id.",
+        deprecation_reason="Use affiliatesConnection: the same rows as a connection (opaque cursors, "
+                           "pageInfo, totalCount).")
     affiliate_count: int = strawberry.field(description="Affiliates with earnings in the month (all pages).")
     actual: CommissionAmounts = strawberry.field(description="Totals over every affiliate.")
     simulated: CommissionAmounts
     difference: Decimal
 
+    found: strawberry.Private[service.Simulation]  # read with first + 1 affiliates
+    terms: strawberry.Private[service.PlanTerms]
+    page: strawberry.Private[tuple[int, int]]  # the root's (first, after id)
+
+    @strawberry.field(description="The affiliates with earnings in the month, ordered by affiliate "
+                                  "id; totalCount is affiliateCount.")
+    async def affiliates_connection(
+        self, info: Info,
+        first: Annotated[int | None, strawberry.argument(description="Page size, 0..1000.")] = 100,
+        after: Annotated[str | None, strawberry.argument(
+            description="A cursor this connection returned.")] = None,
+    ) -> Connection[SimulatedAffiliate]:
+        size, after_id = resolvers.simulation_page_args(first, after)
+        found = self.found
+        if (size, after_id) != self.page:  # another page than the root's: simulated again
+            found = await resolvers.simulation(info.context, self.terms, self.month, size, after_id)
+        return connection_of(resolvers.simulation_page(found, size, after), SimulatedAffiliate.from_record)
+
     @classmethod
-    def from_record(cls, s: service.Simulation) -> CommissionSimulation:
+    def from_record(
+        cls, s: service.Simulation, terms: service.PlanTerms, first: int, after_id: int
+    ) -> CommissionSimulation:
         return cls(
-            month=s.month, affiliates=[SimulatedAffiliate.from_record(a) for a in s.affiliates],
+            month=s.month, affiliates=[SimulatedAffiliate.from_record(a) for a in s.affiliates[:first]],
             affiliate_count=s.affiliate_count, actual=CommissionAmounts.from_record(s.actual),
             simulated=CommissionAmounts.from_record(s.simulated), difference=s.difference,
+            found=s, terms=terms, page=(first, after_id),
         )
 
 
@@ -201,7 +235,9 @@ class CommissionQueries:
         rows = await resolvers.qualification_criteria(info.context)
         return [QualificationCriteria.from_row(r) for r in rows]
 
-    @strawberry.field(permission_classes=[AdminOnly])
+    @strawberry.field(permission_classes=[AdminOnly],
+                      deprecation_reason="Use commissionAuditLogConnection: the same entries as a "
+                                         "connection (opaque cursors, pageInfo, totalCount).")
     async def commission_audit_log(
         self, info: Info, entity: str | None = None, entity_id: str | None = None, first: int = 50,
         before: strawberry.ID | None = None,
@@ -209,13 +245,23 @@ class CommissionQueries:
         found = await resolvers.audit_log(info.context, entity, entity_id, first, before)
         return [AuditEntry.from_record(e) for e in found]
 
+    @strawberry.field(permission_classes=[AdminOnly])
+    async def commission_audit_log_connection(
+        self, info: Info, entity: str | None = None, entity_id: str | None = None,
+        first: int = 50, after: str | None = None,
+    ) -> Connection[AuditEntry]:
+        page = await resolvers.audit_log_page(info.context, entity, entity_id, first, after)
+        return connection_of(page, AuditEntry.from_record)
+
     @strawberry.field(permission_classes=[MaySimulatePlans])
     async def simulate_commission_plan(
         self, info: Info, terms: CommissionPlanTermsInput, month: date, first: int = 100,
         after: strawberry.ID | None = None,
     ) -> CommissionSimulation:
-        found = await resolvers.simulate_commission_plan(info.context, terms.to_terms(), month, first, after)
-        return CommissionSimulation.from_record(found)
+        plan_terms = terms.to_terms()
+        found = await resolvers.simulate_commission_plan(info.context, plan_terms, month, first, after)
+        after_id = int(after) if after is not None else 0  # checked by the resolver
+        return CommissionSimulation.from_record(found, plan_terms, first, after_id)
 
 
 @strawberry.type
@@ -262,3 +308,9 @@ class CommissionMutations:
         row = await resolvers.schedule_qualification_criteria(info.context, effective_from,
                                                               criteria.to_terms())
         return QualificationCriteria.from_row(row)
+
+
+register("CommissionPlan", CommissionPlan.from_record)
+register("CommissionPlanVersion", CommissionPlanVersion.from_record)
+register("QualificationCriteria", QualificationCriteria.from_row)
+register("AuditEntry", AuditEntry.from_record)

@@ -67,6 +67,13 @@ FIXED_LIST_SIZES: dict[tuple[str, str], int] = {
     ("TransactionConnection", "edges"): 1,
     ("TransactionConnection", "nodes"): 1,
     ("CommissionSimulation", "affiliates"): 1,
+    ("StatementConnection", "edges"): 1,
+    ("StatementConnection", "nodes"): 1,
+    ("AuditEntryConnection", "edges"): 1,
+    ("AuditEntryConnection", "nodes"): 1,
+    ("SimulatedAffiliateConnection", "edges"): 1,
+    ("SimulatedAffiliateConnection", "nodes"): 1,
+    ("Query", "nodes"): 100,  # at most resolvers.node.MAX_IDS ids
 }
 # Paged lists: (type, field) -> the largest `first` (None: settings.max_page_size). Without a
 # `first` the schema's default applies, else the largest. Any other field given a `first`
@@ -77,6 +84,9 @@ PAGED_FIELDS: dict[tuple[str, str], int | None] = {
     ("Query", "statements"): None,
     ("Query", "commissionAuditLog"): 500,
     ("Query", "simulateCommissionPlan"): 1000,
+    ("Query", "statementsConnection"): None,
+    ("Query", "commissionAuditLogConnection"): 500,
+    ("CommissionSimulation", "affiliatesConnection"): 1000,
     ("Affiliate", "referrals"): None,
     ("Affiliate", "cpaValidations"): None,
     ("Affiliate", "transactions"): None,

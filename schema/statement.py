@@ -6,14 +6,17 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.types import Info
 
 from commissions.service import CloseResult, StatementRecord
 from resolvers import statement as resolvers
+from resolvers.global_ids import global_id
 from schema.affiliate import CpaValidation
+from schema.node import Node, register
+from schema.pagination import Connection, connection_of
 from schema.permissions import AdminOnly
 
 
@@ -77,8 +80,10 @@ class StatementLine:
 
 @strawberry.type(description="What an affiliate is paid for a local month. Money: CPA + CPA adjustments "
                              "+ REV paid + held from the previous month = payable.")
-class Statement:
-    id: strawberry.ID = strawberry.field(description="'<affiliateId>:<YYYY-MM>'.")
+class Statement(Node):
+    statement_id: strawberry.ID = strawberry.field(
+        description="The statement's number, '<affiliateId>:<YYYY-MM>' (REST, the exports and the "
+                    "workflow mutations take it).")
     affiliate_id: strawberry.ID
     month: date
     status: StatementStatus
@@ -125,7 +130,8 @@ class Statement:
     @classmethod
     def from_record(cls, s: StatementRecord) -> Statement:
         return cls(
-            id=strawberry.ID(f"{s.affiliate_id}:{s.month:%Y-%m}"),
+            id=strawberry.ID(global_id("Statement", s.affiliate_id, s.month)),
+            statement_id=strawberry.ID(f"{s.affiliate_id}:{s.month:%Y-%m}"),
             affiliate_id=strawberry.ID(str(s.affiliate_id)), owner=s.affiliate_id,
             month=s.month, status=StatementStatus(s.status),
             plan_id=strawberry.ID(str(s.plan_id)), plan_version_id=strawberry.ID(str(s.plan_version_id)),
@@ -158,7 +164,8 @@ class StatementQueries:
         found = await resolvers.statement(info.context, id)
         return Statement.from_record(found) if found is not None else None
 
-    @strawberry.field
+    @strawberry.field(deprecation_reason="Use statementsConnection: the same statements as a connection "
+                                         "(opaque cursors, pageInfo, totalCount).")
     async def statements(
         self, info: Info, month: date, affiliate_id: strawberry.ID | None = None,
         status: StatementStatus | None = None, first: int | None = 20, after: strawberry.ID | None = None,
@@ -166,6 +173,17 @@ class StatementQueries:
         found = await resolvers.statements(info.context, month, affiliate_id,
                                            status.value if status is not None else None, first, after)
         return [Statement.from_record(s) for s in found]
+
+    @strawberry.field
+    async def statements_connection(
+        self, info: Info, month: date, affiliate_id: strawberry.ID | None = None,
+        status: StatementStatus | None = None, first: int | None = 20,
+        after: Annotated[str | None, strawberry.argument(description="A cursor this connection returned.")]
+        = None,
+    ) -> Connection[Statement]:
+        page = await resolvers.statements_connection(
+            info.context, month, affiliate_id, status.value if status is not None else None, first, after)
+        return connection_of(page, Statement.from_record)
 
 
 @strawberry.type
@@ -198,3 +216,6 @@ class StatementMutations:
     ) -> list[CpaValidation]:
         rows = await resolvers.reject_user_cpa_validations(info.context, user_id, reason)
         return [CpaValidation.from_row(r) for r in rows]
+
+
+register("Statement", Statement.from_record)

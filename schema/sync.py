@@ -9,11 +9,14 @@ from sqlalchemy.engine import Row
 from strawberry.types import Info
 
 from resolvers import sync as sync_resolvers
+from resolvers.global_ids import global_id
+from schema.node import Node, register
 
 
 @strawberry.type
-class SyncRun:
-    id: strawberry.ID
+class SyncRun(Node):
+    run_id: strawberry.ID = strawberry.field(description="The run's number in the ETL's run history "
+                                                         "(`fature etl status` shows it).")
     mode: str
     trigger: str
     status: str
@@ -28,7 +31,8 @@ class SyncRun:
     @classmethod
     def from_row(cls, row: Row) -> SyncRun:
         return cls(
-            id=strawberry.ID(str(row.id)),
+            id=strawberry.ID(global_id("SyncRun", row.id)),
+            run_id=strawberry.ID(str(row.id)),
             mode=row.mode,
             trigger=row.trigger,
             status=row.status,
@@ -63,3 +67,6 @@ class SyncQueries:
             runs_in_progress=[SyncRun.from_row(r) for r in rows if r.kind == "running"],
             data_as_of=success.source_as_of if success is not None else None,
         )
+
+
+register("SyncRun", SyncRun.from_row)

@@ -8,12 +8,16 @@ from decimal import Decimal
 import strawberry
 from sqlalchemy.engine import Row
 
+from resolvers.global_ids import global_id, transaction_key
 from schema.enums import TransactionType
+from schema.node import Node, register
 
 
 @strawberry.type(description="Bets and wins are one row per user, local day and type.")
-class Transaction:
-    id: strawberry.ID
+class Transaction(Node):
+    transaction_id: strawberry.ID = strawberry.field(
+        description="The row's number: unique today, but a full ETL run renumbers rows, so keep `id` "
+                    "instead; the same number as REST and the exports show.")
     user_id: strawberry.ID | None
     level: int
     type: TransactionType
@@ -23,10 +27,14 @@ class Transaction:
     @classmethod
     def from_row(cls, row: Row) -> Transaction:
         return cls(
-            id=strawberry.ID(str(row.id)),
+            id=strawberry.ID(global_id("Transaction", *transaction_key(row))),
+            transaction_id=strawberry.ID(str(row.id)),
             user_id=strawberry.ID(str(row.user_id)) if row.user_id is not None else None,
             level=row.mlm_level,
             type=TransactionType(row.transaction_type),
             amount=row.amount,
             transaction_date=row.transaction_date,
         )
+
+
+register("Transaction", Transaction.from_row)

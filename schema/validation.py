@@ -7,7 +7,7 @@ import strawberry
 from strawberry.types import Info
 
 from resolvers import validation as validation_resolvers
-from resolvers.arguments import parse_id
+from resolvers.global_ids import parse_entity_id
 from schema.affiliate import CpaValidation
 from schema.permissions import AdminOnly
 
@@ -28,7 +28,7 @@ class ValidationMutations:
         permission_classes=[AdminOnly],
     )
     async def validate_cpa(self, info: Info, affiliate_id: strawberry.ID) -> ValidateCpaResult:
-        owner = parse_id(affiliate_id, "affiliateId")
+        owner = parse_entity_id(affiliate_id, "Affiliate", "affiliateId")
         rows = await validation_resolvers.validate_cpa(info.context, owner)
         return ValidateCpaResult(affiliate_id=strawberry.ID(str(owner)),
                                  validations=[CpaValidation.from_row(r) for r in rows])

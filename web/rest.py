@@ -25,7 +25,7 @@ from web.errors import error_response
 from web.state import ApiState, RequestContext, viewer_for
 
 _AFFILIATE_FIELDS = """
-  affiliate_id: id name email phone status
+  affiliate_id: affiliateId name email phone status
   total_referrals: totalReferrals total_validated_referrals: totalValidatedReferrals
   total_deposits: totalDeposits total_withdrawals: totalWithdrawals total_bets: totalBets
   total_ggr: totalGgr total_cpa_earned: totalCpaEarned total_rev_earned: totalRevEarned
@@ -38,7 +38,7 @@ AFFILIATE = f"query RestAffiliate($id: ID!) {{ affiliate(id: $id) {{ {_AFFILIATE
 MLM_STRUCTURE = """
 query RestMlmStructure($id: ID!) {
   affiliate(id: $id) {
-    affiliate_id: id
+    affiliate_id: affiliateId
     network { total_network_size: totalNetworkSize levels { level count deposits bets ggr cpa rev } }
   }
 }"""
@@ -46,7 +46,7 @@ query RestMlmStructure($id: ID!) {
 REFERRALS = """
 query RestReferrals($id: ID!, $level: Int, $status: ReferralStatus, $first: Int, $after: String) {
   affiliate(id: $id) {
-    affiliate_id: id
+    affiliate_id: affiliateId
     referrals(level: $level, status: $status, first: $first, after: $after) {
       total_count: totalCount
       page_info: pageInfo { has_next_page: hasNextPage end_cursor: endCursor }
@@ -62,7 +62,7 @@ query RestReferrals($id: ID!, $level: Int, $status: ReferralStatus, $first: Int,
 FINANCIAL_SUMMARY = """
 query RestFinancialSummary($id: ID!, $period: PeriodType!, $from: Date, $to: Date, $last: Int) {
   affiliate(id: $id) {
-    affiliate_id: id
+    affiliate_id: affiliateId
     total_deposits: totalDeposits total_withdrawals: totalWithdrawals total_bets: totalBets
     total_ggr: totalGgr total_cpa_earned: totalCpaEarned total_rev_earned: totalRevEarned
     summaries(period: $period, from: $from, to: $to, last: $last) {
@@ -79,7 +79,7 @@ mutation RestValidateCpa($id: ID!) {
   validateCpa(affiliateId: $id) {
     affiliate_id: affiliateId
     validations {
-      id affiliate_id: affiliateId referred_user_id: referredUserId cpa_level: cpaLevel
+      id: validationId affiliate_id: affiliateId referred_user_id: referredUserId cpa_level: cpaLevel
       cpa_amount: cpaAmount cpa_status: cpaStatus validation_date: validationDate
       user_deposits: userDeposits user_bets: userBets days_active: daysActive
     }

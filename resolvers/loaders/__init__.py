@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
+from typing import Any, TypeVar
 
 from resolvers.loaders.affiliate import AffiliateByIdLoader, UplineIdsByAffiliateIdLoader
 from resolvers.loaders.network import NetworkByAffiliateIdLoader
@@ -19,12 +21,23 @@ from resolvers.loaders.validation import (
 )
 from resolvers.viewer import DataAccess
 
+L = TypeVar("L")
+
 
 class Loaders:
     """One instance of each loader per request."""
 
     def __init__(self, access: DataAccess) -> None:
         self.access = access
+        self._extra: dict[str, Any] = {}
+
+    def extra(self, name: str, build: Callable[[], L]) -> L:
+        """A loader built above this package (it needs more than ``DataAccess``), once per
+        request like the others."""
+        found = self._extra.get(name)
+        if found is None:
+            found = self._extra[name] = build()
+        return found
 
     @cached_property
     def affiliate_by_id(self) -> AffiliateByIdLoader:

@@ -6,7 +6,7 @@ from decimal import Decimal as D
 
 from tests.support.deployment import Api, Deployment, rows
 
-FIELDS = """id name email phone status totalReferrals totalValidatedReferrals totalDeposits
+FIELDS = """id: affiliateId name email phone status totalReferrals totalValidatedReferrals totalDeposits
 totalWithdrawals totalBets totalGgr totalCpaEarned totalRevEarned totalNetworkSize rankCpa
 rankReferrals"""
 
@@ -103,7 +103,7 @@ async def test_ranking_is_the_precomputed_rank(api: Api, deployment: Deployment)
         while True:
             conn = (await api.data(
                 "query($m: RankingMetric!, $after: String) { ranking(metric: $m, first: 10, after: $after) "
-                "{ totalCount edges { node { id rankCpa rankReferrals } } pageInfo { hasNextPage endCursor } } }",
+                "{ totalCount edges { node { id: affiliateId rankCpa rankReferrals } } pageInfo { hasNextPage endCursor } } }",
                 {"m": metric, "after": after}))["ranking"]
             nodes += [e["node"] for e in conn["edges"]]
             if not conn["pageInfo"]["hasNextPage"]:
@@ -116,6 +116,6 @@ async def test_ranking_is_the_precomputed_rank(api: Api, deployment: Deployment)
 
 
 async def test_upline_is_p1_to_p5(api: Api) -> None:
-    data = await api.data('{ affiliate(id: "361") { upline { id } } root: affiliate(id: "300") { upline { id } } }')
+    data = await api.data('{ affiliate(id: "361") { upline { id: affiliateId } } root: affiliate(id: "300") { upline { id: affiliateId } } }')
     assert [u["id"] for u in data["affiliate"]["upline"]] == ["357", "351", "341", "326", "301"]
     assert data["root"]["upline"] == []

@@ -55,7 +55,7 @@ async def test_referral_filters_and_counts(api: Api, deployment: Deployment) -> 
     assert total_b == len(both) and all(n["level"] == 2 and n["status"] == "PENDING" for n in both)
 
 
-VALIDATION = "id affiliateId referredUserId cpaLevel cpaAmount cpaStatus validationDate userDeposits userBets daysActive"
+VALIDATION = "id: validationId affiliateId referredUserId cpaLevel cpaAmount cpaStatus validationDate userDeposits userBets daysActive"
 
 
 async def test_cpa_validations_every_page(api: Api, deployment: Deployment) -> None:
@@ -81,7 +81,7 @@ async def test_example_validation(api: Api) -> None:
     assert (nodes[0]["cpaAmount"], nodes[0]["userBets"], nodes[0]["affiliate"]) == ("50.00", "110.00", {"name": "Ana"})
 
 
-TRANSACTION = "id userId level type amount transactionDate"
+TRANSACTION = "id: transactionId userId level type amount transactionDate"
 
 
 async def test_transactions_every_page(api: Api, deployment: Deployment) -> None:
@@ -104,14 +104,14 @@ async def test_transaction_filters(api: Api, deployment: Deployment) -> None:
         ORDER BY transaction_date DESC, id DESC""")
     assert [int(n["id"]) for n in nodes] == [r[0] for r in expected] and total == len(expected) > 4
     # A DateTime without an offset is read in the business time zone (America/Sao_Paulo).
-    naive, _ = await walk(api, "transactions", args.replace("-03:00", ""), "id", 100)
+    naive, _ = await walk(api, "transactions", args.replace("-03:00", ""), "id: transactionId", 100)
     assert [int(n["id"]) for n in naive] == [r[0] for r in expected]
 
 
 async def test_referred_affiliate_and_sync_status(api: Api, deployment: Deployment) -> None:
-    data = await api.data('{ affiliate(id: 101) { referrals(level: 2) { nodes { referredUserId referredAffiliate { id } } } } '
-                          'syncStatus { dataAsOf runsInProgress { id } lastRun { status mode } '
-                          'lastSuccessfulRun { id sourceAsOf finishedAt } } }')
+    data = await api.data('{ affiliate(id: 101) { referrals(level: 2) { nodes { referredUserId referredAffiliate { id: affiliateId } } } } '
+                          'syncStatus { dataAsOf runsInProgress { id: runId } lastRun { status mode } '
+                          'lastSuccessfulRun { id: runId sourceAsOf finishedAt } } }')
     assert data["affiliate"]["referrals"]["nodes"] == [{"referredUserId": "103", "referredAffiliate": None}]
     run = (await rows(deployment.robust_url, "SELECT * FROM etl.runs WHERE status = 'success'"))[0]
     sync = data["syncStatus"]

@@ -100,7 +100,7 @@ def csv_rows(response: httpx.Response) -> list[dict[str, str]]:
 
 
 AFFILIATE = """query($id: ID!) { affiliate(id: $id) {
-  id totalReferrals totalValidatedReferrals totalDeposits totalWithdrawals totalBets totalGgr
+  id: affiliateId totalReferrals totalValidatedReferrals totalDeposits totalWithdrawals totalBets totalGgr
   totalCpaEarned totalRevEarned totalNetworkSize rankCpa rankReferrals
   network { totalNetworkSize levels { level count deposits bets ggr cpa rev } }
   referrals(first: 100) { totalCount nodes { referredUserId level totalDeposits totalBets cpaAmount } }
@@ -187,9 +187,9 @@ async def test_the_viewer_sees_all_of_itself(served: Api) -> None:
 
 
 async def test_money_is_hidden_on_every_way_to_a_downline(served: Api) -> None:
-    query = """{ me { referrals(first: 10) { nodes { level referredAffiliate { id totalCpaEarned totalDeposits
-        cpaValidations { nodes { cpaAmount affiliate { id totalRevEarned } } } } } } }
-      affiliates(first: 20) { nodes { id totalCpaEarned rankCpa upline { id totalCpaEarned } } } }"""
+    query = """{ me { referrals(first: 10) { nodes { level referredAffiliate { id: affiliateId totalCpaEarned totalDeposits
+        cpaValidations { nodes { cpaAmount affiliate { id: affiliateId totalRevEarned } } } } } } }
+      affiliates(first: 20) { nodes { id: affiliateId totalCpaEarned rankCpa upline { id: affiliateId totalCpaEarned } } } }"""
     got = await data(served, query)
     referred = [n["referredAffiliate"] for n in got["me"]["referrals"]["nodes"]]
     assert {r["id"] for r in referred} == {"502", "503", "504", "505", "506"}
@@ -210,7 +210,7 @@ async def test_money_is_hidden_on_every_way_to_a_downline(served: Api) -> None:
 @pytest.mark.parametrize("field", ["TOTAL_CPA_EARNED", "TOTAL_REV_EARNED", "TOTAL_DEPOSITS", "TOTAL_NETWORK_SIZE",
                                    "TOTAL_REFERRALS"])
 async def test_affiliates_may_not_order_affiliates_by_a_hidden_field(served: Api, field: str) -> None:
-    query = "query($f: AffiliateOrderField!) { affiliates(orderBy: {field: $f}) { nodes { id } } }"
+    query = "query($f: AffiliateOrderField!) { affiliates(orderBy: {field: $f}) { nodes { id: affiliateId } } }"
     e = await error(served, query, {"f": field})
     assert e["extensions"]["code"] == "FORBIDDEN" and "order affiliates by ID only" in e["message"]
     assert (await data(served, query, {"f": field}, role="analyst"))["affiliates"]["nodes"]
@@ -220,7 +220,7 @@ async def test_affiliates_may_not_order_affiliates_by_a_hidden_field(served: Api
 
 @pytest.mark.parametrize("metric", ["CPA_EARNED", "VALIDATED_REFERRALS"])
 async def test_an_affiliates_ranking_holds_itself_only(served: Api, metric: str) -> None:
-    query = "query($m: RankingMetric!) { ranking(metric: $m) { totalCount edges { cursor node { id rankCpa } } } }"
+    query = "query($m: RankingMetric!) { ranking(metric: $m) { totalCount edges { cursor node { id: affiliateId rankCpa } } } }"
     everyone = (await data(served, query, {"m": metric}, role="admin"))["ranking"]
     assert everyone["totalCount"] == 6
     mine = (await data(served, query, {"m": metric}))["ranking"]
@@ -242,13 +242,13 @@ def cursor(*payload: object) -> str:
 
 
 @pytest.mark.parametrize("query,variables", [
-    ("query($c: String) { affiliates(after: $c, orderBy: {field: TOTAL_GGR}) { totalCount nodes { id } } }",
+    ("query($c: String) { affiliates(after: $c, orderBy: {field: TOTAL_GGR}) { totalCount nodes { id: affiliateId } } }",
      {"c": cursor("affiliates:total_ggr:desc", "1e999999999", 1)}),
-    ("query($c: String) { affiliates(after: $c, orderBy: {field: TOTAL_GGR}) { totalCount nodes { id } } }",
+    ("query($c: String) { affiliates(after: $c, orderBy: {field: TOTAL_GGR}) { totalCount nodes { id: affiliateId } } }",
      {"c": cursor("affiliates:total_ggr:desc", "NaN", 1)}),
-    ("query($c: String) { affiliates(after: $c) { nodes { id } } }",
+    ("query($c: String) { affiliates(after: $c) { nodes { id: affiliateId } } }",
      {"c": cursor("affiliates:affiliate_id:asc", 2**70)}),
-    ("query($c: String) { ranking(after: $c) { nodes { id } } }",
+    ("query($c: String) { ranking(after: $c) { nodes { id: affiliateId } } }",
      {"c": cursor("ranking:rank_cpa", "1e-999999999", 1)}),
     ("query($c: String) { affiliate(id: 501) { referrals(after: $c) { nodes { level } } } }",
      {"c": cursor("referral", "0001-01-01T00:00:00+05:00", 1)}),
@@ -258,7 +258,7 @@ def cursor(*payload: object) -> str:
      {"c": cursor("cpa_validation", "2025-03-01T00:00:00+00:00", 2**70)}),
     ('{ affiliate(id: 501) { transactions(from: "9999-12-31T23:00:00-05:00") { nodes { level } } } }', {}),
     ('{ affiliate(id: 501) { transactions(to: "0001-01-01T01:00:00+05:00") { nodes { level } } } }', {}),
-    ('query($s: String) { affiliates(filter: {search: $s}) { nodes { id } } }', {"s": "Afil\u0000iado"}),
+    ('query($s: String) { affiliates(filter: {search: $s}) { nodes { id: affiliateId } } }', {"s": "Afil\u0000iado"}),
 ])
 async def test_bad_values_are_bad_user_input(served: Api, query: str, variables: dict[str, Any]) -> None:
     e = await error(served, query, variables, role="admin")

@@ -13,7 +13,7 @@ LEVEL_FIELDS = ("count", "deposits", "bets", "ggr", "cpa", "rev")
 async def test_network_levels_equal_the_mlm_structure(api: Api, deployment: Deployment) -> None:
     mlm = {r["affiliate_id"]: r for r in await rows(deployment.robust_url, "SELECT * FROM affiliate_mlm_structure")}
     data = await api.data(
-        "{ affiliates(first: 100) { edges { node { id network { totalNetworkSize "
+        "{ affiliates(first: 100) { edges { node { id: affiliateId network { totalNetworkSize "
         "levels { level count deposits bets ggr cpa rev } } } } } }"
     )
     nodes = [e["node"] for e in data["affiliates"]["edges"]]

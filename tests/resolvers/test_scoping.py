@@ -9,19 +9,20 @@ import types
 
 import pytest
 
+from resolvers.global_ids import global_id
 from tests.support.clients import AFFILIATE, CHILD, GRANDCHILD, ROOT, SIBLING, Clients
 from tests.support.deployment import Api, Deployment, rows, token
 from web.graphiql import DASHBOARD_QUERY
 
 EVERY_FIELD = """query($id: ID!) { affiliate(id: $id) {
-  id name email phone status totalReferrals totalValidatedReferrals totalDeposits totalWithdrawals
+  id: affiliateId name email phone status totalReferrals totalValidatedReferrals totalDeposits totalWithdrawals
   totalBets totalGgr totalCpaEarned totalRevEarned totalNetworkSize rankCpa rankReferrals registeredAt
   network { totalNetworkSize levels { level count cpa } }
-  referrals(first: 100) { totalCount nodes { referredUserId level totalDeposits referredAffiliate { id name email } } }
-  cpaValidations(first: 5) { totalCount nodes { id cpaAmount affiliate { id name } } }
-  transactions(first: 5) { totalCount nodes { id amount } }
+  referrals(first: 100) { totalCount nodes { referredUserId level totalDeposits referredAffiliate { id: affiliateId name email } } }
+  cpaValidations(first: 5) { totalCount nodes { id: validationId cpaAmount affiliate { id: affiliateId name } } }
+  transactions(first: 5) { totalCount nodes { id: transactionId amount } }
   summaries(period: MONTHLY) { cpaEarned levels { level cpa } }
-  upline { id name email }
+  upline { id: affiliateId name email }
 } }"""
 LEVEL_5 = 361  # 301 > 326 > 341 > 351 > 357 > 361
 COUSIN = 327  # a child of 302: not in 301's downline
@@ -56,7 +57,7 @@ async def test_analyst_sees_everything_masked(secure: Clients) -> None:
 
 async def test_affiliate_sees_itself_fully(secure: Clients) -> None:
     me = secure.headers("affiliate", AFFILIATE)
-    data = await secure.data(me, "{ me { id name email phone upline { id } } }")
+    data = await secure.data(me, "{ me { id: affiliateId name email phone upline { id: affiliateId } } }")
     assert data["me"] == {"id": "301", "name": "Afiliado 301", "email": "user301@example.com",
                           "phone": "+55 11 900000301", "upline": []}  # 300 is invisible
     node = (await secure.data(me, EVERY_FIELD, {"id": AFFILIATE}))["affiliate"]
@@ -96,16 +97,16 @@ async def test_uplines_and_others_are_invisible_like_unknown_ids(secure: Clients
 
 async def test_lists_and_ranking_are_scoped(secure: Clients) -> None:
     me = secure.headers("affiliate", AFFILIATE)
-    listed = await secure.data(me, "{ affiliates(first: 100) { totalCount nodes { id } } }")
+    listed = await secure.data(me, "{ affiliates(first: 100) { totalCount nodes { id: affiliateId } } }")
     ids = {int(n["id"]) for n in listed["affiliates"]["nodes"]}
     downline = {r["referred_id"] for r in await rows(
         secure.api.app.state.api.robust_url,
         f"SELECT referred_id FROM affiliate_referrals WHERE referrer_id = {AFFILIATE}")}
     assert ids == {AFFILIATE} | downline and listed["affiliates"]["totalCount"] == len(ids)
-    assert {int(n["id"]) for n in (await secure.data(me, "{ ranking(first: 100) { nodes { id } } }")
+    assert {int(n["id"]) for n in (await secure.data(me, "{ ranking(first: 100) { nodes { id: affiliateId } } }")
                                    )["ranking"]["nodes"]} <= ids
     active = secure.headers("affiliate", CHILD)  # 301 is inactive (no rank); 326 is active
-    ranked = (await secure.data(active, "{ ranking(first: 100) { nodes { id rankCpa } } }"))["ranking"]["nodes"]
+    ranked = (await secure.data(active, "{ ranking(first: 100) { nodes { id: affiliateId rankCpa } } }"))["ranking"]["nodes"]
     own = (await secure.data(secure.headers("admin"), f'{{ affiliate(id: {CHILD}) {{ rankCpa }} }}'))
     assert own["affiliate"]["rankCpa"] is not None
     assert {"id": str(CHILD), "rankCpa": own["affiliate"]["rankCpa"]} in ranked  # its own global position
@@ -122,7 +123,7 @@ async def test_mutations_are_for_admins(secure: Clients, monkeypatch: pytest.Mon
 
     module.validate_affiliate_network = validate  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "etl.validate_now", module)
-    mutation = 'mutation { validateCpa(affiliateId: "301") { affiliateId validations { id } } }'
+    mutation = 'mutation { validateCpa(affiliateId: "301") { affiliateId validations { id: validationId } } }'
     for role, affiliate_id in (("analyst", None), ("affiliate", AFFILIATE)):
         headers = secure.headers(role, affiliate_id)
         error = (await secure.post(headers, mutation)).json()["errors"][0]
@@ -144,5 +145,5 @@ async def test_scoping_adds_at_most_one_statement(api: Api, deployment: Deployme
         await api.client.post("/graphql", json=payload, headers=headers)  # warm the pool
         with api.queries() as seen:
             response = await api.client.post("/graphql", json=payload, headers=headers)
-        assert response.json()["data"]["affiliate"]["id"] == str(target)
+        assert response.json()["data"]["affiliate"]["id"] == global_id("Affiliate", target)
         assert len(seen) == 5 + extra, "\n".join(seen)

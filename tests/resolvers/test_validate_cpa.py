@@ -11,7 +11,7 @@ from tests.support.deployment import JWT_SECRET, PLAIN, Api, Deployment, rows, s
 from tests.support.factories import Operation
 
 MUTATION = """mutation($id: ID!) { validateCpa(affiliateId: $id) { affiliateId
-  validations { id affiliateId referredUserId cpaLevel cpaAmount validationDate affiliate { name } } } }"""
+  validations { id: validationId affiliateId referredUserId cpaLevel cpaAmount validationDate affiliate { name } } } }"""
 
 
 def fake_module(monkeypatch: pytest.MonkeyPatch, impl: object) -> None:

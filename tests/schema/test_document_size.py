@@ -145,7 +145,7 @@ async def test_a_document_over_the_limit_is_refused_before_parsing(
     secure: Clients, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     limit = secure.settings.max_document_bytes
-    query = '{ affiliate(id: "301") { id } }'
+    query = '{ affiliate(id: "301") { id: affiliateId } }'
     padded = query + " #" + "x" * (limit - len(query) - 2)
     assert document_bytes(padded) == limit
     headers = secure.headers("affiliate", AFFILIATE)

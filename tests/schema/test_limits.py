@@ -58,7 +58,7 @@ async def test_cost_bomb(secure: Clients, variables: dict | None) -> None:
 
 async def test_batches_are_capped(secure: Clients) -> None:
     headers = secure.headers("admin")
-    batch = [{"query": f'{{ affiliate(id: "{300 + i}") {{ id }} }}'} for i in range(10)]
+    batch = [{"query": f'{{ affiliate(id: "{300 + i}") {{ id: affiliateId }} }}'} for i in range(10)]
     ok = await secure.api.client.post("/graphql", json=batch, headers=headers)
     assert ok.status_code == 200 and [b["data"]["affiliate"]["id"] for b in ok.json()] == [str(300 + i) for i in range(10)]
     too_many = await secure.api.client.post("/graphql", json=batch + batch[:1], headers=headers)
@@ -93,5 +93,5 @@ async def test_introspection_per_role(secure: Clients) -> None:
         assert (await secure.data(secure.headers(role), query))["__schema"]["queryType"]["name"] == "Query"
     error = await error_of(secure, query, role="affiliate")
     assert error["extensions"]["code"] == "INTROSPECTION_DISABLED"
-    typename = await secure.data(secure.headers("affiliate", AFFILIATE), "{ __typename me { id } }")
+    typename = await secure.data(secure.headers("affiliate", AFFILIATE), "{ __typename me { id: affiliateId } }")
     assert typename == {"__typename": "Query", "me": {"id": str(AFFILIATE)}}

@@ -27,7 +27,7 @@ QUERIES: list[tuple[str, dict[str, Any]]] = [
     (DASHBOARD_QUERY, {"id": "300"}),
     (DASHBOARD_QUERY, {"id": "101"}),
     (DASHBOARD_QUERY, {"id": "999999"}),
-    ("""{ affiliates(first: 100) { edges { node { id name status totalCpaEarned totalRevEarned
+    ("""{ affiliates(first: 100) { edges { node { id affiliateId name status totalCpaEarned totalRevEarned
         network { levels { """ + LEVELS + """ } } } } } }""", {}),
     ("""query($n: Int) { affiliates(first: $n, orderBy: {field: TOTAL_NETWORK_SIZE}) {
         totalCount pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
@@ -130,6 +130,6 @@ async def test_a_statement_with_typed_parameters_goes_through_sqlalchemy(api: Ap
 
 async def test_reads_recover_after_the_pool_is_closed(deployment: Deployment) -> None:
     async with serve(deployment) as api:
-        assert (await api.data('{ affiliate(id: "300") { id } }'))["affiliate"]["id"] == "300"
+        assert (await api.data('{ affiliate(id: "300") { affiliateId } }'))["affiliate"]["affiliateId"] == "300"
         await api.app.state.api.database.close()  # as at shutdown; a late read opens a new pool
-        assert (await api.data('{ affiliate(id: "300") { id } }'))["affiliate"]["id"] == "300"
+        assert (await api.data('{ affiliate(id: "300") { affiliateId } }'))["affiliate"]["affiliateId"] == "300"
