@@ -22,8 +22,10 @@ import httpx
 import pytest
 from pydantic import SecretStr
 import websockets
-from gql import Client, gql
+from gql import Client, GraphQLRequest
+from gql.transport.exceptions import TransportQueryError
 from gql.transport.websockets import WebsocketsTransport
+from graphql import ExecutionResult
 from websockets.asyncio.client import ClientConnection
 
 from tests.support.clients import AFFILIATE, CHILD, GRANDCHILD, ROOT
@@ -316,3 +318,65 @@ async def test_graphql_ws_client_gets_the_totals_pushed_after_an_etl_commit(writ
             quiet = await client.until(lambda e: e.get("event") == "ping")
             quiet += await client.until(lambda e: e.get("event") == "ping")
             assert "untouched" not in pushed and not [e for e in quiet if "name" in e], quiet
+
+
+# --- scoping: what the query answers, with gql's WebsocketsTransport ----------------------------
+
+
+def gql_transport(url: str, authorization: str) -> WebsocketsTransport:
+    return WebsocketsTransport(url=ws_url(url), init_payload={"Authorization": authorization},
+                               subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL])
+
+
+async def first_result(url: str, authorization: str, document: str, variables: dict[str, Any]) -> Any:
+    """The first ``next`` of a subscription as gql's ExecutionResult (data and errors)."""
+    async with Client(transport=gql_transport(url, authorization)) as session:
+        request = GraphQLRequest(document, variable_values=variables)
+        try:
+            async for result in session.subscribe(request, get_execution_result=True):
+                return result
+        except TransportQueryError as refused:  # gql raises on a result with errors
+            return ExecutionResult(data=refused.data, errors=refused.errors)
+    raise AssertionError("the subscription completed without a result")
+
+
+async def test_an_affiliate_subscribes_to_what_it_may_query_and_nothing_more(deployment: Deployment) -> None:
+    affiliate = bearer(deployment, "affiliate", AFFILIATE)
+    async with serving(deployment) as url:
+        # Itself, a downline (its earnings null), its upline (invisible: null), an unknown id.
+        for id in (AFFILIATE, CHILD, ROOT, 999_999):
+            answer = await query(url, affiliate, QUERY, {"id": str(id)})
+            result = await first_result(url, affiliate, TOTALS, {"id": str(id)})
+            assert result.errors is None and answer.get("errors") is None
+            assert result.data == {"affiliateTotals": answer["data"]["affiliate"]}, id
+            if id == CHILD:
+                assert answer["data"]["affiliate"]["totalCpaEarned"] is None
+            if id in (ROOT, 999_999):
+                assert answer["data"]["affiliate"] is None
+        # A malformed id: the query's error, with its code.
+        answer = await query(url, affiliate, QUERY, {"id": "abc"})
+        result = await first_result(url, affiliate, TOTALS, {"id": "abc"})
+        assert [(e["message"], e["extensions"]["code"]) for e in result.errors] == [
+            (e["message"], e["extensions"]["code"]) for e in answer["errors"]]
+        assert answer["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+async def test_documents_pass_the_same_limits_as_over_http(deployment: Deployment) -> None:
+    admin = bearer(deployment)
+    deep = "subscription { affiliateTotals(id: \"300\") { upline { upline { upline { upline { upline { upline " \
+           "{ upline { upline { upline { upline { id } } } } } } } } } } } }"
+    costly = "subscription { affiliateTotals(id: \"300\") { referrals(first: 100) { nodes { referredAffiliate " \
+             "{ referrals(first: 100) { nodes { level } } } } } } }"
+    async with serving(deployment, max_query_cost=5000) as url:
+        for document, code in ((deep, "QUERY_TOO_DEEP"), (costly, "QUERY_TOO_COSTLY"),
+                               ("subscription { nope }", "GRAPHQL_VALIDATION_FAILED"),
+                               ("{ me { id } }", "BAD_REQUEST")):
+            http = await query(url, admin, document.replace("subscription { affiliateTotals", "{ affiliate"), {})
+            async with connected(url, {"Authorization": admin}) as socket:
+                await subscribe(socket, "1", document)
+                message = await next_message(socket)
+            codes = [e["extensions"]["code"] for e in message["payload"]] if message["type"] == "error" else \
+                [e["extensions"]["code"] for e in message["payload"]["errors"]]
+            assert codes == [code], (document, message)
+            if code not in ("BAD_REQUEST", "GRAPHQL_VALIDATION_FAILED"):
+                assert [e["extensions"]["code"] for e in http["errors"]] == [code]
