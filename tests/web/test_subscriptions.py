@@ -380,3 +380,113 @@ async def test_documents_pass_the_same_limits_as_over_http(deployment: Deploymen
             assert codes == [code], (document, message)
             if code not in ("BAD_REQUEST", "GRAPHQL_VALIDATION_FAILED"):
                 assert [e["extensions"]["code"] for e in http["errors"]] == [code]
+
+
+# --- limits per token, heartbeats, metrics -----------------------------------------------------
+
+
+async def test_connections_per_token_are_limited_across_two_app_instances_through_redis(
+        deployment: Deployment) -> None:
+    shared = {"ws_max_connections_per_token": 2, "redis_url": "redis://127.0.0.1:6379/0"}
+    admin = bearer(deployment, subject=f"limits-{time.time_ns()}")
+    other = bearer(deployment)
+    async with serving(deployment, **shared) as first, serving(deployment, **shared) as second:
+        async with connected(first, {"Authorization": admin}), connected(second, {"Authorization": admin}):
+            for url in (first, second):
+                assert await refused(url, {"Authorization": admin}) == (
+                    4429, "Too many connections for this token (at most 2)")
+            async with connected(first, {"Authorization": other}):  # another token has its own count
+                pass
+        # Closed connections give their slots back, in both processes.
+        async with connected(second, {"Authorization": admin}), connected(first, {"Authorization": admin}):
+            pass
+
+
+async def test_connections_per_token_are_limited_in_one_process_without_redis(deployment: Deployment) -> None:
+    admin = bearer(deployment)
+    async with serving(deployment, ws_max_connections_per_token=1) as url:
+        async with connected(url, {"Authorization": admin}):
+            assert await refused(url, {"Authorization": admin}) == (
+                4429, "Too many connections for this token (at most 1)")
+        async with connected(url, {"Authorization": admin}):
+            pass
+
+
+async def test_subscriptions_per_token_are_limited_and_given_back(deployment: Deployment) -> None:
+    admin = bearer(deployment)
+    async with serving(deployment, ws_max_subscriptions_per_token=2) as url:
+        async with connected(url, {"Authorization": admin}) as one, connected(url, {"Authorization": admin}) as two:
+            await subscribe(one, "a", UPDATED)
+            await subscribe(two, "b", UPDATED)
+            await subscribe(two, "c", UPDATED)
+            assert await next_message(two) == {"id": "c", "type": "error", "payload": [{
+                "message": "Too many subscriptions for this token (at most 2)",
+                "extensions": {"code": "SUBSCRIPTION_LIMIT"}}]}
+            await one.send(json.dumps({"id": "a", "type": "complete"}))
+            await asyncio.sleep(0.2)
+            await subscribe(two, "c", TOTALS, {"id": str(ROOT)})
+            message = await next_message(two)
+            assert message["id"] == "c" and message["type"] == "next", message
+
+
+async def test_a_subscribe_counts_against_the_rate_limit(deployment: Deployment) -> None:
+    admin = bearer(deployment)
+    async with serving(deployment, rate_limit_enabled=True, rate_limit_burst="2/second") as url:
+        async with connected(url, {"Authorization": admin}) as socket:
+            for id in ("1", "2", "3"):
+                await subscribe(socket, id, UPDATED)
+            message = await next_message(socket)
+    assert message["id"] == "3" and message["type"] == "error", message
+    assert message["payload"][0]["extensions"]["code"] == "RATE_LIMITED"
+
+
+async def test_the_server_pings_and_closes_a_client_that_never_answers(deployment: Deployment) -> None:
+    admin = bearer(deployment)
+    async with serving(deployment, ws_ping_seconds=0.3) as url:
+        async with connected(url, {"Authorization": admin}) as socket:
+            await socket.send(json.dumps({"type": "ping"}))  # the client's ping is answered
+            assert await next_message(socket, skip_pings=False) == {"type": "pong"}
+            assert await next_message(socket, skip_pings=False) == {"type": "ping"}
+            started = time.monotonic()
+            assert await closed_with(socket) == (1001, "No pong within 0.3 s")
+            assert time.monotonic() - started < 2
+        async with connected(url, {"Authorization": admin}) as socket:  # a client that answers stays
+            for _ in range(4):
+                assert await next_message(socket, skip_pings=False) == {"type": "ping"}
+                await socket.send(json.dumps({"type": "pong"}))
+            assert socket.close_code is None
+
+
+async def test_metrics_count_open_connections_and_subscriptions(deployment: Deployment) -> None:
+    admin = bearer(deployment)
+
+    async def gauges(url: str) -> tuple[str, str]:
+        async with httpx.AsyncClient() as client:
+            text = (await client.get(url + "/metrics")).text
+        lines = {line.rsplit(" ", 1)[0]: line.rsplit(" ", 1)[1] for line in text.splitlines()
+                 if line.startswith(("fature_websocket_connections ", "fature_subscriptions{"))}
+        return lines.get("fature_websocket_connections", "?"), lines.get(
+            'fature_subscriptions{field="affiliateTotals"}', "0.0")
+
+    async with serving(deployment) as url:
+        assert await gauges(url) == ("0.0", "0.0")
+        async with connected(url, {"Authorization": admin}) as socket:
+            await subscribe(socket, "1", TOTALS, {"id": str(ROOT)})
+            await next_message(socket)
+            assert await gauges(url) == ("1.0", "1.0")
+        await asyncio.sleep(0.3)
+        assert await gauges(url) == ("0.0", "0.0")
+
+
+async def test_a_browser_page_must_come_from_an_allowed_origin(deployment: Deployment) -> None:
+    admin = bearer(deployment)
+    async with serving(deployment, cors_origins=["http://portal.example"]) as url:
+        with pytest.raises(websockets.InvalidStatus) as refused_handshake:
+            async with websockets.connect(ws_url(url), subprotocols=[PROTOCOL],  # type: ignore[list-item]
+                                          origin="http://evil.example"):  # type: ignore[arg-type]
+                pass
+        assert refused_handshake.value.response.status_code == 403
+        async with websockets.connect(ws_url(url), subprotocols=[PROTOCOL],  # type: ignore[list-item]
+                                      origin="http://portal.example") as socket:  # type: ignore[arg-type]
+            await socket.send(json.dumps({"type": "connection_init", "payload": {"Authorization": admin}}))
+            assert json.loads(await socket.recv())["type"] == "connection_ack"
