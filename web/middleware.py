@@ -2,7 +2,8 @@
 suspended accounts (403), rate limit (429), metrics and one structured access-log line.
 
 Open without a token: ``/healthz``, ``/readyz``, GraphiQL's static page (``GET /graphql``
-from a browser; it holds no data and counts against the anonymous per-IP rate limit) and
+from a browser; it holds no data and counts against the anonymous per-IP rate limit; its
+assets under ``/graphiql/`` do not) and
 ``/metrics`` from loopback (anywhere when ``FATURE_METRICS_PUBLIC``; otherwise an admin
 token). Loopback is the client's IP address (127.0.0.0/8, ::1): a host name never is, and
 the client address is the socket's peer unless a proxy of ``FATURE_TRUSTED_PROXIES`` sent it
@@ -203,9 +204,11 @@ class ApiMiddleware:
                 receive = limited_receive(receive, limit)
             operation = OPEN_PATHS.get(path)
             authorization = _header(scope, b"authorization")
-            if operation is None and (
-                (path == "/graphql" and _is_graphiql_page(scope)) or path.startswith(ASSET_PREFIX)
-            ):
+            if operation is None and path.startswith(ASSET_PREFIX):
+                # Static bytes from memory, cached a year by URL: not rate limited, so a page
+                # load is never cut between its page and its scripts (a blank GraphiQL).
+                operation = "graphiql"
+            if operation is None and path == "/graphql" and _is_graphiql_page(scope):
                 operation = "graphiql"
                 verdict = await api.rate_limiter.hit(f"ip:{client}", anonymous=True)
                 if not verdict.allowed:
