@@ -66,7 +66,9 @@ from schema.documents import parsed_document, validate
 from schema.errors import public_error
 from schema.limits import limit_rules
 from web.auth import AuthError
+from web.errors import Rejected
 from web.live import CommitFeed, CommitHub, TokenSlots
+from web.persisted import resolve_document
 from web.state import ApiState, RequestContext
 
 log = logging.getLogger("fature.api")
@@ -379,7 +381,8 @@ class FatureTransportWSHandler(BaseGraphQLTransportWSHandler[Connection, None]):
         operation_id = message.get("id")
         if (not self.connection_acknowledged or not isinstance(operation_id, str)
                 or operation_id in self.operations or not isinstance(payload, dict)
-                or not isinstance(payload.get("query"), str) or connection.viewer is None):
+                or not isinstance(payload.get("query"), str | None)
+                or not isinstance(payload.get("extensions"), dict | None) or connection.viewer is None):
             await super().handle_subscribe(message)  # the protocol's closes (4401, 4409, 4400)
             return
         api, viewer = connection.api, connection.viewer
@@ -388,6 +391,12 @@ class FatureTransportWSHandler(BaseGraphQLTransportWSHandler[Connection, None]):
             api.metrics.rate_limited.labels("token").inc()
             await self.send_message(_error(operation_id, "RATE_LIMITED",
                                            f"Too many requests; retry in {verdict.retry_after} s"))
+            return
+        try:  # trusted documents and persisted queries: the rules of /graphql (web/persisted.py)
+            payload["query"] = await resolve_document(api, viewer, payload.get("query"),
+                                                      payload.get("extensions"))
+        except Rejected as refusal:
+            await self.send_message(_error(operation_id, refusal.code, refusal.message))
             return
         limit = api.settings.ws_max_subscriptions_per_token
         slot = f"{connection.id}:{operation_id}"

@@ -34,6 +34,7 @@ from tests.support.factories import Operation, etl
 from tests.support.live import uvicorn_serving
 from tests.support.tools import node_binary, npm_packages
 from web.auth import mint_token
+from web.persisted import sha256_hex
 
 PROTOCOL = "graphql-transport-ws"
 REPO = Path(__file__).resolve().parents[2]
@@ -490,3 +491,27 @@ async def test_a_browser_page_must_come_from_an_allowed_origin(deployment: Deplo
                                       origin="http://portal.example") as socket:  # type: ignore[arg-type]
             await socket.send(json.dumps({"type": "connection_init", "payload": {"Authorization": admin}}))
             assert json.loads(await socket.recv())["type"] == "connection_ack"
+
+
+async def test_subscriptions_follow_the_trusted_documents_rule(deployment: Deployment, tmp_path: Path) -> None:
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"format": "apollo-persisted-query-manifest", "version": 1, "operations": [
+        {"id": sha256_hex(TOTALS), "name": "Totals", "type": "subscription", "body": TOTALS}]}))
+    affiliate, admin = bearer(deployment, "affiliate", AFFILIATE), bearer(deployment)
+    async with serving(deployment, trusted_documents="affiliates", trusted_documents_path=manifest) as url:
+        async with connected(url, {"Authorization": affiliate}) as socket:
+            await subscribe(socket, "free", UPDATED)  # not in the manifest
+            assert await next_message(socket) == {"id": "free", "type": "error", "payload": [{
+                "message": "Only the registered operations (the trusted documents manifest) may run with this token",
+                "extensions": {"code": "TRUSTED_DOCUMENT_REQUIRED"}}]}
+            # The registered document, in full or by its hash alone (Apollo's persisted query link).
+            await subscribe(socket, "full", TOTALS, {"id": str(AFFILIATE)})
+            by_hash = {"persistedQuery": {"version": 1, "sha256Hash": sha256_hex(TOTALS)}}
+            await socket.send(json.dumps({"id": "hash", "type": "subscribe", "payload": {
+                "variables": {"id": str(AFFILIATE)}, "extensions": by_hash}}))
+            answers = {m["id"]: m for m in [await next_message(socket), await next_message(socket)]}
+            assert answers["full"]["payload"] == answers["hash"]["payload"]
+            assert answers["full"]["payload"]["data"]["affiliateTotals"]["totalReferrals"] > 0
+        async with connected(url, {"Authorization": admin}) as socket:  # other roles: any document
+            await subscribe(socket, "free", TOTALS.replace("rankCpa", "rankReferrals"), {"id": str(ROOT)})
+            assert (await next_message(socket))["type"] == "next"
