@@ -355,6 +355,8 @@ class FatureTransportWSHandler(BaseGraphQLTransportWSHandler[Connection, None]):
         await self.send_message({"type": "connection_ack"})
         self.connection_acknowledged = True
         self.context.spawn(self._expire(), timer=True)
+        if self.context.viewer is not None and self.context.viewer.role is Role.AFFILIATE:
+            self.context.spawn(self._watch_suspension(), timer=True)
         if self.context.api.settings.ws_ping_seconds > 0:
             self.context.spawn(self._heartbeat(self.context.api.settings.ws_ping_seconds), timer=True)
 
@@ -362,6 +364,23 @@ class FatureTransportWSHandler(BaseGraphQLTransportWSHandler[Connection, None]):
         leeway = self.context.api.settings.jwt_leeway_seconds
         await asyncio.sleep(max(0.0, self.context.expires + leeway - time.time()))
         await self.context.close(FORBIDDEN, "Forbidden: token expired")
+
+    async def _watch_suspension(self) -> None:
+        """An affiliate suspended while connected is closed: its status changes with an ETL
+        commit, so it is read again (not from the cache) after each one."""
+        connection = self.context
+        assert connection.viewer is not None and connection.viewer.affiliate_id is not None
+        affiliate_id, accounts = connection.viewer.affiliate_id, connection.api.accounts
+        with connection.live.hub.feed() as commits:
+            async for _commit in commits:
+                accounts.entries.pop(affiliate_id, None)
+                try:
+                    suspended = await accounts.suspended(affiliate_id)
+                except (DatabaseUnavailable, TimeoutError):
+                    continue  # checked again after the next commit
+                if suspended:
+                    await connection.close(FORBIDDEN, "Forbidden: this affiliate account is suspended")
+                    return
 
     async def _heartbeat(self, seconds: float) -> None:
         while True:

@@ -515,3 +515,20 @@ async def test_subscriptions_follow_the_trusted_documents_rule(deployment: Deplo
         async with connected(url, {"Authorization": admin}) as socket:  # other roles: any document
             await subscribe(socket, "free", TOTALS.replace("rankCpa", "rankReferrals"), {"id": str(ROOT)})
             assert (await next_message(socket))["type"] == "next"
+
+
+async def test_an_affiliate_suspended_while_connected_is_closed_after_the_commit(writable: Deployment) -> None:
+    affiliate = bearer(writable, "affiliate", 302)
+    async with serving(writable) as url:
+        async with connected(url, {"Authorization": affiliate}) as socket:
+            await subscribe(socket, "1", TOTALS, {"id": "302"})
+            assert (await next_message(socket))["type"] == "next"
+            op = await Operation.open(writable.operation_url)
+            try:
+                await op.set_status("cadastro", 302, "suspenso", "2025-06-02 10:00Z")
+            finally:
+                await op.close()
+            await etl(writable.settings, writable.robust_url, writable.operation_url)
+            assert await closed_with(socket) == (4403, "Forbidden: this affiliate account is suspended")
+        assert await refused(url, {"Authorization": affiliate}) == (
+            4403, "Forbidden: this affiliate account is suspended")
