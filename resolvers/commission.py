@@ -156,7 +156,8 @@ async def simulation(
     asked for, so the page knows whether another follows."""
     month = parse_month(month)
     async with robust_connection(ctx) as conn:
-        return await service.simulate(conn, ctx.settings.timezone, terms, month, first=first, after=after_id)
+        return await service.simulate(conn, ctx.settings.timezone, terms, month, first=first + 1,
+                                      after=after_id)
 
 
 def simulation_page(found: service.Simulation, first: int, after: str | None) -> Page[service.Comparison]:

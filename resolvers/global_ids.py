@@ -123,7 +123,7 @@ def parse_global_id(value: object, name: str = "id", expected: str | None = None
         raise BadUserInput(f"{name} is not a valid global id (use an `id` this API returned), "
                            f"got {text[:40]!r}") from exc
     if expected is not None and type_name != expected:
-        raise BadUserInput(f"{name} is the global id of a {type_name}, not of a {expected}")
+        raise BadUserInput(f"{name} must be an id of type {expected}, got the global id of type {type_name}")
     return NodeKey(type_name, key)
 
 
@@ -139,7 +139,7 @@ def parse_entity_id(value: object, type_name: str, name: str = "id") -> int:
         key = None
     if key is None:
         raise BadUserInput(f"{name} must be a positive integer id, got {str(value)[:40]!r} "
-                           f"(or the global id of a {type_name})")
+                           f"(or a global id of type {type_name})")
     return int(parse_global_id(text, name, type_name).key[0])
 
 

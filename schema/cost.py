@@ -91,6 +91,10 @@ PAGED_FIELDS: dict[tuple[str, str], int | None] = {
     ("Affiliate", "cpaValidations"): None,
     ("Affiliate", "transactions"): None,
 }
+# Fields whose `first` sizes one child list only (the deprecated CommissionSimulation.affiliates,
+# paged by simulateCommissionPlan's `first`): without that child in the selection, the field
+# is one object (its affiliatesConnection has its own `first`).
+PAGED_CHILD: dict[tuple[str, str], str] = {("Query", "simulateCommissionPlan"): "affiliates"}
 # Summaries: `last` periods (1..1000); without it, all periods of the history: counted as
 # 1000 days' worth of the period asked for (an unknown period: daily).
 SUMMARY_FIELDS = frozenset({("Affiliate", "summaries")})
@@ -259,6 +263,9 @@ def _list_size(
         period = _argument(costing, node, "period")
         history = SUMMARY_PERIODS.get(period, MAX_SUMMARIES) if isinstance(period, str) else MAX_SUMMARIES
         return _size(costing, field, node, "last", MAX_SUMMARIES, history)
+    child = PAGED_CHILD.get(key)
+    if child is not None and not _selects(costing, node.selection_set, child, set()):
+        return 1
     if key in PAGED_FIELDS:
         return _size(costing, field, node, "first", PAGED_FIELDS[key] or costing.max_page)
     if field is not None and "first" in field.args:  # a page not listed: at most max_page_size
@@ -266,6 +273,22 @@ def _list_size(
     if field is not None and is_list_of_objects(field.type) and not key[0].startswith("__"):
         return costing.max_page  # a list not listed (introspection's lists count 1, as ever)
     return 1
+
+
+def _selects(costing: _Costing, selection_set: SelectionSetNode | None, name: str, seen: set[str]) -> bool:
+    """Whether the selection set (through its fragments) selects the field ``name``."""
+    for selection in selection_set.selections if selection_set is not None else ():
+        if isinstance(selection, FieldNode) and selection.name.value == name:
+            return True
+        if isinstance(selection, InlineFragmentNode):
+            if _selects(costing, selection.selection_set, name, seen):
+                return True
+        if isinstance(selection, FragmentSpreadNode) and selection.name.value not in seen:
+            fragment = costing.fragments.get(selection.name.value)
+            if fragment is not None and _selects(costing, fragment.selection_set, name,
+                                                 seen | {selection.name.value}):
+                return True
+    return False
 
 
 def is_list_of_objects(type_: GraphQLOutputType) -> bool:
