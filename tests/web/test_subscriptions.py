@@ -20,12 +20,12 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
 import websockets
 from gql import Client, GraphQLRequest
 from gql.transport.exceptions import TransportQueryError
 from gql.transport.websockets import WebsocketsTransport
 from graphql import ExecutionResult
+from pydantic import SecretStr
 from websockets.asyncio.client import ClientConnection
 
 from tests.support.clients import AFFILIATE, CHILD, GRANDCHILD, ROOT
@@ -80,13 +80,13 @@ async def connected(url: str, payload: dict[str, Any] | None) -> AsyncIterator[C
         yield socket
 
 
-async def closed_with(socket: ClientConnection, timeout: float = 5) -> tuple[int | None, str | None]:
+async def closed_with(socket: ClientConnection, seconds: float = 5) -> tuple[int | None, str | None]:
     """The close code and reason the server ends the connection with (messages before it skipped)."""
     async def drain() -> None:
         async for _ in socket:
             pass
     try:
-        await asyncio.wait_for(drain(), timeout)
+        await asyncio.wait_for(drain(), seconds)
     except websockets.ConnectionClosed:
         pass
     assert socket.close_code is not None, "the server did not close"
@@ -99,9 +99,9 @@ async def refused(url: str, payload: dict[str, Any]) -> tuple[int | None, str | 
         return await closed_with(socket)
 
 
-async def next_message(socket: ClientConnection, timeout: float = 10, skip_pings: bool = True) -> dict[str, Any]:
+async def next_message(socket: ClientConnection, seconds: float = 10, skip_pings: bool = True) -> dict[str, Any]:
     while True:
-        message = json.loads(await asyncio.wait_for(socket.recv(), timeout))
+        message = json.loads(await asyncio.wait_for(socket.recv(), seconds))
         if skip_pings and message["type"] == "ping":
             await socket.send(json.dumps({"type": "pong"}))
             continue
@@ -151,7 +151,7 @@ async def test_an_expired_or_foreign_token_and_a_suspended_affiliate_close_with_
     settings = deployment.settings
     other = settings.model_copy(update={"jwt_secret": SecretStr("another-secret-" + "y" * 40)})
     expired = mint_token(settings, "admin", ttl=timedelta(seconds=1))
-    time.sleep(1.1)
+    await asyncio.sleep(1.1)
     async with serving(deployment, jwt_leeway_seconds=0) as url:
         assert await refused(url, {"Authorization": f"Bearer {expired}"}) == (4403, "Forbidden: token expired")
         forged = mint_token(other, "admin")
@@ -183,7 +183,7 @@ async def test_the_connection_closes_when_the_token_expires(deployment: Deployme
         async with connected(url, {"Authorization": f"Bearer {short}"}) as socket:
             await subscribe(socket, "1", UPDATED)
             started = time.monotonic()
-            code, reason = await closed_with(socket, timeout=10)
+            code, reason = await closed_with(socket, seconds=10)
     assert (code, reason) == (4403, "Forbidden: token expired")
     assert time.monotonic() - started < 4
 
@@ -225,18 +225,18 @@ class NodeClient:
         self.process = process
         self.events: list[dict[str, Any]] = []
 
-    async def next(self, timeout: float = 20) -> dict[str, Any]:
+    async def next(self, seconds: float = 20) -> dict[str, Any]:
         assert self.process.stdout is not None
-        line = await asyncio.wait_for(self.process.stdout.readline(), timeout)
+        line = await asyncio.wait_for(self.process.stdout.readline(), seconds)
         assert line, "the Node client ended"
         event = json.loads(line)
         self.events.append(event)
         return event
 
-    async def until(self, wanted: Any, timeout: float = 20) -> list[dict[str, Any]]:
+    async def until(self, wanted: Any, seconds: float = 20) -> list[dict[str, Any]]:
         """Events until one satisfies ``wanted`` (heartbeats included), that one last."""
         seen = []
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + seconds
         while True:
             event = await self.next(max(0.1, deadline - time.monotonic()))
             seen.append(event)
