@@ -26,9 +26,10 @@ from web.cors import cors_middleware
 from web.errors import ROUTE_ERROR_HANDLERS
 from web.exports.streaming import routes as export_routes
 from web.graphql import FatureGraphQL
+from web.live import LiveUpdates
 from web.middleware import ApiMiddleware
 from web.state import ApiState
-from web.subscriptions import FatureSubscriptions, LiveUpdates
+from web.subscriptions import FatureSubscriptions
 
 log = logging.getLogger("fature.api")
 

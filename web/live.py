@@ -1,5 +1,6 @@
 """What the live updates (web/subscriptions.py) share across connections: the feed of committed
-ETL runs and the per-token counts of connections and subscriptions.
+ETL runs and the per-token counts of connections and subscriptions (``LiveUpdates``, built by
+the app's lifespan, holds both).
 
 Commits reach every API process: ``web/freshness.py`` moves the data generation on the
 in-process ``EtlCommitted`` event, on PostgreSQL ``NOTIFY`` (milliseconds after another
@@ -28,6 +29,7 @@ from redis.asyncio import Redis
 
 from db.settings import Settings
 from schema.subscription import DataCommit
+from web.state import ApiState
 
 log = logging.getLogger("fature.api")
 
@@ -184,3 +186,28 @@ class TokenSlots:
         if self._redis is not None:
             with contextlib.suppress(Exception):
                 await self._redis.aclose()
+
+
+class LiveUpdates:
+    """Built by the app's lifespan: the commit hub fed by the data generation, the per-token
+    slots and their lease renewal."""
+
+    def __init__(self, api: ApiState) -> None:
+        self.api = api
+        self.hub = CommitHub()
+        self.slots = TokenSlots(api.settings)
+        self._renewer: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.api.freshness.advance_listeners.append(self.hub.publish)
+        if self.slots.shared:
+            self._renewer = asyncio.get_running_loop().create_task(self.slots.renew_forever())
+
+    async def stop(self) -> None:
+        with contextlib.suppress(ValueError):
+            self.api.freshness.advance_listeners.remove(self.hub.publish)
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
+        await self.slots.close()

@@ -32,14 +32,12 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 import jwt
 import orjson
-from graphql import GraphQLError, OperationDefinitionNode, OperationType, specified_rules
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from strawberry.asgi import GraphQL
@@ -53,23 +51,16 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     PongMessage,
     SubscribeMessage,
 )
-from strawberry.types.execution import PreExecutionError
-from strawberry.utils.aio import aclosing
 
 from db.engine import DatabaseUnavailable
 from db.settings import Settings
-from resolvers.errors import QueryTooCostly
 from resolvers.viewer import Role, Viewer
-from schema.cost import cached_document_cost
-from schema.document_cache import too_large
-from schema.documents import parsed_document, validate
-from schema.errors import public_error
-from schema.limits import limit_rules
 from web.auth import AuthError
 from web.errors import Rejected
-from web.live import CommitFeed, CommitHub, TokenSlots
+from web.live import CommitFeed, CommitHub, LiveUpdates
 from web.persisted import resolve_document
 from web.state import ApiState, RequestContext
+from web.subscription_documents import SubscriptionsOnly, root_field
 
 log = logging.getLogger("fature.api")
 
@@ -90,31 +81,6 @@ class SubscriptionContext(RequestContext):
         for cached in ("access", "loaders"):  # cached_property values of Context
             self.__dict__.pop(cached, None)
         self.snapshot = self.api.freshness.snapshot
-
-
-class LiveUpdates:
-    """Built by the app's lifespan: the commit hub fed by the data generation, the per-token
-    slots and their lease renewal."""
-
-    def __init__(self, api: ApiState) -> None:
-        self.api = api
-        self.hub = CommitHub()
-        self.slots = TokenSlots(api.settings)
-        self._renewer: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self.api.freshness.advance_listeners.append(self.hub.publish)
-        if self.slots.shared:
-            self._renewer = asyncio.get_running_loop().create_task(self.slots.renew_forever())
-
-    async def stop(self) -> None:
-        with contextlib.suppress(ValueError):
-            self.api.freshness.advance_listeners.remove(self.hub.publish)
-        if self._renewer is not None:
-            self._renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._renewer
-        await self.slots.close()
 
 
 def _authorization(payload: dict[str, Any]) -> str | None:
@@ -230,93 +196,6 @@ async def _guarded(work: Any) -> None:
         log.error("unexpected error in a GraphQL WebSocket task", exc_info=True)
 
 
-class SubscriptionsOnly:
-    """The schema as the WebSocket handler sees it: subscriptions only, each with its own
-    context, errors coded and masked as over HTTP (ErrorPolicy runs once a stream ends)."""
-
-    def __init__(self, schema: BaseSchema) -> None:
-        self.schema = schema
-
-    async def stream(self, query: str | None, variable_values: dict[str, Any] | None = None,
-                     context_value: Any = None, root_value: Any = None,
-                     operation_name: str | None = None, **_: Any) -> AsyncGenerator[Any, None]:
-        context = context_value.operation_context()
-        refusal = self._refusal(query, variable_values, operation_name, context)
-        if refusal is not None:
-            return _refused(refusal)
-        source = await self.schema.subscribe(
-            query, variable_values=variable_values, context_value=context,
-            root_value=root_value, operation_name=operation_name,
-        )
-        return _public(source)
-
-    def _refusal(self, query: str | None, variables: dict[str, Any] | None, operation_name: str | None,
-                    context: SubscriptionContext) -> GraphQLError | None:
-        """A query or mutation (WebSockets carry subscriptions only), or a document over the
-        cost budget: RequestLimits' check, which strawberry's subscription path skips (it runs
-        on_execute but ignores the result it sets). A document that does not parse or validate
-        is left to the stream, which answers it as over HTTP."""
-        settings = context.settings
-        if not query or too_large(query, settings.max_document_bytes):
-            return None
-        try:
-            entry = parsed_document(query, settings.max_tokens)
-        except GraphQLError:
-            return None
-        operation = _chosen_operation(entry.document.definitions, operation_name)
-        if operation is not None and operation.operation is not OperationType.SUBSCRIPTION:
-            return GraphQLError("Only subscriptions go over the WebSocket: send queries and mutations over "
-                                "HTTP", extensions={"code": "BAD_REQUEST"})
-        graphql_schema = self.schema._schema  # type: ignore[attr-defined]
-        introspection = context.viewer.may_introspect(settings.introspection_for_affiliates)
-        limits = limit_rules(settings.max_query_depth, settings.max_aliases, introspection)
-        rules = (*specified_rules, *limits)
-        if validate(graphql_schema, entry, rules):
-            return None
-        cost = cached_document_cost(graphql_schema, entry, operation_name, variables or {},
-                                    settings.max_page_size)
-        if cost <= settings.max_query_cost:
-            return None
-        error = QueryTooCostly(f"Query cost {cost} exceeds the budget of {settings.max_query_cost}: ask for "
-                               "smaller pages (first/last) or fewer nested lists")
-        return GraphQLError(error.message, original_error=error, extensions=error.extensions)
-
-
-async def _refused(error: GraphQLError) -> AsyncGenerator[Any, None]:
-    yield PreExecutionError(data=None, errors=[error])
-
-
-async def _public(source: AsyncGenerator[Any, None]) -> AsyncGenerator[Any, None]:
-    async with aclosing(source):
-        async for result in source:
-            if result.errors:
-                result.errors = [public_error(e) for e in result.errors]
-            yield result
-
-
-def _chosen_operation(definitions: Any, operation_name: str | None) -> OperationDefinitionNode | None:
-    for definition in definitions:
-        if not isinstance(definition, OperationDefinitionNode):
-            continue
-        name = definition.name.value if definition.name is not None else None
-        if operation_name is None or name == operation_name:
-            return definition
-    return None
-
-
-def _root_field(query: str, operation_name: str | None, settings: Settings) -> str:
-    """The subscription's root field, the label of its metrics ("other" for anything else)."""
-    try:
-        document = parsed_document(query, settings.max_tokens).document
-    except GraphQLError:
-        return "other"
-    operation = _chosen_operation(document.definitions, operation_name)
-    if operation is None or operation.operation is not OperationType.SUBSCRIPTION:
-        return "other"
-    name = getattr(getattr(operation.selection_set.selections[0], "name", None), "value", None)
-    return name if name in ("dataUpdated", "affiliateTotals") else "other"
-
-
 def _error(operation_id: str, code: str, message: str) -> Any:
     return {"id": operation_id, "type": "error",
             "payload": [{"message": message, "extensions": {"code": code}}]}
@@ -423,7 +302,7 @@ class FatureTransportWSHandler(BaseGraphQLTransportWSHandler[Connection, None]):
             await self.send_message(_error(operation_id, "SUBSCRIPTION_LIMIT",
                                            f"Too many subscriptions for this token (at most {limit})"))
             return
-        root = _root_field(payload["query"], payload.get("operationName"), api.settings)
+        root = root_field(payload["query"], payload.get("operationName"), api.settings)
         connection.subscriptions[operation_id] = root
         api.metrics.subscriptions.labels(root).inc()
         await super().handle_subscribe(message)
