@@ -191,9 +191,7 @@ class FatureGraphQL(GraphQL[RequestContext, None]):
         root_value: Any, sub_response: Any,
     ) -> Any:
         members = request_data if isinstance(request_data, list) else [request_data]
-        if isinstance(request_data, list) and len(request_data) > context.settings.max_batch_operations:
-            pass  # refused below, before any document is looked up
-        else:
+        if len(members) <= context.settings.max_batch_operations:  # a larger batch is refused below
             for member in members:
                 await self._resolve_document(request, member, context)
         if isinstance(request_data, list):
