@@ -19,6 +19,7 @@ from typing import Annotated, Protocol, cast
 import strawberry
 from strawberry.types import Info
 
+from db.engine import DatabaseUnavailable, QueryTimeout
 from resolvers import affiliate as affiliate_resolvers
 from resolvers.context import Context
 from schema.affiliate import Affiliate
@@ -99,7 +100,10 @@ class Subscription:
             shown = await _affiliate(live, context, id)
             yield shown
             async for _commit in feed:
-                current = await _affiliate(live, context, id)
+                try:
+                    current = await _affiliate(live, context, id)
+                except (DatabaseUnavailable, QueryTimeout):
+                    continue  # a passing outage ends no subscription: the next commit reads again
                 if current != shown:
                     shown = current
                     yield current
