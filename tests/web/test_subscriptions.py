@@ -403,9 +403,11 @@ async def test_connections_per_token_are_limited_across_two_app_instances_throug
             pass
 
 
-async def test_connections_per_token_are_limited_in_one_process_without_redis(deployment: Deployment) -> None:
+@pytest.mark.parametrize("redis_url", [None, "redis://127.0.0.1:9/0"])  # none, or one that never answers
+async def test_connections_per_token_are_limited_in_one_process_without_redis(
+        deployment: Deployment, redis_url: str | None) -> None:
     admin = bearer(deployment)
-    async with serving(deployment, ws_max_connections_per_token=1) as url:
+    async with serving(deployment, ws_max_connections_per_token=1, redis_url=redis_url) as url:
         async with connected(url, {"Authorization": admin}):
             assert await refused(url, {"Authorization": admin}) == (
                 4429, "Too many connections for this token (at most 1)")
