@@ -16,7 +16,7 @@ from tests.support.program import Program
 TERMS = {"cpaByLevel": ["60.00", "20", "10", "5", "5"], "revShareByLevel": ["0.3", "0.1", "0.05", "0.03", "0.02"],
          "negativeCarryover": False, "minPayout": "100.00"}
 CREATE = """mutation C($n: String!, $t: CommissionPlanTermsInput!) {
-  createCommissionPlan(name: $n, terms: $t) { id name isDefault versions { effectiveFrom cpaByLevel minPayout } } }"""
+  createCommissionPlan(name: $n, terms: $t) { id: planId name isDefault versions { effectiveFrom cpaByLevel minPayout } } }"""
 SCHEDULE = """mutation S($p: ID!, $d: Date!, $t: CommissionPlanTermsInput!) {
   scheduleCommissionPlanVersion(planId: $p, effectiveFrom: $d, terms: $t) { id effectiveFrom revShareByLevel } }"""
 ASSIGN = "mutation A($a: ID!, $p: ID!) { assignCommissionPlan(affiliateId: $a, planId: $p) { planId effectiveFrom } }"
@@ -37,7 +37,7 @@ async def test_default_plan_holds_the_spec_defaults(program: Program) -> None:
         "negativeCarryover": True, "minPayout": "300.00"}
     err = await program.error("{ commissionPlans { id } }", role="affiliate", affiliate_id=1)
     assert err["extensions"]["code"] == "FORBIDDEN"
-    mine = await program.data('{ commissionPlan(id: "1") { id } }', role="affiliate", affiliate_id=1)
+    mine = await program.data('{ commissionPlan(id: "1") { id: planId } }', role="affiliate", affiliate_id=1)
     assert mine["commissionPlan"] == {"id": "1"}
 
 

@@ -14,9 +14,9 @@ from tests.support.factories import Operation
 from tests.support.program import Program, past_plan
 
 REJECT = """mutation R($id: ID!, $r: String!) { rejectCpaValidation(id: $id, reason: $r) {
-  id cpaStatus cpaAmount } }"""
+  id: validationId cpaStatus cpaAmount } }"""
 REJECT_USER = """mutation U($u: ID!, $r: String!) { rejectUserCpaValidations(userId: $u, reason: $r) {
-  id affiliateId referredUserId cpaLevel cpaAmount cpaStatus } }"""
+  id: validationId affiliateId referredUserId cpaLevel cpaAmount cpaStatus } }"""
 AUDIT = "{ commissionAuditLog(entity: \"cpa_validation\") { actor action entityId before after } }"
 
 

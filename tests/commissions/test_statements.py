@@ -14,7 +14,7 @@ from tests.support.program import Program, past_plan
 
 STATEMENT = """
 query S($id: ID!) { statement(id: $id) {
-  id status month cpaValidated cpaRejected cpa rev cpaAdjustments revAdjustments carryoverIn
+  id: statementId status month cpaValidated cpaRejected cpa rev cpaAdjustments revAdjustments carryoverIn
   revPayable carryoverOut heldIn payable heldOut belowMinPayout minPayout paymentReference
   lines { kind amount level day validationId referredUserId correctsMonth description }
 } }"""
@@ -137,9 +137,9 @@ async def test_scoping_and_mutations_for_admins_only(program: Program) -> None:
     own = await statement(program, "1:2025-03", role="affiliate", affiliate_id=1)
     assert own["id"] == "1:2025-03"
     assert await statement(program, "2:2025-03", role="affiliate", affiliate_id=1) is None
-    listed = await program.data('{ statements(month: "2025-03-01") { id } }', role="affiliate", affiliate_id=1)
+    listed = await program.data('{ statements(month: "2025-03-01") { id: statementId } }', role="affiliate", affiliate_id=1)
     assert listed["statements"] == [{"id": "1:2025-03"}]
-    everyone = await program.data('{ statements(month: "2025-03-01") { id } }', role="analyst")
+    everyone = await program.data('{ statements(month: "2025-03-01") { id: statementId } }', role="analyst")
     assert [s["id"] for s in everyone["statements"]] == ["1:2025-03", "2:2025-03"]
     denied = await program.error(CLOSE, {"m": "2025-03-01"}, role="analyst")
     assert denied["extensions"]["code"] == "FORBIDDEN"
@@ -188,7 +188,7 @@ async def test_concurrent_closes_of_one_month_give_one_clear_refusal(program: Pr
 
 
 LIST = """query L($m: Date!) { statements(month: $m, first: 100) {
-  id status planVersionId cpaValidated cpaRejected cpa rev cpaAdjustments revAdjustments carryoverIn revPayable
+  id: statementId status planVersionId cpaValidated cpaRejected cpa rev cpaAdjustments revAdjustments carryoverIn revPayable
   carryoverOut heldIn payable heldOut belowMinPayout lines { kind amount day validationId } } }"""
 
 
@@ -273,11 +273,11 @@ async def test_a_page_reads_on_past_affiliates_with_nothing_in_the_month(program
         SELECT a, 'daily', CASE WHEN a = 905 THEN DATE '2025-04-10' ELSE DATE '2025-03-10' END, 1, 0, 0, 0, 0,
                0, 1600, 0, 1, 0, 0, 400.00
         FROM generate_series(901, 905) AS a""")
-    full = (await program.data('{ statements(month: "2025-04-01", first: 100) { id } }'))["statements"]
+    full = (await program.data('{ statements(month: "2025-04-01", first: 100) { id: statementId } }'))["statements"]
     assert [s["id"] for s in full] == ["1:2025-04", "2:2025-04", "905:2025-04"]
     for first in (1, 2):
         page = await program.data('query P($n: Int) { statements(month: "2025-04-01", first: $n, after: "2") '
-                                  '{ id payable } }', {"n": first})
+                                  '{ id: statementId payable } }', {"n": first})
         assert page["statements"] == [{"id": "905:2025-04", "payable": "400.00"}]
-    march = (await program.data('{ statements(month: "2025-03-01", first: 3, after: "2") { id } }'))["statements"]
+    march = (await program.data('{ statements(month: "2025-03-01", first: 3, after: "2") { id: statementId } }'))["statements"]
     assert [s["id"] for s in march] == ["901:2025-03", "902:2025-03", "903:2025-03"]

@@ -151,7 +151,7 @@ async def test_summaries_range(exports: Exports) -> None:
 
 VALIDATIONS = """query V($id: ID!, $after: String) { affiliate(id: $id) {
   cpaValidations(first: 100, after: $after) { pageInfo { hasNextPage endCursor }
-    edges { node { id affiliateId referredUserId validationDate cpaLevel cpaAmount cpaStatus
+    edges { node { id: validationId affiliateId referredUserId validationDate cpaLevel cpaAmount cpaStatus
                    userDeposits userBets daysActive createdAt } } } } }"""
 VALIDATION_MAP = {c: camel(c) for c in [
     "id", "affiliate_id", "referred_user_id", "validation_date", "cpa_level", "cpa_amount", "cpa_status",
@@ -170,7 +170,7 @@ async def test_validations_equal_graphql(exports: Exports) -> None:
 
 
 RANKING = """query K($metric: RankingMetric!, $after: String) { ranking(metric: $metric, first: 100,
-  after: $after) { pageInfo { hasNextPage endCursor } edges { node { id name email phone status rankCpa
+  after: $after) { pageInfo { hasNextPage endCursor } edges { node { id: affiliateId name email phone status rankCpa
   rankReferrals totalCpaEarned totalValidatedReferrals totalNetworkSize } } } }"""
 RANKING_MAP = {"affiliate_id": "id", "name": "name", "email": "email", "phone": "phone", "status": "status",
                "rank_cpa": "rankCpa", "rank_referrals": "rankReferrals", "total_cpa_earned": "totalCpaEarned",
@@ -211,7 +211,7 @@ async def test_ranking_masking_per_role(exports: Exports) -> None:
 
 
 STATEMENTS = """query T($m: Date!, $id: ID) { statements(month: $m, affiliateId: $id, first: 100) {
-  id affiliateId month status planId planVersionId negativeCarryover minPayout cpaValidated cpaRejected cpa
+  id: statementId affiliateId month status planId planVersionId negativeCarryover minPayout cpaValidated cpaRejected cpa
   rev cpaAdjustments revAdjustments revSettlements carryoverIn revPayable carryoverOut heldIn payable heldOut closedAt
   approvedAt paidAt paymentReference } }"""
 STATEMENT_MAP = {c: camel(c) for c in [

@@ -23,6 +23,7 @@ from app import create_app
 from cli import server_options
 from db.engine import DatabaseUnavailable
 from db.reader import sql
+from resolvers.global_ids import global_id
 from tests.support.clients import AFFILIATE, CHILD, Clients
 from tests.support.deployment import Deployment, build_deployment, drop_deployment, rows, serve, token
 from tests.support.live import uvicorn_serving
@@ -155,8 +156,8 @@ DEEP = "<1000 lists deep>"  # in a request: replaced by its JSON (no client enco
 
 def encoded(body: Any) -> bytes:
     return json.dumps(body).replace(f'"{DEEP}"', "[" * 1000 + '"x"' + "]" * 1000).encode()
-ME = "{ me { id } }"
-BY_ID = "query ById($id: ID!) { affiliate(id: $id) { id } }"
+ME = "{ me { id: affiliateId } }"
+BY_ID = "query ById($id: ID!) { affiliate(id: $id) { id: affiliateId } }"
 
 MALFORMED_JSON = [
     ("nested batch", [[{"query": ME}]]),
@@ -514,7 +515,7 @@ async def test_a_suspension_is_seen_within_the_cache_seconds_and_never_served_fr
             payload = {"query": DASHBOARD_QUERY, "variables": {"id": str(CHILD)}}
             for _ in range(2):  # a miss, then a hit of the response cache
                 response = await api.client.post("/graphql", json=payload, headers=headers)
-                assert response.status_code == 200 and response.json()["data"]["affiliate"]["id"] == str(CHILD)
+                assert response.status_code == 200 and response.json()["data"]["affiliate"]["id"] == global_id("Affiliate", CHILD)
             await rows(own.robust_url, "UPDATE affiliates SET status = 'suspended' WHERE affiliate_id = $1", CHILD)
             response = await api.client.post("/graphql", json=payload, headers=headers)
             assert response.status_code == 403

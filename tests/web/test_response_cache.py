@@ -14,12 +14,13 @@ from datetime import UTC, datetime
 import pytest
 
 from etl.sync import run_cycle
+from resolvers.global_ids import global_id
 from tests.support.clients import AFFILIATE, CHILD, Clients
 from tests.support.deployment import Deployment, build_deployment, drop_deployment, serve, token
 from tests.support.factories import Operation
 from web.graphiql import DASHBOARD_QUERY
 
-ME = "query Me { me { id totalCpaEarned network { totalNetworkSize } } syncStatus { dataAsOf } }"
+ME = "query Me { me { id: affiliateId totalCpaEarned network { totalNetworkSize } } syncStatus { dataAsOf } }"
 
 
 def counters(metrics: str) -> tuple[float, float]:
@@ -49,7 +50,7 @@ async def test_concurrent_misses_compute_once(deployment: Deployment) -> None:
         with api.queries() as seen:
             answers = await asyncio.gather(*(api.client.post("/graphql", json=payload, headers=headers)
                                              for _ in range(12)))
-        assert len({a.text for a in answers}) == 1 and answers[0].json()["data"]["affiliate"]["id"] == "341"
+        assert len({a.text for a in answers}) == 1 and answers[0].json()["data"]["affiliate"]["id"] == global_id("Affiliate", 341)
         assert len(seen) == 5, seen  # one dashboard's statements, not twelve
         hits, misses = counters((await api.client.get("/metrics")).text)
         assert misses == 1 + 1 and hits == 11

@@ -10,7 +10,7 @@ async def test_affiliate_matches_graphql(api: Api) -> None:
         rest = await api.client.get(f"/api/v1/affiliates/{affiliate_id}")
         assert rest.status_code == 200 and rest.headers["content-type"] == "application/json"
         gql = (await api.data(
-            "query($id: ID!) { affiliate(id: $id) { id name status totalReferrals totalValidatedReferrals "
+            "query($id: ID!) { affiliate(id: $id) { id: affiliateId name status totalReferrals totalValidatedReferrals "
             "totalDeposits totalBets totalGgr totalCpaEarned totalRevEarned totalNetworkSize rankCpa } }",
             {"id": affiliate_id}))["affiliate"]
         body = rest.json()
