@@ -59,10 +59,14 @@ class Affiliate(Node):
     affiliate_id: strawberry.ID = strawberry.field(
         description="The affiliate's number: the operator's user id (REST and exports use it; "
                     "`affiliate(id:)` takes it).")
-    name: str
-    email: str | None
-    phone: str | None
-    status: AffiliateStatus
+    name: str = strawberry.field(description="The affiliate's name (`cadastro.nome`); masked ('A*** S***') "
+                                             "for another affiliate's token.")
+    email: str | None = strawberry.field(description="E-mail: masked for analyst tokens, null for another "
+                                                     "affiliate's token (personal data).")
+    phone: str | None = strawberry.field(description="Phone number: masked for analyst tokens, null for "
+                                                     "another affiliate's token (personal data).")
+    status: AffiliateStatus = strawberry.field(description="The operator's user status as of the last ETL "
+                                                           "run.")
     total_referrals: int | None = strawberry.field(
         description="Direct (level-1) referrals; null for a downline at the viewer's level 5.")
     total_validated_referrals: int | None = strawberry.field(
@@ -78,7 +82,9 @@ class Affiliate(Node):
         description="Among active affiliates; null otherwise, and for another affiliate's token.")
     rank_referrals: int | None = strawberry.field(
         description="Among active affiliates; null otherwise, and for a downline at the viewer's level 5.")
-    registered_at: datetime | None
+    registered_at: datetime | None = strawberry.field(
+        description="When the user registered at the operator (`cadastro.criado_em`), an instant with "
+                    "offset; null when the source has none.")
     number: strawberry.Private[int]
 
     @classmethod
@@ -107,7 +113,8 @@ class Affiliate(Node):
             registered_at=row.registered_at,
         )
 
-    @strawberry.field
+    @strawberry.field(description="The affiliate's five network levels (all time): sizes, activity and, "
+                                  "for its own token and staff, its CPA and REV by level.")
     async def network(self, info: Info) -> Network:
         row, depth = await network_resolvers.network_of(info.context, self.number)
         return Network.from_row(row, depth)
@@ -115,7 +122,9 @@ class Affiliate(Node):
     @strawberry.field(description="Newest referral first. Of a level-L downline, an affiliate "
                                   "token sees its levels 1..5-L only.")
     async def referrals(
-        self, info: Info, level: Level = None, status: ReferralStatus | None = None,
+        self, info: Info, level: Level = None,
+        status: Annotated[ReferralStatus | None, strawberry.argument(
+            description="Only referrals in this status (null: all).")] = None,
         first: First = 20, after: After = None,
     ) -> Connection[Referral]:
         page = await referral_resolvers.referrals_of(
@@ -139,9 +148,17 @@ class Affiliate(Node):
                                   "downline, an affiliate token sees its levels 1..5-L only, and "
                                   "none of its CPA and REV.")
     async def transactions(
-        self, info: Info, type: TransactionType | None = None, level: Level = None,
-        from_: Annotated[datetime | None, strawberry.argument(name="from")] = None,
-        to: datetime | None = None, first: First = 20, after: After = None,
+        self, info: Info,
+        type: Annotated[TransactionType | None, strawberry.argument(
+            description="Only movements of this type (null: all).")] = None,
+        level: Level = None,
+        from_: Annotated[datetime | None, strawberry.argument(
+            name="from", description="Earliest instant, inclusive (without an offset: business time "
+                                     "zone); null: from the beginning.")] = None,
+        to: Annotated[datetime | None, strawberry.argument(
+            description="Latest instant, exclusive (without an offset: business time zone); null: up "
+                        "to now.")] = None,
+        first: First = 20, after: After = None,
     ) -> Connection[Transaction]:
         page = await transaction_resolvers.transactions_of(
             info.context, self.number, type=type.value if type is not None else None,
@@ -154,10 +171,17 @@ class Affiliate(Node):
                                   "level-L downline, an affiliate token sees the totals of its "
                                   "levels 1..5-L, no earnings (none at L = 5).")
     async def summaries(
-        self, info: Info, period: PeriodType,
-        from_: Annotated[date | None, strawberry.argument(name="from")] = None,
-        to: date | None = None,
-        last: Annotated[int | None, strawberry.argument(description="1..1000")] = None,
+        self, info: Info,
+        period: Annotated[PeriodType, strawberry.argument(
+            description="Daily, weekly (ISO, from Monday), monthly or yearly periods, local to the "
+                        "business time zone.")],
+        from_: Annotated[date | None, strawberry.argument(
+            name="from", description="Earliest period start, inclusive (a local date); null: the "
+                                     "first period.")] = None,
+        to: Annotated[date | None, strawberry.argument(
+            description="Latest period start, inclusive (a local date); null: the latest period.")] = None,
+        last: Annotated[int | None, strawberry.argument(
+            description="Keep only the most recent N periods, 1..1000; null: every period.")] = None,
     ) -> list[PeriodicSummary]:
         rows = await summary_resolvers.summaries_of(
             info.context, self.number, period=period.value, start=from_, end=to, last=last
@@ -172,10 +196,14 @@ class Affiliate(Node):
 
 @strawberry.type(description="A user in the level-`level` network of the affiliate.")
 class Referral(Node):
-    referred_user_id: strawberry.ID
-    level: int
-    referral_date: datetime
-    status: ReferralStatus
+    referred_user_id: strawberry.ID = strawberry.field(
+        description="The referred user's number (the operator's user id).")
+    level: int = strawberry.field(description="The user's level in the affiliate's network, 1..5 (1: a "
+                                              "direct referral).")
+    referral_date: datetime = strawberry.field(
+        description="When the user was referred (`tracked.criado_em`), an instant with offset.")
+    status: ReferralStatus = strawberry.field(
+        description="Whether the user has qualified for CPA (validated) or not yet (pending).")
     validation_date: datetime | None = strawberry.field(description="The user's qualifying instant.")
     total_deposits: Decimal = strawberry.field(description="The user's own approved deposits.")
     total_bets: Decimal = strawberry.field(description="The user's own total stake.")
@@ -208,21 +236,24 @@ class CpaValidation(Node):
     validation_id: strawberry.ID = strawberry.field(
         description="The validation's number (the ledger row's id; REST, exports and "
                     "`rejectCpaValidation(id:)` use it).")
-    affiliate_id: strawberry.ID
-    referred_user_id: strawberry.ID
-    cpa_level: int
+    affiliate_id: strawberry.ID = strawberry.field(description="The number of the affiliate paid by this "
+                                                               "row.")
+    referred_user_id: strawberry.ID = strawberry.field(description="The number of the user who qualified.")
+    cpa_level: int = strawberry.field(description="The user's level in the affiliate's network, 1..5: "
+                                                  "the level whose CPA amount is paid.")
     cpa_amount: Decimal | None = strawberry.field(
         description="The affiliate's earning: null for another affiliate's token.")
-    cpa_status: CpaStatus
+    cpa_status: CpaStatus = strawberry.field(description="Where the row is in the payout workflow.")
     validation_date: datetime = strawberry.field(description="The qualifying instant t*.")
     user_deposits: Decimal = strawberry.field(description="The user's deposits at t*.")
     user_bets: Decimal = strawberry.field(description="The user's total stake at t*.")
     days_active: int = strawberry.field(description="The user's active days at t*.")
     validation_criteria: JSON = strawberry.field(description="The criteria in force at t*.")
-    created_at: datetime
+    created_at: datetime = strawberry.field(description="When the ETL (or validateCpa) wrote the row, an "
+                                                        "instant with offset.")
     owner_id: strawberry.Private[int]
 
-    @strawberry.field
+    @strawberry.field(description="The affiliate paid by this row; null when the token may not see it.")
     async def affiliate(self, info: Info) -> Affiliate | None:
         return _affiliate_or_none(await affiliate_resolvers.affiliate_by_id(info.context, self.owner_id))
 
@@ -246,34 +277,50 @@ class CpaValidation(Node):
         )
 
 
-@strawberry.input
+@strawberry.input(description="Which affiliates a list keeps; every condition given must hold.")
 class AffiliateFilter:
-    status: AffiliateStatus | None = None
+    status: AffiliateStatus | None = strawberry.field(
+        default=None, description="Only affiliates in this status (null: any status).")
     search: str | None = strawberry.field(
         default=None, description="Case-insensitive text contained in the name or the email."
     )
 
 
-@strawberry.input
+@strawberry.input(description="How a list of affiliates is ordered; ties are broken by affiliate "
+                              "number in the same direction.")
 class AffiliateOrder:
-    field: AffiliateOrderField = AffiliateOrderField.TOTAL_CPA_EARNED
-    direction: OrderDirection = OrderDirection.DESC
+    field: AffiliateOrderField = strawberry.field(
+        default=AffiliateOrderField.TOTAL_CPA_EARNED,
+        description="The figure to order by (affiliate tokens: ID only).")
+    direction: OrderDirection = strawberry.field(
+        default=OrderDirection.DESC, description="Ascending or descending (default: highest first).")
 
 
 @strawberry.type
 class AffiliateQueries:
-    @strawberry.field(description="Null when no affiliate has this id or the token may not see it.")
-    async def affiliate(self, info: Info, id: strawberry.ID) -> Affiliate | None:
+    @strawberry.field(description="One affiliate; null when no affiliate has this id or the token may "
+                                  "not see it (an affiliate token sees itself and its downline, levels "
+                                  "1-5).")
+    async def affiliate(
+        self, info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(
+            description="The affiliate's number (`affiliateId`, e.g. \"300\") or its global `id`.")],
+    ) -> Affiliate | None:
         return _affiliate_or_none(await affiliate_resolvers.affiliate(info.context, id))
 
     @strawberry.field(description="The token's affiliate; null for admin and analyst tokens.")
     async def me(self, info: Info) -> Affiliate | None:
         return _affiliate_or_none(await affiliate_resolvers.me(info.context))
 
-    @strawberry.field
+    @strawberry.field(description="Every affiliate the token may see (an affiliate token: itself and its "
+                                  "downline), filtered and ordered; by affiliate number when no order "
+                                  "is given.")
     async def affiliates(
-        self, info: Info, first: int | None = 20, after: str | None = None,
-        filter: AffiliateFilter | None = None, order_by: AffiliateOrder | None = None,
+        self, info: Info, first: First = 20, after: After = None,
+        filter: Annotated[AffiliateFilter | None, strawberry.argument(
+            description="Conditions on status and text (null: every affiliate).")] = None,
+        order_by: Annotated[AffiliateOrder | None, strawberry.argument(
+            description="The order (null: by affiliate number, ascending).")] = None,
     ) -> Connection[Affiliate]:
         page = await affiliate_resolvers.affiliates_list(
             info.context, first=first, after=after,
@@ -284,10 +331,14 @@ class AffiliateQueries:
         )
         return connection_of(page, Affiliate.from_row)
 
-    @strawberry.field
+    @strawberry.field(description="Active affiliates by their precomputed rank (1 first; ties share a rank "
+                                  "and are listed by affiliate number). An affiliate token's ranking "
+                                  "holds itself only, with its rank among all active affiliates.")
     async def ranking(
-        self, info: Info, metric: RankingMetric = RankingMetric.CPA_EARNED, first: int | None = 20,
-        after: str | None = None,
+        self, info: Info,
+        metric: Annotated[RankingMetric, strawberry.argument(
+            description="The all-time total ranked by.")] = RankingMetric.CPA_EARNED,
+        first: First = 20, after: After = None,
     ) -> Connection[Affiliate]:
         page = await affiliate_resolvers.ranking(info.context, metric=metric.value, first=first, after=after)
         return connection_of(page, Affiliate.from_row)

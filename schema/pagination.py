@@ -14,29 +14,39 @@ T = TypeVar("T")
 
 @strawberry.type(description="Forward pagination state; pass endCursor as `after` for the next page.")
 class PageInfo:
-    has_next_page: bool
-    has_previous_page: bool
-    start_cursor: str | None
-    end_cursor: str | None
+    has_next_page: bool = strawberry.field(
+        description="True when more items follow this page: ask again with `after: endCursor`.")
+    has_previous_page: bool = strawberry.field(
+        description="True when this page was asked for after a cursor (items come before it); "
+                    "false on the first page.")
+    start_cursor: str | None = strawberry.field(
+        description="The cursor of the page's first item; null when the page is empty.")
+    end_cursor: str | None = strawberry.field(
+        description="The cursor of the page's last item (pass it as `after` for the next page); "
+                    "null when the page is empty.")
 
 
-@strawberry.type
+@strawberry.type(description="One item of a connection's page with its cursor.")
 class Edge(Generic[T]):
     cursor: str = strawberry.field(description="Opaque and stable: a keyset position, not an offset.")
-    node: T
+    node: T = strawberry.field(description="The item itself.")
 
 
-@strawberry.type
+@strawberry.type(description="One page of a list (Relay connection): its items with their cursors, the "
+                             "paging state and, when asked for, the size of the whole list.")
 class Connection(Generic[T]):
-    edges: list[Edge[T]]
-    page_info: PageInfo
+    edges: list[Edge[T]] = strawberry.field(description="The page's items with their cursors, in the "
+                                                        "list's order.")
+    page_info: PageInfo = strawberry.field(description="Where this page is: whether more items follow, "
+                                                       "and the cursors to continue from.")
     count: strawberry.Private[Callable[[], Awaitable[int]]]
 
     @strawberry.field(description="The nodes of this page, without cursors.")
     def nodes(self) -> list[T]:
         return [edge.node for edge in self.edges]
 
-    @strawberry.field(description="How many items the whole list has (all pages), with the filters.")
+    @strawberry.field(description="How many items the whole list has (all pages), with the filters; "
+                                  "counted only when this field is asked for.")
     async def total_count(self) -> int:
         return await self.count()
 
