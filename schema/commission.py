@@ -31,13 +31,20 @@ class MaySimulatePlans(StaffOnly):
 class CommissionPlanVersion(Node):
     plan_version_id: strawberry.ID = strawberry.field(
         description="The version's number (Statement.planVersionId names it).")
-    plan_id: strawberry.ID
-    effective_from: date
-    cpa_by_level: list[Decimal] = strawberry.field(description="CPA amount for levels 1..5.")
-    rev_share_by_level: list[Decimal] = strawberry.field(description="Share of GGR for levels 1..5 (0..1).")
-    negative_carryover: bool
-    min_payout: Decimal
-    created_at: datetime
+    plan_id: strawberry.ID = strawberry.field(description="The number of the plan this version belongs "
+                                                          "to.")
+    effective_from: date = strawberry.field(description="The local date from which it is in force (until "
+                                                        "the next version's).")
+    cpa_by_level: list[Decimal] = strawberry.field(description="CPA amount in reais for levels 1..5, "
+                                                               "level 1 first.")
+    rev_share_by_level: list[Decimal] = strawberry.field(
+        description="Share of the network's daily GGR paid as REV for levels 1..5 (0..1), level 1 first.")
+    negative_carryover: bool = strawberry.field(
+        description="Whether a month's negative REV balance is carried to the next month (true) or "
+                    "dropped (false).")
+    min_payout: Decimal = strawberry.field(description="The smallest payable paid, in reais; a smaller "
+                                                       "one is held and rolled into the next month.")
+    created_at: datetime = strawberry.field(description="When the version was scheduled.")
 
     @classmethod
     def from_record(cls, v: service.PlanVersion) -> CommissionPlanVersion:
@@ -55,10 +62,12 @@ class CommissionPlan(Node):
     plan_id: strawberry.ID = strawberry.field(
         description="The plan's number (`commissionPlan(id:)`, `assignCommissionPlan(planId:)` and "
                     "Statement.planId use it).")
-    name: str
-    is_default: bool
-    created_at: datetime
-    versions: list[CommissionPlanVersion] = strawberry.field(description="Oldest first.")
+    name: str = strawberry.field(description="The plan's name, unique among plans.")
+    is_default: bool = strawberry.field(description="True for the plan of every affiliate not assigned "
+                                                    "another one.")
+    created_at: datetime = strawberry.field(description="When the plan was created.")
+    versions: list[CommissionPlanVersion] = strawberry.field(
+        description="Every version of the plan, oldest first (scheduled ones included).")
     current_version: CommissionPlanVersion | None = strawberry.field(
         description="The version in force today (business time zone).")
 
@@ -76,10 +85,17 @@ class CommissionPlan(Node):
 
 @strawberry.input(description="What a plan version pays. Exactly five levels each.")
 class CommissionPlanTermsInput:
-    cpa_by_level: list[Decimal]
-    rev_share_by_level: list[Decimal]
-    negative_carryover: bool = True
-    min_payout: Decimal = Decimal("300.00")
+    cpa_by_level: list[Decimal] = strawberry.field(
+        description="CPA amount in reais for levels 1..5, level 1 first (each >= 0).")
+    rev_share_by_level: list[Decimal] = strawberry.field(
+        description="Share of the network's daily GGR paid as REV for levels 1..5, level 1 first "
+                    "(each 0..1).")
+    negative_carryover: bool = strawberry.field(
+        default=True, description="Carry a month's negative REV balance to the next month (default) or "
+                                  "drop it.")
+    min_payout: Decimal = strawberry.field(
+        default=Decimal("300.00"), description="The smallest payable paid, in reais (default 300.00); "
+                                               "a smaller one is held.")
 
     def to_terms(self) -> service.PlanTerms:
         return service.PlanTerms(self.cpa_by_level, self.rev_share_by_level, self.negative_carryover,
@@ -89,12 +105,19 @@ class CommissionPlanTermsInput:
 @strawberry.type(description="The program's qualification criteria from effectiveFrom.")
 class QualificationCriteria(Node):
     criteria_id: strawberry.ID = strawberry.field(description="The criteria version's number.")
-    effective_from: date
-    min_deposits: Decimal
-    min_stake: Decimal
-    min_active_days: int
-    window_days: int | None
-    created_at: datetime
+    effective_from: date = strawberry.field(
+        description="The local date from which this version judges deposit and bet instants (until the "
+                    "next version's).")
+    min_deposits: Decimal = strawberry.field(description="The user's approved deposits needed, in reais "
+                                                         "(at least).")
+    min_stake: Decimal = strawberry.field(description="The user's total stake needed, in reais (at "
+                                                      "least).")
+    min_active_days: int = strawberry.field(description="The user's active days needed (local days with "
+                                                        "a bet, at least).")
+    window_days: int | None = strawberry.field(
+        description="Only activity within N x 24 hours of the referral counts under this version; null: "
+                    "no window.")
+    created_at: datetime = strawberry.field(description="When the version was scheduled.")
 
     @classmethod
     def from_row(cls, r: Any) -> QualificationCriteria:
@@ -108,12 +131,15 @@ class QualificationCriteria(Node):
         )
 
 
-@strawberry.input
+@strawberry.input(description="What a user must reach to qualify for CPA under a criteria version.")
 class QualificationCriteriaInput:
-    min_deposits: Decimal
-    min_stake: Decimal
-    min_active_days: int
-    window_days: int | None = None
+    min_deposits: Decimal = strawberry.field(description="Approved deposits needed, in reais (>= 0).")
+    min_stake: Decimal = strawberry.field(description="Total stake needed, in reais (>= 0).")
+    min_active_days: int = strawberry.field(description="Active days needed (local days with a bet, "
+                                                        ">= 0).")
+    window_days: int | None = strawberry.field(
+        default=None, description="Count only activity within N x 24 hours of the referral (N >= 1); "
+                                  "null: no window.")
 
     def to_terms(self) -> service.QualificationTerms:
         return service.QualificationTerms(self.min_deposits, self.min_stake, self.min_active_days,
@@ -122,9 +148,11 @@ class QualificationCriteriaInput:
 
 @strawberry.type(description="An affiliate's plan from a local date on.")
 class CommissionPlanAssignment:
-    affiliate_id: strawberry.ID
-    plan_id: strawberry.ID
-    effective_from: date
+    affiliate_id: strawberry.ID = strawberry.field(description="The number of the affiliate assigned.")
+    plan_id: strawberry.ID = strawberry.field(description="The number of the plan it is on from "
+                                                          "effectiveFrom.")
+    effective_from: date = strawberry.field(description="The local date from which the affiliate is on "
+                                                        "the plan.")
 
     @classmethod
     def from_record(cls, a: service.Assignment) -> CommissionPlanAssignment:
@@ -136,13 +164,19 @@ class CommissionPlanAssignment:
 class AuditEntry(Node):
     audit_entry_id: strawberry.ID = strawberry.field(description="The entry's number in the audit log "
                                                                  "(entries are numbered in order).")
-    at: datetime
-    actor: str
-    action: str
-    entity: str
-    entity_id: str | None
-    before: JSON | None
-    after: JSON | None
+    at: datetime = strawberry.field(description="When the change was made, an instant with offset.")
+    actor: str = strawberry.field(description="Who made it: the token's role and subject "
+                                              "('admin:<subject>').")
+    action: str = strawberry.field(description="The mutation that made it (createCommissionPlan, "
+                                               "approveStatement, ...).")
+    entity: str = strawberry.field(description="The kind of thing changed (commission_plan, "
+                                               "cpa_validation, ...).")
+    entity_id: str | None = strawberry.field(description="The changed thing's number, as text; null when "
+                                                         "the change has none.")
+    before: JSON | None = strawberry.field(description="Its state before the change; null when it did not "
+                                                       "exist.")
+    after: JSON | None = strawberry.field(description="Its state after the change; null when it was "
+                                                      "removed.")
 
     @classmethod
     def from_record(cls, e: service.LogEntry) -> AuditEntry:
@@ -151,11 +185,11 @@ class AuditEntry(Node):
                    entity_id=e.entity_id, before=e.before, after=e.after)
 
 
-@strawberry.type
+@strawberry.type(description="CPA and REV of a month, in reais.")
 class CommissionAmounts:
-    cpa: Decimal
-    rev: Decimal
-    total: Decimal
+    cpa: Decimal = strawberry.field(description="CPA of the month's validations, in reais.")
+    rev: Decimal = strawberry.field(description="REV of the month's days (signed), in reais.")
+    total: Decimal = strawberry.field(description="cpa + rev, in reais.")
 
     @classmethod
     def from_record(cls, amounts: service.Amounts) -> CommissionAmounts:
@@ -164,10 +198,12 @@ class CommissionAmounts:
 
 @strawberry.type(description="One affiliate's month: what it earned and what the proposed plan would pay.")
 class SimulatedAffiliate:
-    affiliate_id: strawberry.ID
-    actual: CommissionAmounts
-    simulated: CommissionAmounts
-    difference: Decimal = strawberry.field(description="simulated.total - actual.total")
+    affiliate_id: strawberry.ID = strawberry.field(description="The affiliate's number.")
+    actual: CommissionAmounts = strawberry.field(description="What it earned in the month under its "
+                                                             "plans.")
+    simulated: CommissionAmounts = strawberry.field(description="What the proposed terms would pay it for "
+                                                                "the same month.")
+    difference: Decimal = strawberry.field(description="simulated.total - actual.total, in reais.")
 
     @classmethod
     def from_record(cls, c: service.Comparison) -> SimulatedAffiliate:
@@ -177,17 +213,20 @@ class SimulatedAffiliate:
         )
 
 
-@strawberry.type
+@strawberry.type(description="A proposed plan's terms applied to a month's data, against what was "
+                             "earned: per affiliate and in total.")
 class CommissionSimulation:
-    month: date
+    month: date = strawberry.field(description="The local month simulated, named by its first day.")
     affiliates: list[SimulatedAffiliate] = strawberry.field(
         description="Ordered by affiliate id; at most `first`, after the `after` id.",
         deprecation_reason="Use affiliatesConnection: the same rows as a connection (opaque cursors, "
                            "pageInfo, totalCount).")
     affiliate_count: int = strawberry.field(description="Affiliates with earnings in the month (all pages).")
     actual: CommissionAmounts = strawberry.field(description="Totals over every affiliate.")
-    simulated: CommissionAmounts
-    difference: Decimal
+    simulated: CommissionAmounts = strawberry.field(description="What the proposed terms would pay, over "
+                                                                "every affiliate.")
+    difference: Decimal = strawberry.field(description="simulated.total - actual.total over every "
+                                                       "affiliate, in reais.")
 
     found: strawberry.Private[service.Simulation]  # read with first + 1 affiliates
     terms: strawberry.Private[service.PlanTerms]
@@ -219,44 +258,78 @@ class CommissionSimulation:
         )
 
 
+PlanId = Annotated[strawberry.ID, strawberry.argument(
+    description="The plan's number (planId) or its global `id`.")]
+AffiliateId = Annotated[strawberry.ID, strawberry.argument(
+    description="The affiliate's number (affiliateId) or its global `id`.")]
+EffectiveFrom = Annotated[date, strawberry.argument(
+    description="The local date it takes effect: tomorrow or later (business time zone).")]
+Terms = Annotated[CommissionPlanTermsInput, strawberry.argument(
+    description="What the plan pays: CPA and REV share by level, carryover rule, minimum payout.")]
+Entity = Annotated[str | None, strawberry.argument(
+    description="Only entries about this kind of thing (commission_plan, cpa_validation, ...); null: all.")]
+EntityId = Annotated[str | None, strawberry.argument(
+    description="Only entries about the thing with this number, as text; null: all.")]
+
+
 @strawberry.type
 class CommissionQueries:
-    @strawberry.field(permission_classes=[MayListPlans])
+    @strawberry.field(permission_classes=[MayListPlans],
+                      description="Every commission plan with its versions, by plan number. Admin and "
+                                  "analyst tokens only.")
     async def commission_plans(self, info: Info) -> list[CommissionPlan]:
         return [CommissionPlan.from_record(p) for p in await resolvers.commission_plans(info.context)]
 
-    @strawberry.field
-    async def commission_plan(self, info: Info, id: strawberry.ID) -> CommissionPlan | None:
+    @strawberry.field(description="One plan with its versions; null when there is none or the token may "
+                                  "not see it (an affiliate token: the plan it is on today only).")
+    async def commission_plan(self, info: Info, id: PlanId) -> CommissionPlan | None:
         plan = await resolvers.commission_plan(info.context, id)
         return CommissionPlan.from_record(plan) if plan is not None else None
 
-    @strawberry.field
+    @strawberry.field(description="Every version of the program's CPA qualification criteria, oldest "
+                                  "first (scheduled ones included).")
     async def qualification_criteria(self, info: Info) -> list[QualificationCriteria]:
         rows = await resolvers.qualification_criteria(info.context)
         return [QualificationCriteria.from_row(r) for r in rows]
 
     @strawberry.field(permission_classes=[AdminOnly],
+                      description="The audit log of admin changes as a plain list, newest first. Admin "
+                                  "tokens only.",
                       deprecation_reason="Use commissionAuditLogConnection: the same entries as a "
                                          "connection (opaque cursors, pageInfo, totalCount).")
     async def commission_audit_log(
-        self, info: Info, entity: str | None = None, entity_id: str | None = None, first: int = 50,
-        before: strawberry.ID | None = None,
+        self, info: Info, entity: Entity = None, entity_id: EntityId = None,
+        first: Annotated[int, strawberry.argument(description="Page size, 0..500.")] = 50,
+        before: Annotated[strawberry.ID | None, strawberry.argument(
+            description="An entry number: the page starts below it (null: the newest).")] = None,
     ) -> list[AuditEntry]:
         found = await resolvers.audit_log(info.context, entity, entity_id, first, before)
         return [AuditEntry.from_record(e) for e in found]
 
-    @strawberry.field(permission_classes=[AdminOnly])
+    @strawberry.field(permission_classes=[AdminOnly],
+                      description="The audit log of admin changes, newest first. Admin tokens only.")
     async def commission_audit_log_connection(
-        self, info: Info, entity: str | None = None, entity_id: str | None = None,
-        first: int = 50, after: str | None = None,
+        self, info: Info, entity: Entity = None, entity_id: EntityId = None,
+        first: Annotated[int, strawberry.argument(description="Page size, 0..500.")] = 50,
+        after: Annotated[str | None, strawberry.argument(
+            description="A cursor this connection returned.")] = None,
     ) -> Connection[AuditEntry]:
         page = await resolvers.audit_log_page(info.context, entity, entity_id, first, after)
         return connection_of(page, AuditEntry.from_record)
 
-    @strawberry.field(permission_classes=[MaySimulatePlans])
+    @strawberry.field(permission_classes=[MaySimulatePlans],
+                      description="What the proposed terms would have paid for a month's data (CPA of its "
+                                  "validations, REV of its days) against what was earned. Admin and "
+                                  "analyst tokens only.")
     async def simulate_commission_plan(
-        self, info: Info, terms: CommissionPlanTermsInput, month: date, first: int = 100,
-        after: strawberry.ID | None = None,
+        self, info: Info,
+        terms: Annotated[CommissionPlanTermsInput, strawberry.argument(description="The proposed terms.")],
+        month: Annotated[date, strawberry.argument(
+            description="The local month simulated, named by its first day (2025-03-01).")],
+        first: Annotated[int, strawberry.argument(
+            description="Page size of the deprecated `affiliates` list, 0..1000.")] = 100,
+        after: Annotated[strawberry.ID | None, strawberry.argument(
+            description="An affiliate number: the deprecated `affiliates` list starts after it.")] = None,
     ) -> CommissionSimulation:
         plan_terms = terms.to_terms()
         found = await resolvers.simulate_commission_plan(info.context, plan_terms, month, first, after)
@@ -266,16 +339,21 @@ class CommissionQueries:
 
 @strawberry.type
 class CommissionMutations:
-    @strawberry.field(permission_classes=[AdminOnly])
+    @strawberry.field(permission_classes=[AdminOnly],
+                      description="A new plan; its first version covers all dates. Admins only; audited.")
     async def create_commission_plan(
-        self, info: Info, name: str, terms: CommissionPlanTermsInput
+        self, info: Info,
+        name: Annotated[str, strawberry.argument(description="The plan's name, unique among plans.")],
+        terms: Terms,
     ) -> CommissionPlan:
         plan = await resolvers.create_commission_plan(info.context, name, terms.to_terms())
         return CommissionPlan.from_record(plan)
 
-    @strawberry.field(permission_classes=[AdminOnly])
+    @strawberry.field(permission_classes=[AdminOnly],
+                      description="A new version of a plan from a local date, tomorrow or later (a "
+                                  "version scheduled for that date is replaced). Admins only; audited.")
     async def schedule_commission_plan_version(
-        self, info: Info, plan_id: strawberry.ID, effective_from: date, terms: CommissionPlanTermsInput
+        self, info: Info, plan_id: PlanId, effective_from: EffectiveFrom, terms: Terms,
     ) -> CommissionPlanVersion:
         version = await resolvers.schedule_commission_plan_version(info.context, plan_id, effective_from,
                                                                    terms.to_terms())
@@ -289,8 +367,8 @@ class CommissionMutations:
     async def assign_commission_plan(
         self,
         info: Info,
-        affiliate_id: strawberry.ID,
-        plan_id: strawberry.ID,
+        affiliate_id: AffiliateId,
+        plan_id: PlanId,
         effective_from: Annotated[
             date | None,
             strawberry.argument(description="The local date the plan takes effect: tomorrow or "
@@ -301,9 +379,13 @@ class CommissionMutations:
                                                             effective_from)
         return CommissionPlanAssignment.from_record(assignment)
 
-    @strawberry.field(permission_classes=[AdminOnly])
+    @strawberry.field(permission_classes=[AdminOnly],
+                      description="New CPA qualification criteria from a local date, tomorrow or later "
+                                  "(criteria scheduled for that date are replaced). Admins only; audited.")
     async def schedule_qualification_criteria(
-        self, info: Info, effective_from: date, criteria: QualificationCriteriaInput
+        self, info: Info, effective_from: EffectiveFrom,
+        criteria: Annotated[QualificationCriteriaInput, strawberry.argument(
+            description="What a user must reach to qualify.")],
     ) -> QualificationCriteria:
         row = await resolvers.schedule_qualification_criteria(info.context, effective_from,
                                                               criteria.to_terms())

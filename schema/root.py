@@ -26,12 +26,15 @@ SDL_PATH = Path(__file__).resolve().parents[1] / "schema.graphql"
 
 
 # Each domain declares its root fields; the roots put them together.
-@strawberry.type
+@strawberry.type(description="Reads: affiliates and their networks, commissions, statements, the data's "
+                             "freshness, and any Node by its global id.")
 class Query(NodeQueries, AffiliateQueries, SyncQueries, CommissionQueries, StatementQueries):
     pass
 
 
-@strawberry.type
+@strawberry.type(description="Changes: commission plans and criteria, the month close and the payout "
+                             "workflow, CPA validation on demand. Admin tokens only; the commission "
+                             "changes are audited.")
 class Mutation(ValidationMutations, CommissionMutations, StatementMutations):
     pass
 

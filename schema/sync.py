@@ -13,20 +13,25 @@ from resolvers.global_ids import global_id
 from schema.node import Node, register
 
 
-@strawberry.type
+@strawberry.type(description="One ETL run: a cycle that read the operation database and published its "
+                             "figures in one transaction.")
 class SyncRun(Node):
     run_id: strawberry.ID = strawberry.field(description="The run's number in the ETL's run history "
                                                          "(`fature etl status` shows it).")
-    mode: str
-    trigger: str
-    status: str
-    started_at: datetime
-    finished_at: datetime | None
+    mode: str = strawberry.field(description="incremental (the 15-minute cycle), full (everything "
+                                             "recomputed) or validate (validateCpa's run).")
+    trigger: str = strawberry.field(description="What started it: the scheduler's job, the CLI, the demo "
+                                                "or the API.")
+    status: str = strawberry.field(description="running, success, failed, or skipped (another cycle held "
+                                               "the lock).")
+    started_at: datetime = strawberry.field(description="When the run started, an instant with offset.")
+    finished_at: datetime | None = strawberry.field(description="When it finished; null while running.")
     source_as_of: datetime | None = strawberry.field(
         description="The operation database's clock when this run read it."
     )
-    affiliates_touched: int
-    error: str | None
+    affiliates_touched: int = strawberry.field(description="How many affiliates' figures the run "
+                                                           "changed.")
+    error: str | None = strawberry.field(description="Why the run failed or was skipped; null otherwise.")
 
     @classmethod
     def from_row(cls, row: Row) -> SyncRun:
@@ -44,11 +49,15 @@ class SyncRun(Node):
         )
 
 
-@strawberry.type
+@strawberry.type(description="How fresh the data is: the ETL's last runs.")
 class SyncStatus:
-    last_successful_run: SyncRun | None
-    last_run: SyncRun | None
-    runs_in_progress: list[SyncRun]
+    last_successful_run: SyncRun | None = strawberry.field(
+        description="The successful run that finished last: what the figures come from; null before the "
+                    "first.")
+    last_run: SyncRun | None = strawberry.field(description="The newest run of any status; null before "
+                                                            "the first.")
+    runs_in_progress: list[SyncRun] = strawberry.field(description="The runs running now, oldest first "
+                                                                   "(at most one holds the lock).")
     data_as_of: datetime | None = strawberry.field(
         description="The data reflects the operation database up to this instant."
     )
@@ -56,7 +65,8 @@ class SyncStatus:
 
 @strawberry.type
 class SyncQueries:
-    @strawberry.field
+    @strawberry.field(description="How fresh the data is: the last successful ETL run, the last run and "
+                                  "the runs in progress.")
     async def sync_status(self, info: Info) -> SyncStatus:
         rows = await sync_resolvers.sync_runs(info.context)
         by_kind = {r.kind: SyncRun.from_row(r) for r in rows if r.kind != "running"}

@@ -18,11 +18,17 @@ class Transaction(Node):
     transaction_id: strawberry.ID = strawberry.field(
         description="The row's number: unique today, but a full ETL run renumbers rows, so keep `id` "
                     "instead; the same number as REST and the exports show.")
-    user_id: strawberry.ID | None
-    level: int
-    type: TransactionType
-    amount: Decimal
-    transaction_date: datetime
+    user_id: strawberry.ID | None = strawberry.field(
+        description="The number of the network user it belongs to; null on the affiliate's own REV rows.")
+    level: int = strawberry.field(description="The user's level in the affiliate's network, 1..5 (the level "
+                                              "paid, on CPA and REV rows).")
+    type: TransactionType = strawberry.field(description="What moved: a deposit, withdrawal, bet, win, "
+                                                         "bonus, or the affiliate's CPA or REV.")
+    amount: Decimal = strawberry.field(description="In reais: a deposit, withdrawal, stake or win as the "
+                                                   "source has it; CPA and REV as earned (REV is signed).")
+    transaction_date: datetime = strawberry.field(
+        description="When it happened, an instant with offset; bets, wins (one row per user and local "
+                    "day) and REV (one row per level and local day): the start of that day.")
 
     @classmethod
     def from_row(cls, row: Row) -> Transaction:

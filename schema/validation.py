@@ -3,6 +3,8 @@ is part of the affiliate graph (``schema/affiliate.py``)."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 from strawberry.types import Info
 
@@ -12,9 +14,10 @@ from schema.affiliate import CpaValidation
 from schema.permissions import AdminOnly
 
 
-@strawberry.type
+@strawberry.type(description="What validateCpa did for an affiliate's network.")
 class ValidateCpaResult:
-    affiliate_id: strawberry.ID
+    affiliate_id: strawberry.ID = strawberry.field(description="The number of the affiliate whose network "
+                                                               "was validated.")
     validations: list[CpaValidation] = strawberry.field(
         description="The validations this run wrote (empty when nobody new qualified)."
     )
@@ -27,7 +30,11 @@ class ValidationMutations:
                     "(same code, ledger rules and lock as the ETL); returns the new validations.",
         permission_classes=[AdminOnly],
     )
-    async def validate_cpa(self, info: Info, affiliate_id: strawberry.ID) -> ValidateCpaResult:
+    async def validate_cpa(
+        self, info: Info,
+        affiliate_id: Annotated[strawberry.ID, strawberry.argument(
+            description="The affiliate's number (affiliateId) or its global `id`.")],
+    ) -> ValidateCpaResult:
         owner = parse_entity_id(affiliate_id, "Affiliate", "affiliateId")
         rows = await validation_resolvers.validate_cpa(info.context, owner)
         return ValidateCpaResult(affiliate_id=strawberry.ID(str(owner)),
