@@ -158,7 +158,7 @@ async def test_a_document_over_the_limit_is_refused_before_parsing(
         response = await secure.post(headers, over)
         assert response.status_code == 400, response.text[:500]
         body = response.json()
-        assert body["data"] is None and len(body["errors"]) == 1
+        assert "data" not in body and len(body["errors"]) == 1  # a request error: no data entry
         error = body["errors"][0]
         assert error["extensions"]["code"] == "DOCUMENT_TOO_LARGE" and f"{limit} bytes" in error["message"]
     assert (documents.DOCUMENTS.held_bytes, len(documents.DOCUMENTS)) == held
