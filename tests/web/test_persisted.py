@@ -102,6 +102,30 @@ async def test_two_processes_share_the_store_through_redis(deployment: Deploymen
         assert served.status_code == 200 and served.json()["data"] == registered.json()["data"], served.text
 
 
+async def test_redis_down_means_misses_and_queries_still_run(deployment: Deployment) -> None:
+    query = unique_query()
+    async with serve(deployment, role="analyst", redis_url="redis://127.0.0.1:9/0", cache_enabled=False,
+                     cache_timeout_seconds=0.2) as api:
+        for body in (apq(None, sha256_hex(query)), apq(query), apq(None, sha256_hex(query))):
+            response = await api.client.post("/graphql", json=body)
+            if "query" in body:  # Apollo's retry: runs, though nothing can be kept
+                assert response.status_code == 200 and "errors" not in response.json(), response.text
+            else:
+                assert response.status_code == 200 and code(response) == "PERSISTED_QUERY_NOT_FOUND"
+
+
+async def test_with_apq_off_apollo_is_told_it_is_not_supported(deployment: Deployment) -> None:
+    query = unique_query()
+    async with serve(deployment, role="analyst", apq_enabled=False) as api:
+        refused = await api.client.post("/graphql", json=apq(None, sha256_hex(query)))
+        assert refused.status_code == 200 and code(refused) == "PERSISTED_QUERY_NOT_SUPPORTED"
+        assert refused.json()["errors"][0]["message"] == "PersistedQueryNotSupported"  # Apollo stops hashing
+        ran = await api.client.post("/graphql", json=apq(query))
+        assert "errors" not in ran.json()
+        again = await api.client.post("/graphql", json=apq(None, sha256_hex(query)))
+        assert code(again) == "PERSISTED_QUERY_NOT_SUPPORTED"  # nothing was kept
+
+
 async def test_a_hash_that_is_not_the_query_s_is_refused(secure: Clients) -> None:
     query = unique_query()
     wrong = hashlib.sha256(b"something else").hexdigest()
