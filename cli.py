@@ -571,7 +571,7 @@ def documents_build(
     operations in SOURCES, for FATURE_TRUSTED_DOCUMENTS_PATH."""
     from pathlib import Path
 
-    from web.persisted import ManifestError, build_manifest
+    from web.manifest import ManifestError, build_manifest
 
     try:
         manifest = build_manifest(Path(s) for s in sources)
@@ -591,7 +591,7 @@ def documents_list(manifest: str = typer.Argument(..., help="A manifest file."))
     """Print each operation of a manifest: its sha256 id, name and type."""
     from pathlib import Path
 
-    from web.persisted import ManifestError, read_manifest
+    from web.manifest import ManifestError, read_manifest
 
     try:
         operations = read_manifest(Path(manifest))

@@ -40,7 +40,7 @@ from bench.api_bench import JWT_SECRET, Target, drive, fature, post
 from db.settings import Settings
 from web.auth import mint_token
 from web.graphiql import DASHBOARD_QUERY
-from web.persisted import read_manifest, sha256_hex
+from web.manifest import read_manifest, sha256_hex
 
 REPO = Path(__file__).resolve().parents[1]
 MANIFEST = REPO / "web" / "documents" / "manifest.json"

@@ -23,15 +23,8 @@ from tests.support.deployment import Deployment, serve, token
 from tests.support.live import uvicorn_serving
 from web.errors import Rejected
 from web.graphiql import DASHBOARD_QUERY
-from web.persisted import (
-    MANIFEST_FORMAT,
-    ManifestError,
-    PersistedOperations,
-    build_manifest,
-    read_manifest,
-    resolve_document,
-    sha256_hex,
-)
+from web.manifest import MANIFEST_FORMAT, ManifestError, build_manifest, read_manifest, sha256_hex
+from web.persisted import PersistedOperations, resolve_document
 
 GQL = "application/graphql-response+json"
 EXAMPLE_MANIFEST = Path(__file__).resolve().parents[2] / "web" / "documents" / "manifest.json"
