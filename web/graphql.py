@@ -39,7 +39,7 @@ from schema.documents import parsed_document
 from schema.errors import public_error
 from web.access_log import operation_var
 from web.errors import CODE_OF_STATUS, HTTP_STATUS, Rejected
-from web.graphiql import graphiql_page
+from web.graphiql import PAGE_HEADERS, graphiql_page
 from web.media import GRAPHQL_RESPONSE_JSON, content_type, negotiate
 from web.middleware import send_rejection
 from web.persisted import Resolved
@@ -280,7 +280,7 @@ class FatureGraphQL(GraphQL[RequestContext, None]):
         return orjson.dumps(data)
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
-        return HTMLResponse(graphiql_page())
+        return HTMLResponse(graphiql_page(), headers=PAGE_HEADERS)
 
 
 _MEMBER_TYPES: tuple[tuple[str, type, str], ...] = (

@@ -126,6 +126,11 @@ async def test_the_page_carries_a_strict_content_security_policy(api: Api) -> No
     assert directives["script-src"] == ["'self'"]  # no 'unsafe-inline', no 'unsafe-eval', no host
     assert directives["connect-src"] == ["'self'"]
     assert all("http" not in source and source != "*" for sources in directives.values() for source in sources)
+    # The response carries the same policy as a header, with what a meta tag cannot say.
+    page = await api.client.get("/graphql", headers={"accept": "text/html"})
+    assert page.headers["content-security-policy"] == f"{CONTENT_SECURITY_POLICY}; frame-ancestors 'none'"
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert page.headers["referrer-policy"] == "no-referrer"
 
 
 async def test_the_page_is_the_same_bytes_for_everyone_and_holds_no_token(deployment: Deployment) -> None:
