@@ -45,9 +45,11 @@ Level = Annotated[int | None, strawberry.argument(description="Network level, 1.
 
 
 # The downline policy (resolvers.viewer): what an affiliate token reads as null of a downline.
-_EARNINGS = "The affiliate's own earnings: null for another affiliate's token."
-_BEYOND = ("Over the affiliate's five levels: null for another affiliate's token (they reach "
-           "beyond its level 5; `network.levels` has the levels it may see).")
+_EARNINGS = " BRL. The affiliate's own earnings: null for another affiliate's token."
+_BEYOND = (" Null for another affiliate's token (these totals reach beyond its level 5; "
+           "`network.levels` has the levels it may see).")
+# What the totals cover (METRICS.md: `affiliates`), as of the last ETL run.
+_WHOLE = "Whole network (levels 1-5, the sum of `network.levels`), all time, as of the last ETL run: "
 
 
 def _affiliate_or_none(row: Any | None) -> Affiliate | None:
@@ -68,20 +70,32 @@ class Affiliate(Node):
     status: AffiliateStatus = strawberry.field(description="The operator's user status as of the last ETL "
                                                            "run.")
     total_referrals: int | None = strawberry.field(
-        description="Direct (level-1) referrals; null for a downline at the viewer's level 5.")
+        description="Level 1 only: direct referrals (users whose referrer is this affiliate now), as of "
+                    "the last ETL run; null for a downline at the viewer's level 5.")
     total_validated_referrals: int | None = strawberry.field(
-        description="Level-1 CPA validations; null for a downline at the viewer's level 5.")
-    total_deposits: Decimal | None = strawberry.field(description=_BEYOND)
-    total_withdrawals: Decimal | None = strawberry.field(description=_BEYOND)
-    total_bets: Decimal | None = strawberry.field(description=_BEYOND)
-    total_ggr: Decimal | None = strawberry.field(description=_BEYOND)
-    total_cpa_earned: Decimal | None = strawberry.field(description=_EARNINGS)
-    total_rev_earned: Decimal | None = strawberry.field(description=_EARNINGS)
-    total_network_size: int | None = strawberry.field(description=_BEYOND)
+        description="Level 1 only: the affiliate's level-1 CPA validations, all time; null for a "
+                    "downline at the viewer's level 5.")
+    total_deposits: Decimal | None = strawberry.field(
+        description=_WHOLE + "approved deposits of its users, BRL." + _BEYOND)
+    total_withdrawals: Decimal | None = strawberry.field(
+        description=_WHOLE + "approved withdrawals of its users, BRL." + _BEYOND)
+    total_bets: Decimal | None = strawberry.field(description=_WHOLE + "stakes of its users, BRL." + _BEYOND)
+    total_ggr: Decimal | None = strawberry.field(
+        description=_WHOLE + "GGR of its users (stakes minus wins; negative when the players won), "
+                    "BRL." + _BEYOND)
+    total_cpa_earned: Decimal | None = strawberry.field(
+        description=_WHOLE + "CPA earned, every validation whatever its status (statements show "
+                    "what is paid)." + _EARNINGS)
+    total_rev_earned: Decimal | None = strawberry.field(
+        description=_WHOLE + "REV accrued, the sum of the daily accruals, signed." + _EARNINGS)
+    total_network_size: int | None = strawberry.field(
+        description=_WHOLE + "how many users the five levels hold." + _BEYOND)
     rank_cpa: int | None = strawberry.field(
-        description="Among active affiliates; null otherwise, and for another affiliate's token.")
+        description="Rank by totalCpaEarned among active affiliates (1 = highest; ties share a rank); "
+                    "null for other statuses, and for another affiliate's token.")
     rank_referrals: int | None = strawberry.field(
-        description="Among active affiliates; null otherwise, and for a downline at the viewer's level 5.")
+        description="Rank by totalValidatedReferrals among active affiliates (1 = highest; ties share a "
+                    "rank); null for other statuses, and for a downline at the viewer's level 5.")
     registered_at: datetime | None = strawberry.field(
         description="When the user registered at the operator (`cadastro.criado_em`), an instant with "
                     "offset; null when the source has none.")
