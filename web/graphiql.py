@@ -32,27 +32,10 @@ from starlette.routing import BaseRoute, Route
 from web.errors import error_response
 from web.middleware import ASSET_PREFIX
 
-DASHBOARD_QUERY = """\
-# The affiliate dashboard: totals, the five network levels, the last 30 daily summaries
-# and the newest referrals. Change the id in the Variables pane; press Ctrl-Enter to run.
-query Dashboard($id: ID!) {
-  syncStatus { dataAsOf }
-  affiliate(id: $id) {
-    id name status rankCpa
-    totalReferrals totalValidatedReferrals totalNetworkSize
-    totalDeposits totalBets totalGgr totalCpaEarned totalRevEarned
-    network { totalNetworkSize levels { level count deposits bets ggr cpa rev } }
-    summaries(period: DAILY, last: 30) {
-      periodStart newReferrals totalDeposits totalBets totalGgr cpaEarned revEarned
-    }
-    referrals(first: 10) {
-      totalCount
-      edges { cursor node { referredUserId level referralDate status totalDeposits cpaAmount } }
-      pageInfo { hasNextPage endCursor }
-    }
-  }
-}
-"""
+# The dashboard query, one text for GraphiQL's preloaded editor and the example trusted
+# documents manifest (web/documents/manifest.json is built from the same file).
+DOCUMENTS_DIR = Path(__file__).resolve().parent / "documents"
+DASHBOARD_QUERY = (DOCUMENTS_DIR / "Dashboard.graphql").read_text(encoding="utf-8")
 
 # The example variables' id: a placeholder to replace (the page is served without a token,
 # so it shows no data and costs no database read).
