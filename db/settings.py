@@ -45,9 +45,32 @@ class Settings(BaseSettings):
         default="10000000.00", description="Source amounts above this are held as anomalies."
     )
 
+    # Retention of affiliate_financial_transactions (etl/archive.py): the current month and the
+    # months before it, this many in all, stay online; older ones are archived to files.
+    transactions_retention_months: int = Field(default=24, ge=1, le=1200)
+    archive_dir: Path | None = Field(default=None, description="Unset: <data_dir>/archive.")
+    archive_at: str = Field(default="04:30", description="Local time of the daily archive job.")
+    archive_restore_keep_days: int = Field(default=30, ge=1, description="A restored month stays.")
+    # Test hook: the archive job kills its own process after this step (etl/archive.py STEPS).
+    archive_fail_after: str | None = None
+
     # Commissions: the scheduled job closing the previous month (commissions.service.close_previous_month)
     commission_close_day: int = Field(default=5, ge=1, le=28, description="Local day of the month.")
     commission_close_at: str = Field(default="06:00", description="Local time of the monthly close.")
+
+    # Backups of the robust database (db/backup.py, etl/backups.py): pg_dump custom format with
+    # a manifest beside each dump, in backup_dir (shared storage when several machines run the
+    # worker), daily at backup_time (local), rotated 7 daily / 4 weekly / 12 monthly.
+    backup_dir: Path | None = Field(default=None, description="Unset: <data_dir>/backups.")
+    backup_enabled: bool = Field(default=True, description="The scheduled daily backup.")
+    backup_time: str = Field(default="03:30", description="Local time of the daily backup.")
+    backup_lean: bool = Field(default=False, description="Leave out what the ETL rebuilds.")
+    backup_keep_daily: int = Field(default=7, ge=1)
+    backup_keep_weekly: int = Field(default=4, ge=0)
+    backup_keep_monthly: int = Field(default=12, ge=0)
+    backup_pg_bin_dir: Path | None = Field(
+        default=None, description="Where pg_dump/pg_restore are; unset: found by the server's major."
+    )
 
     # API
     host: str = "127.0.0.1"
@@ -131,6 +154,8 @@ class Settings(BaseSettings):
     freshness_poll_seconds: float = Field(default=5.0, ge=0)
     # /readyz: the last successful ETL run finished less than this ago.
     ready_max_etl_age_seconds: int = Field(default=3600, ge=1)
+    # /readyz: the last successful backup is younger than this many hours; unset: not checked.
+    ready_max_backup_age_hours: float | None = Field(default=None, gt=0)
     access_log: bool = True
     # Live updates: GraphQL subscriptions over graphql-transport-ws on /graphql
     # (web/subscriptions.py). Limits count per token subject, across processes through Redis

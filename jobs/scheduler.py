@@ -6,7 +6,9 @@ ETL cycles and the monthly commission close.
   day closes, so yesterday's rows are final; weekly (Monday) and monthly (1st) roll-ups the
   same way (every period is maintained incrementally on every cycle, so a roll-up is a cycle
   at the boundary, not a separate computation);
-- the full recompute on ``FATURE_ETL_FULL_DAY_OF_WEEK`` at ``FATURE_ETL_FULL_AT`` (Sunday 03:00).
+- the full recompute on ``FATURE_ETL_FULL_DAY_OF_WEEK`` at ``FATURE_ETL_FULL_AT`` (Sunday 03:00);
+- the daily backup at ``FATURE_BACKUP_TIME`` (03:30) with its rotation (``FATURE_BACKUP_ENABLED``);
+- the transactions archive (etl/archive.py) daily at ``FATURE_ARCHIVE_AT`` (04:30).
 Every job has max_instances=1, coalescing and a misfire grace time; the advisory lock makes
 sure only one cycle runs across processes (a busy cycle is skipped, not queued).
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -22,6 +25,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from commissions.service import close_previous_month
 from db.settings import Settings
+from etl.archive import run_archive
+from etl.backups import backed_up_today, backup
 from etl.sync import EtlBusy, EtlError, run_cycle
 
 log = logging.getLogger("fature.jobs")
@@ -102,6 +107,25 @@ def build_scheduler(settings: Settings, robust_url: str, operation_url: str) -> 
     scheduler.add_job(close_month, CronTrigger(day=settings.commission_close_day, hour=close_hour,
                                                minute=close_minute, timezone=tz),
                       id="commission-close", **common)
+    if settings.backup_enabled:
+        backup_hour, backup_minute = _hour_minute(settings.backup_time)
+        scheduler.add_job(scheduled_backup, CronTrigger(hour=backup_hour, minute=backup_minute, timezone=tz),
+                          args=(settings, robust_url), id="backup", **common)
+
+    async def archive_transactions() -> None:
+        # Under the ETL's lock: skipped (and retried the next day) while a cycle runs.
+        try:
+            result = await run_archive(settings, robust_url, trigger="scheduled")
+            log.info("transactions archive done: %d month(s)", len(result.months))
+        except EtlBusy:
+            log.info("transactions archive skipped: an ETL cycle is running")
+        except EtlError as exc:
+            log.error("transactions archive failed: %s", exc)
+
+    archive_hour, archive_minute = _hour_minute(settings.archive_at)
+    scheduler.add_job(archive_transactions, CronTrigger(hour=archive_hour, minute=archive_minute,
+                                                        timezone=tz),
+                      id="transactions-archive", **common)
     full_hour, full_minute = _hour_minute(settings.etl_full_at)
     scheduler.add_job(
         cycle,
@@ -116,6 +140,21 @@ def build_scheduler(settings: Settings, robust_url: str, operation_url: str) -> 
         **common,
     )
     return scheduler
+
+
+async def scheduled_backup(settings: Settings, robust_url: str) -> None:
+    """The daily backup (etl/backups.py), unless this local day already has one (another
+    machine's, when FATURE_BACKUP_DIR is shared storage); failures are logged, never raised."""
+    try:
+        if backed_up_today(settings, datetime.now(UTC)):
+            log.info("scheduled backup skipped: today's backup is already there")
+            return
+        outcome = await backup(settings, robust_url)
+        log.info("scheduled backup %s: %d bytes in %.2fs; rotation removed %d",
+                 outcome.manifest.file, outcome.manifest.size_bytes, outcome.manifest.duration_s,
+                 len(outcome.removed))
+    except Exception as exc:  # a failed backup is retried tomorrow; /readyz can watch its age
+        log.error("scheduled backup failed: %s", exc)
 
 
 def start_scheduler(settings: Settings, robust_url: str, operation_url: str) -> EtlScheduler:

@@ -9,12 +9,14 @@ from datetime import UTC, datetime
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from db.backup_files import backup_directory, last_backup
 from db.engine import DatabaseUnavailable
 from db.reader import sql
-from etl import runs
+from etl import archive, runs
 from web.metrics import CONTENT_TYPE
 
 _READY = sql(runs.LAST_SUCCESS)
+_LAST_ARCHIVE = sql(archive.LAST_SUCCESS)
 READY_TIMEOUT_SECONDS = 2.0
 
 
@@ -24,7 +26,8 @@ async def healthz(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     """200 when the robust database answers and the last successful ETL finished less than
-    ``FATURE_READY_MAX_ETL_AGE_SECONDS`` ago; 503 with the reasons otherwise."""
+    ``FATURE_READY_MAX_ETL_AGE_SECONDS`` ago (and, when ``FATURE_READY_MAX_BACKUP_AGE_HOURS`` is
+    set, the last successful backup is younger); 503 with the reasons otherwise."""
     api = request.app.state.api
     limit = api.settings.ready_max_etl_age_seconds
     checks: dict[str, object] = {}
@@ -46,6 +49,17 @@ async def readyz(request: Request) -> Response:
             checks["last_etl_age_seconds"] = round(age, 1)
             if age > limit:
                 reasons.append(f"the last successful ETL run is older than {limit} s")
+    max_backup_hours = api.settings.ready_max_backup_age_hours
+    if max_backup_hours is not None:
+        backup = await asyncio.to_thread(last_backup, backup_directory(api.settings))
+        if backup is None:
+            checks["last_backup_age_hours"] = None
+            reasons.append("no successful backup yet")
+        else:
+            hours = (datetime.now(UTC) - backup.created).total_seconds() / 3600
+            checks["last_backup_age_hours"] = round(hours, 2)
+            if hours > max_backup_hours:
+                reasons.append(f"the last successful backup is older than {max_backup_hours:g} h")
     body: dict[str, object] = {"status": "ready" if not reasons else "not ready", "checks": checks}
     if reasons:
         body["reasons"] = reasons
@@ -54,4 +68,14 @@ async def readyz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     api = request.app.state.api
+    backup = await asyncio.to_thread(last_backup, backup_directory(api.settings))
+    if backup is None:
+        api.metrics.backup_seen(0.0, 0, 0.0)
+    else:
+        api.metrics.backup_seen(backup.created.timestamp(), backup.size_bytes, backup.duration_s)
+    try:
+        archived = await asyncio.wait_for(api.database.fetch(_LAST_ARCHIVE), READY_TIMEOUT_SECONDS)
+        api.metrics.archive_last.set(archived[0].finished_at.timestamp() if archived else 0.0)
+    except (DatabaseUnavailable, TimeoutError):
+        api.metrics.archive_last.set(float("nan"))  # unknown, never a failed scrape
     return Response(api.metrics.exposition(), media_type=CONTENT_TYPE)

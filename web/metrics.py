@@ -63,6 +63,22 @@ class Metrics:
         self.subscriptions = Gauge(
             "fature_subscriptions", "Live GraphQL subscriptions, by root field.", ["field"], registry=r
         )
+        self.backup_last = Gauge(
+            "fature_backup_last_success_timestamp_seconds",
+            "When the last successful backup's snapshot was taken (Unix time; 0: none in FATURE_BACKUP_DIR).",
+            registry=r,
+        )
+        self.backup_last_size = Gauge(
+            "fature_backup_last_size_bytes", "Size of the last successful backup's dump.", registry=r
+        )
+        self.backup_last_duration = Gauge(
+            "fature_backup_last_duration_seconds", "How long the last successful backup took.", registry=r
+        )
+        self.archive_last = Gauge(
+            "fature_archive_last_success_timestamp_seconds",
+            "When the last successful transactions archive run finished (Unix time; 0: none yet).",
+            registry=r,
+        )
         self._operations: set[str] = set()
 
     def operation_label(self, name: str | None) -> str:
@@ -97,6 +113,12 @@ class Metrics:
             ("overflow", lambda: max(pool.overflow(), 0)),
         ):
             self.pool.labels(state).set_function(_safe(read))
+
+    def backup_seen(self, taken_at: float, size_bytes: int, duration_s: float) -> None:
+        """The last successful backup (db/backup_files.last_backup), read at scrape time."""
+        self.backup_last.set(taken_at)
+        self.backup_last_size.set(size_bytes)
+        self.backup_last_duration.set(duration_s)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,0 +1,106 @@
+"""Backups as the ETL sees them: taken under the ETL's lock, lean ones without the derived
+tables' rows (``etl.cycle.DERIVED_TABLES``, what ``--full`` rebuilds; the CPA ledger, the
+commissions and the audit log are never in it), and a lean restore followed by the full
+recompute (which also resets the cursors, so the next incremental cycle starts right).
+
+The dump, the manifest and the restore checks are db/backup.py's; the files, the listing and
+the rotation db/backup_files.py's.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from db.backup import BackupError, RestoreReport, create_backup, restore_backup
+from db.backup_files import (
+    Manifest,
+    backup_directory,
+    list_backups,
+    manifest_path,
+    read_manifest,
+    rotate,
+)
+from db.settings import Settings
+from etl.cycle import DERIVED_TABLES
+from etl.runs import RunResult
+from etl.sync import ETL_LOCK_KEY, EtlError, run_cycle
+
+log = logging.getLogger("fature.backup")
+
+
+@dataclass
+class BackupOutcome:
+    manifest: Manifest
+    path: Path
+    removed: list[str]
+
+
+@dataclass
+class Recovery:
+    restore: RestoreReport
+    rebuild: RunResult | None  # the full recompute after a lean restore
+
+
+async def backup(
+    settings: Settings, robust_url: str, *, lean: bool | None = None, rotation: bool = True
+) -> BackupOutcome:
+    """One backup of the robust database into ``FATURE_BACKUP_DIR`` (lean per the argument,
+    else ``FATURE_BACKUP_LEAN``), under the ETL's lock, then rotation."""
+    directory = backup_directory(settings)
+    lean = settings.backup_lean if lean is None else lean
+    manifest = await create_backup(
+        robust_url,
+        directory,
+        exclude_data=DERIVED_TABLES if lean else (),
+        bin_dir=settings.backup_pg_bin_dir,
+        lock_key=ETL_LOCK_KEY,
+    )
+    removed = rotate_backups(settings) if rotation else []
+    return BackupOutcome(manifest, directory / manifest.file, removed)
+
+
+def rotate_backups(settings: Settings) -> list[str]:
+    return rotate(
+        backup_directory(settings),
+        daily=settings.backup_keep_daily,
+        weekly=settings.backup_keep_weekly,
+        monthly=settings.backup_keep_monthly,
+        timezone=settings.timezone,
+    )
+
+
+def backed_up_today(settings: Settings, now: datetime) -> bool:
+    """A backup of this local day is already in the directory (another machine's, on shared
+    storage): the scheduled job does not take a second one."""
+    zone = ZoneInfo(settings.timezone)
+    today = now.astimezone(zone).date()
+    return any(m.created.astimezone(zone).date() == today for m in list_backups(backup_directory(settings)))
+
+
+async def restore(
+    settings: Settings, dump: Path, robust_url: str, operation_url: str | None
+) -> Recovery:
+    """Restore ``dump`` into the empty database ``robust_url``; a lean backup is then rebuilt
+    by the full recompute from the operation database (which must be reachable)."""
+    if manifest_path(dump).is_file() and read_manifest(dump).lean and not operation_url:
+        raise BackupError(
+            f"{dump.name} is a lean backup: the derived tables are rebuilt from the operation "
+            "database after the restore; set FATURE_OPERATION_DATABASE_URL first"
+        )
+    report = await restore_backup(dump, robust_url, bin_dir=settings.backup_pg_bin_dir)
+    rebuild = None
+    if report.rebuild_needed:
+        assert operation_url is not None
+        log.info("lean backup restored: running the full recompute")
+        try:
+            rebuild = await run_cycle(settings, robust_url, operation_url, full=True, trigger="restore")
+        except EtlError as exc:
+            raise BackupError(
+                f"restored, but the full recompute of the derived tables failed ({exc}): run "
+                "`fature etl run --full` once the operation database is reachable"
+            ) from exc
+    return Recovery(report, rebuild)
