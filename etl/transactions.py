@@ -3,7 +3,9 @@
 Deposits and withdrawals are one row per source row and upline level (``source_id`` names
 the source row); bets and wins one row per user, local day and level (dated at the local
 midnight); CPA one row per ledger row; REV one row per affiliate, level and day with a
-non-zero accrual. The table is partitioned by month; partitions are created as data arrives.
+non-zero accrual. The table is partitioned by month; partitions are created as data arrives,
+except for months archived by etl/archive.py: their rows are not written (a full recompute
+rebuilds online months only).
 """
 
 from __future__ import annotations
@@ -71,6 +73,19 @@ INSERT INTO affiliate_financial_transactions
 {rows}
 """
 
+# Months archived (or being archived) by etl/archive.py: the ETL never writes nor recreates
+# their partitions (their aggregates still change; the archive file stays as it was).
+OFFLINE_MONTHS = "SELECT month FROM etl.archived_months WHERE state <> 'restored' ORDER BY month"
+
+# _INSERT leaving out the rows dated in offline months ({months}: their first days).
+_INSERT_ONLINE = """
+INSERT INTO affiliate_financial_transactions
+    (affiliate_id, user_id, mlm_level, transaction_type, amount, transaction_date, source_id)
+SELECT * FROM ({rows}) AS r(affiliate_id, user_id, mlm_level, transaction_type, amount,
+                            transaction_date, source_id)
+WHERE date_trunc('month', r.transaction_date)::date NOT IN ({months})
+"""
+
 _PLAY_ROWS = """
 SELECT u.ancestor_id, n.user_id, u.level, kind.type,
        CASE kind.type WHEN 'bet' THEN n.stake ELSE n.win END, n.day::timestamptz, NULL::bigint
@@ -125,7 +140,9 @@ def _next_month(month: date) -> date:
 
 
 async def ensure_partitions(conn: asyncpg.Connection, months: list[date]) -> int:
-    """Create the monthly partitions (local months) that do not exist yet."""
+    """Create the monthly partitions (local months) that do not exist yet, never one of an
+    archived month."""
+    offline = {r[0] for r in await conn.fetch(OFFLINE_MONTHS)}
     existing = {
         row["relname"]
         for row in await conn.fetch(
@@ -137,7 +154,7 @@ async def ensure_partitions(conn: asyncpg.Connection, months: list[date]) -> int
     created = 0
     for month in sorted(set(months)):
         name = f"{_PARENT}_p{month:%Y%m}"
-        if name in existing:
+        if name in existing or month in offline:
             continue
         # Bounds are local midnights: the session time zone is the business zone.
         await conn.execute(
@@ -187,11 +204,19 @@ async def write(conn: asyncpg.Connection, *, full: bool) -> int:
         # Millions of rows into empty partitions: build the indexes once, after the load.
         async with indexes_built_after(conn, _PARENT):
             return await _insert(conn, _MONEY_ROWS_ALL, changed)
+    offline = await _offline_months(conn)
     async with nested_loops(conn):
         for name, sql in _DELETES.items():
             if name in changed:
-                await conn.execute(sql)
+                # A month on its way to the archive (still attached) keeps its rows as they are.
+                await conn.execute(sql + (f"\n AND date_trunc('month', f.transaction_date)::date "
+                                          f"NOT IN ({offline})" if offline else ""))
     return await _insert(conn, _MONEY_ROWS, changed)
+
+
+async def _offline_months(conn: asyncpg.Connection) -> str:
+    """The first days of the offline months as a SQL list ('' when there are none)."""
+    return ", ".join(f"'{r[0].isoformat()}'::date" for r in await conn.fetch(OFFLINE_MONTHS))
 
 
 async def _insert(conn: asyncpg.Connection, money: str, changed: dict[str, int]) -> int:
@@ -207,8 +232,10 @@ async def _insert(conn: asyncpg.Connection, money: str, changed: dict[str, int])
         sources.append(_LEDGER_ROWS)
     if "period_deltas" in changed:
         sources.append(_REV_ROWS)
+    offline = await _offline_months(conn)
     inserted = 0
     for rows in sources:
-        status = await conn.execute(_INSERT.format(rows=rows))
+        sql = _INSERT_ONLINE.format(rows=rows, months=offline) if offline else _INSERT.format(rows=rows)
+        status = await conn.execute(sql)
         inserted += int(status.split()[-1])
     return inserted

@@ -47,3 +47,17 @@ class QueryTooCostly(PublicError):
 
 class NotFound(PublicError):
     code = "NOT_FOUND"
+
+
+class Archived(PublicError):
+    """The request's date range reaches months whose transactions were archived (etl/archive.py);
+    ``extensions.months`` names them (YYYY-MM)."""
+
+    code = "ARCHIVED"
+
+    def __init__(self, months: list[str]) -> None:
+        super().__init__(
+            f"the transactions of {', '.join(months)} are archived (older than the months kept "
+            "online); ask an operator to bring a month back with `fature archive restore YYYY-MM`, "
+            "or start the range after them")
+        self.extensions["months"] = months  # type: ignore[assignment]

@@ -9,6 +9,8 @@ Clients branch on ``extensions.code``:
   less or retry later.
 - ``BUSY``: the ETL holds the ledger lock; retry in a moment.
 - ``NOT_AVAILABLE``: the feature is not part of this build.
+- ``ARCHIVED`` (HTTP 410): the date range reaches months whose transactions were archived;
+  ``extensions.months`` names them, the message says how to bring one back.
 - ``UNAUTHENTICATED`` (HTTP 401): no valid bearer token; ``extensions.reason`` says why.
 - ``FORBIDDEN``: the token's role may not do this (mutations are for admins).
 - ``RATE_LIMITED`` (HTTP 429): too many requests; retry after ``Retry-After`` seconds.

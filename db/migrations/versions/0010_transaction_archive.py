@@ -22,7 +22,7 @@ down_revision = "0009"
 branch_labels = None
 depends_on = None
 
-UPGRADE = """
+UPGRADE = ("""
 CREATE TABLE etl.archived_months (
     month           date        PRIMARY KEY CHECK (extract(day FROM month) = 1),
     state           text        NOT NULL CHECK (state IN
@@ -36,8 +36,7 @@ CREATE TABLE etl.archived_months (
     archived_at     timestamptz,
     restored_at     timestamptz,
     keep_until      timestamptz
-);
-
+)""", """
 CREATE TABLE etl.archive_runs (
     id          bigserial   PRIMARY KEY,
     kind        text        NOT NULL CHECK (kind IN ('archive', 'restore', 'drop')),
@@ -47,16 +46,16 @@ CREATE TABLE etl.archive_runs (
     finished_at timestamptz,
     months      date[]      NOT NULL DEFAULT '{}',
     error       text
-);
-CREATE INDEX archive_runs_last_success ON etl.archive_runs (status, finished_at DESC);
-"""
+)""", "CREATE INDEX archive_runs_last_success ON etl.archive_runs (status, finished_at DESC)")
 
-DOWNGRADE = "DROP TABLE etl.archive_runs; DROP TABLE etl.archived_months;"
+DOWNGRADE = ("DROP TABLE etl.archive_runs", "DROP TABLE etl.archived_months")
 
 
 def upgrade() -> None:
-    op.execute(UPGRADE)
+    for statement in UPGRADE:
+        op.execute(statement)
 
 
 def downgrade() -> None:
-    op.execute(DOWNGRADE)
+    for statement in DOWNGRADE:
+        op.execute(statement)
