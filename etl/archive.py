@@ -145,7 +145,9 @@ async def _due_months(conn: asyncpg.Connection, settings: Settings) -> list[date
         "SELECT month FROM etl.archived_months WHERE state = 'restored' AND keep_until > now()")}
     first_online = cutoff(settings)
     due = {m for m in online if m < first_online and m not in kept}
-    return sorted(set(unfinished) | due)
+    # Half-done months first: a partition left "detach pending" is finalized before another
+    # detach starts.
+    return sorted(unfinished) + sorted(due - set(unfinished))
 
 
 async def _archive_month(conn: asyncpg.Connection, settings: Settings, month: date) -> None:
@@ -186,7 +188,7 @@ async def _detach(conn: asyncpg.Connection, settings: Settings, month: date) -> 
 
 async def _write(conn: asyncpg.Connection, settings: Settings, month: date) -> None:
     name = partition_name(month)
-    folder = archive_dir(settings)
+    folder = archive_dir(settings).resolve()  # on record as an absolute path
     folder.mkdir(parents=True, exist_ok=True)
     columns = await _columns(conn, name)
     path = folder / f"{PARENT}-{month:%Y-%m}.csv.gz"
@@ -339,7 +341,8 @@ async def restore_month(settings: Settings, robust_url: str, month: date, *,
         name, columns = partition_name(month), manifest["columns"]
         low, high = month.isoformat(), next_month(month).isoformat()
         async with conn.transaction():
-            await conn.execute(f"CREATE TABLE {name} (LIKE {PARENT} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+            await conn.execute(
+                f"CREATE TABLE {name} (LIKE {PARENT} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
             await conn.copy_to_table(name, source=_decompressed(path), columns=columns,
                                      format="csv", header=True)
             if await _table_sums(conn, name) != (manifest["rows"], manifest["sums"]):
