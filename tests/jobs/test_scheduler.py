@@ -11,7 +11,7 @@ def test_jobs_and_their_guards(settings) -> None:
     scheduler = build_scheduler(settings, "postgresql://x@localhost/r", "postgresql://x@localhost/o")
     jobs = {job.id: job for job in scheduler.get_jobs()}
     assert set(jobs) == {"etl-incremental", "etl-daily", "etl-weekly", "etl-monthly", "etl-full",
-                         "commission-close"}
+                         "commission-close", "backup", "transactions-archive"}
     for job in jobs.values():
         assert job.max_instances == 1
         assert job.coalesce is True
