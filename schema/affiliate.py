@@ -160,7 +160,11 @@ class Affiliate(Node):
     @strawberry.field(description="Newest first; `from` inclusive, `to` exclusive; a DateTime "
                                   "without offset is read in the business time zone. Of a level-L "
                                   "downline, an affiliate token sees its levels 1..5-L only, and "
-                                  "none of its CPA and REV.")
+                                  "none of its CPA and REV. Only the months kept online "
+                                  "(FATURE_TRANSACTIONS_RETENTION_MONTHS, 24 by default) are "
+                                  "listed: a `from` in an archived month answers the error code "
+                                  "ARCHIVED, whose `extensions.months` names the archived months "
+                                  "of the range.")
     async def transactions(
         self, info: Info,
         type: Annotated[TransactionType | None, strawberry.argument(
@@ -168,7 +172,8 @@ class Affiliate(Node):
         level: Level = None,
         from_: Annotated[datetime | None, strawberry.argument(
             name="from", description="Earliest instant, inclusive (without an offset: business time "
-                                     "zone); null: from the beginning.")] = None,
+                                     "zone); null: from the first month online (older months may "
+                                     "be archived).")] = None,
         to: Annotated[datetime | None, strawberry.argument(
             description="Latest instant, exclusive (without an offset: business time zone); null: up "
                         "to now.")] = None,
