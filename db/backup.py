@@ -181,8 +181,12 @@ async def create_backup(
                 raise BackupError(f"the ETL lock stayed busy for {lock_wait_seconds:.0f} s") from exc
         try:
             return await _dump_in_snapshot(
-                conn, url, directory, pg_dump, exclude_data, server_version, started
+                conn, url, directory, pg_dump, exclude_data, server_version, started, lock_wait_seconds
             )
+        except asyncpg.LockNotAvailableError as exc:
+            raise BackupError(f"a table stayed locked for {lock_wait_seconds:.0f} s: no backup") from exc
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise BackupError(f"backup failed: {describe(exc)}") from exc
         finally:
             if lock_key is not None:
                 await conn.execute("SELECT pg_advisory_unlock($1)", lock_key)
@@ -198,6 +202,7 @@ async def _dump_in_snapshot(
     exclude_data: Sequence[str],
     server_version: int,
     started: float,
+    lock_wait_seconds: float,
 ) -> Manifest:
     tables = [r["name"] for r in await conn.fetch(_TABLES)]
     excluded: list[str] = []
@@ -222,7 +227,10 @@ async def _dump_in_snapshot(
         )
         counts = {table: int(await conn.fetchval(f"SELECT count(*) FROM {table}")) for table in tables}
         dsn, env = _libpq(url)
+        # pg_dump's own locks could queue behind a stronger request that waits for ours (a
+        # migration, a manual TRUNCATE): it gives up rather than wait for ever.
         command = [str(pg_dump), "--format=custom", "--no-password", f"--snapshot={snapshot}",
+                   f"--lock-wait-timeout={int(lock_wait_seconds * 1000)}",
                    f"--file={partial}", *(f"--exclude-table-data={t}" for t in excluded), f"--dbname={dsn}"]
         try:
             await _run(command, env, "pg_dump")
@@ -309,31 +317,40 @@ async def restore_backup(dump: Path, url: str, *, bin_dir: Path | None = None) -
     started = time.monotonic()
     conn = await _connect(url)
     try:
-        pg_restore = find_tool("pg_restore", await _server_major(conn), bin_dir)
-        dsn, env = _libpq(url)
-        await _run([str(pg_restore), "--no-password", "--exit-on-error", "--single-transaction",
-                    "--no-owner", f"--dbname={dsn}", str(dump)], env, "pg_restore")
-        revision = (
-            await conn.fetchval("SELECT version_num FROM alembic_version")
-            if await conn.fetchval("SELECT to_regclass('public.alembic_version') IS NOT NULL") else None
-        )
-        if revision != manifest.alembic_revision:
-            raise BackupError(
-                f"restored revision {revision!r} is not the manifest's {manifest.alembic_revision!r}"
-            )
-        excluded = set(manifest.data_excluded)
-        differences = []
-        checked = 0
-        for table, expected in manifest.row_counts.items():
-            if table in excluded:
-                continue
-            actual = await conn.fetchval(f"SELECT count(*) FROM {table}")
-            checked += 1
-            if actual != expected:
-                differences.append(f"{table} has {actual} rows, the manifest {expected}")
-        if differences:
-            raise BackupError("the restored database differs from the backup: " + "; ".join(differences))
+        return await _restore_and_check(conn, dump, url, manifest, bin_dir, started)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise BackupError(f"restore failed: {describe(exc)}") from exc
     finally:
         await conn.close()
+
+
+async def _restore_and_check(
+    conn: asyncpg.Connection, dump: Path, url: str, manifest: Manifest, bin_dir: Path | None, started: float
+) -> RestoreReport:
+    """pg_restore in one transaction, then the revision and the row counts against the manifest."""
+    pg_restore = find_tool("pg_restore", await _server_major(conn), bin_dir)
+    dsn, env = _libpq(url)
+    await _run([str(pg_restore), "--no-password", "--exit-on-error", "--single-transaction",
+                "--no-owner", f"--dbname={dsn}", str(dump)], env, "pg_restore")
+    revision = (
+        await conn.fetchval("SELECT version_num FROM alembic_version")
+        if await conn.fetchval("SELECT to_regclass('public.alembic_version') IS NOT NULL") else None
+    )
+    if revision != manifest.alembic_revision:
+        raise BackupError(
+            f"restored revision {revision!r} is not the manifest's {manifest.alembic_revision!r}"
+        )
+    excluded = set(manifest.data_excluded)
+    differences = []
+    checked = 0
+    for table, expected in manifest.row_counts.items():
+        if table in excluded:
+            continue
+        actual = await conn.fetchval(f"SELECT count(*) FROM {table}")
+        checked += 1
+        if actual != expected:
+            differences.append(f"{table} has {actual} rows, the manifest {expected}")
+    if differences:
+        raise BackupError("the restored database differs from the backup: " + "; ".join(differences))
     rebuild = sorted(t for t in manifest.row_counts if t in excluded)
     return RestoreReport(manifest, masked_url(url), round(time.monotonic() - started, 3), checked, rebuild)
