@@ -5,6 +5,7 @@ takes one backup a day."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -221,3 +222,41 @@ async def test_backup_and_restore_commands(robust_url: str, tmp_path: Path) -> N
         assert no_source.returncode == 1 and "FATURE_OPERATION_DATABASE_URL" in no_source.stderr
     finally:
         await drop_database(target)
+
+
+async def test_the_dump_and_its_manifest_are_one_snapshot(robust_url: str, tmp_path: Path) -> None:
+    """A row committed while pg_dump runs is in neither the dump nor the manifest's counts, and
+    the ETL's lock is held meanwhile (a cycle is skipped)."""
+    real = find_tool("pg_dump", int((await table_rows(robust_url, "SHOW server_version_num"))[0][0]) // 10000)
+    slow = tmp_path / "bin"
+    slow.mkdir()
+    started = tmp_path / "pg_dump-started"
+    (slow / "pg_dump").write_text(
+        f'#!/bin/sh\n[ "$1" = --version ] || {{ touch {started}; sleep 2; }}\nexec {real} "$@"\n')
+    (slow / "pg_restore").write_text(f'#!/bin/sh\nexec {real.parent / "pg_restore"} "$@"\n')
+    for tool in slow.iterdir():
+        tool.chmod(0o755)
+    audit_before = (await table_rows(robust_url, "SELECT count(*) FROM commission_audit_log"))[0][0]
+
+    task = asyncio.create_task(create_backup(robust_url, tmp_path / "backups", bin_dir=slow,
+                                             lock_key=ETL_LOCK_KEY))
+    while not started.exists():  # noqa: ASYNC110 - waiting for another process's file
+        await asyncio.sleep(0.05)
+    conn = await asyncpg.connect(robust_url)
+    try:
+        await conn.execute("INSERT INTO commission_audit_log (actor, action, entity, entity_id) "
+                           "VALUES ('admin:test', 'late', 'statement', '1')")
+        assert await conn.fetchval("SELECT pg_try_advisory_lock($1)", ETL_LOCK_KEY) is False
+    finally:
+        await conn.close()
+    manifest = await task
+    assert manifest.row_counts["public.commission_audit_log"] == audit_before
+
+    copy = db_url(f"fature_h7s_{os.getpid()}")
+    try:
+        report = await restore_backup(tmp_path / "backups" / manifest.file, copy, bin_dir=slow)
+        assert report.checked_tables == len(manifest.row_counts)
+        assert (await table_rows(copy, "SELECT count(*) FROM commission_audit_log"))[0][0] == audit_before
+    finally:
+        await drop_database(copy)
+    assert (await table_rows(robust_url, "SELECT count(*) FROM commission_audit_log"))[0][0] == audit_before + 1
