@@ -202,6 +202,11 @@ def fature(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 async def test_backup_and_restore_commands(robust_url: str, tmp_path: Path) -> None:
     env = {"FATURE_DATABASE_URL": robust_url, "FATURE_BACKUP_DIR": str(tmp_path)}
+    for command in (["backup"], ["backup", "list"], ["restore"]):
+        helped = fature(*command, "--help")
+        assert helped.returncode == 0 and "Usage" in helped.stdout, helped.stderr
+    wrong = fature("backup", **env, FATURE_BACKUP_PG_BIN_DIR=str(tmp_path))
+    assert wrong.returncode == 1 and wrong.stderr.startswith("error: no pg_dump in FATURE_BACKUP_PG_BIN_DIR")
     made = fature("backup", "--lean", **env)
     assert made.returncode == 0, made.stderr
     dump = list_backups(tmp_path)[0]
