@@ -19,7 +19,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,6 +63,11 @@ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LI
 
 class BackupError(RuntimeError):
     """A backup or restore could not be done; the message is one line for the user."""
+
+
+class BackupSkipped(BackupError):
+    """``create_backup``'s ``skip_if`` said no once the lock was held (another process's
+    backup of the day is already there)."""
 
 
 @dataclass
@@ -162,11 +167,13 @@ async def create_backup(
     bin_dir: Path | None = None,
     lock_key: int | None = None,
     lock_wait_seconds: float = 1800.0,
+    skip_if: Callable[[], bool] | None = None,
 ) -> Manifest:
     """Dump ``url`` into ``directory``: ``fature-<UTC stamp>[-lean].dump`` and its manifest.
     ``exclude_data`` (a lean backup): tables, and their partitions, dumped without their rows.
     ``lock_key``: an advisory lock held for the whole dump (waited for up to
-    ``lock_wait_seconds``)."""
+    ``lock_wait_seconds``). ``skip_if``, asked once the lock is held: True raises
+    ``BackupSkipped`` (processes that waited for one another's backup do not take another)."""
     await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
     started = time.monotonic()
     conn = await _connect(url)
@@ -180,6 +187,8 @@ async def create_backup(
             except asyncpg.LockNotAvailableError as exc:
                 raise BackupError(f"the ETL lock stayed busy for {lock_wait_seconds:.0f} s") from exc
         try:
+            if skip_if is not None and await asyncio.to_thread(skip_if):
+                raise BackupSkipped("a backup of today is already there")
             return await _dump_in_snapshot(
                 conn, url, directory, pg_dump, exclude_data, server_version, started, lock_wait_seconds
             )

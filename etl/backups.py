@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -46,10 +46,17 @@ class Recovery:
 
 
 async def backup(
-    settings: Settings, robust_url: str, *, lean: bool | None = None, rotation: bool = True
+    settings: Settings,
+    robust_url: str,
+    *,
+    lean: bool | None = None,
+    rotation: bool = True,
+    once_a_day: bool = False,
 ) -> BackupOutcome:
     """One backup of the robust database into ``FATURE_BACKUP_DIR`` (lean per the argument,
-    else ``FATURE_BACKUP_LEAN``), under the ETL's lock, then rotation."""
+    else ``FATURE_BACKUP_LEAN``), under the ETL's lock, then rotation. ``once_a_day`` (the
+    scheduled job): raises ``BackupSkipped`` when, once the lock is held, today's backup is
+    already in the directory (another process's or machine's)."""
     directory = backup_directory(settings)
     lean = settings.backup_lean if lean is None else lean
     manifest = await create_backup(
@@ -58,6 +65,7 @@ async def backup(
         exclude_data=DERIVED_TABLES if lean else (),
         bin_dir=settings.backup_pg_bin_dir,
         lock_key=ETL_LOCK_KEY,
+        skip_if=(lambda: backed_up_today(settings, datetime.now(UTC))) if once_a_day else None,
     )
     removed = rotate_backups(settings) if rotation else []
     return BackupOutcome(manifest, directory / manifest.file, removed)

@@ -24,6 +24,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from commissions.service import close_previous_month
+from db.backup import BackupSkipped
 from db.settings import Settings
 from etl.archive import run_archive
 from etl.backups import backed_up_today, backup
@@ -149,10 +150,13 @@ async def scheduled_backup(settings: Settings, robust_url: str) -> None:
         if backed_up_today(settings, datetime.now(UTC)):
             log.info("scheduled backup skipped: today's backup is already there")
             return
-        outcome = await backup(settings, robust_url)
+        # asked again under the lock: processes that waited for one another take one backup
+        outcome = await backup(settings, robust_url, once_a_day=True)
         log.info("scheduled backup %s: %d bytes in %.2fs; rotation removed %d",
                  outcome.manifest.file, outcome.manifest.size_bytes, outcome.manifest.duration_s,
                  len(outcome.removed))
+    except BackupSkipped:
+        log.info("scheduled backup skipped: another process took today's backup meanwhile")
     except Exception as exc:  # a failed backup is retried tomorrow; /readyz can watch its age
         log.error("scheduled backup failed: %s", exc)
 

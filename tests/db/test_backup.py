@@ -178,15 +178,21 @@ async def test_a_pg_dump_of_another_major_is_never_used(robust_url: str, tmp_pat
         find_tool("pg_dump", 9)
 
 
-async def test_the_scheduled_backup_takes_one_a_day(settings, robust_url: str, tmp_path: Path) -> None:
+async def test_the_scheduled_backup_takes_one_a_day(settings, robust_url: str, tmp_path: Path, caplog) -> None:
     from jobs.scheduler import build_scheduler, scheduled_backup
 
+    caplog.set_level("INFO", logger="fature.jobs")
     settings = settings.model_copy(update={"backup_dir": tmp_path, "backup_time": "03:45"})
     job = build_scheduler(settings, robust_url, "postgresql://x@localhost/o").get_job("backup")
     assert str(job.trigger.fields[5]) == "3" and str(job.trigger.fields[6]) == "45"
     assert job.max_instances == 1 and job.coalesce is True
-    await scheduled_backup(settings, robust_url)
-    await scheduled_backup(settings, robust_url)  # another machine's job, the same day
+    # two processes' jobs at once: the second waits for the ETL lock, then finds today's backup
+    await asyncio.gather(scheduled_backup(settings, robust_url), scheduled_backup(settings, robust_url))
+    await scheduled_backup(settings, robust_url)  # another machine's job, later the same day
+    messages = [r.getMessage() for r in caplog.records if r.name == "fature.jobs"]
+    assert sum("scheduled backup fature-" in m for m in messages) == 1, messages
+    assert sum("another process took today's backup meanwhile" in m for m in messages) == 1, messages
+    assert sum("today's backup is already there" in m for m in messages) == 1, messages
     backups = list_backups(tmp_path)
     assert len(backups) == 1 and read_manifest(tmp_path / backups[0].file) == backups[0]
     off = settings.model_copy(update={"backup_enabled": False})
