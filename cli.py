@@ -708,6 +708,11 @@ def restore(
     out.print(f"restored {report.manifest.file} into {masked_url(target)} in {report.restore_s:.2f} s: "
               f"sha256 verified, revision {report.manifest.alembic_revision}, row counts of "
               f"{report.checked_tables} tables equal the manifest's", highlight=False)
+    if recovery.upgraded_from is not None:
+        from db import migrate
+
+        out.print(f"then migrated from revision {recovery.upgraded_from} to this code's "
+                  f"{migrate.head_revision()}", highlight=False)
     if recovery.rebuild is not None:
         out.print(f"lean backup: derived tables rebuilt by ETL run {recovery.rebuild.run_id} (full) in "
                   f"{recovery.rebuild.duration_s:.2f} s; cursors reset, the next cycle is incremental",

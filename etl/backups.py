@@ -9,12 +9,16 @@ the rotation db/backup_files.py's.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from alembic.script import ScriptDirectory
+
+from db import migrate
 from db.backup import BackupError, RestoreReport, create_backup, restore_backup
 from db.backup_files import (
     Manifest,
@@ -43,6 +47,7 @@ class BackupOutcome:
 class Recovery:
     restore: RestoreReport
     rebuild: RunResult | None  # the full recompute after a lean restore
+    upgraded_from: str | None = None  # the backup's revision, when older than the code's
 
 
 async def backup(
@@ -94,12 +99,24 @@ async def restore(
 ) -> Recovery:
     """Restore ``dump`` into the empty database ``robust_url``; a lean backup is then rebuilt
     by the full recompute from the operation database (which must be reachable)."""
-    if manifest_path(dump).is_file() and read_manifest(dump).lean and not operation_url:
-        raise BackupError(
-            f"{dump.name} is a lean backup: the derived tables are rebuilt from the operation "
-            "database after the restore; set FATURE_OPERATION_DATABASE_URL first"
-        )
+    if manifest_path(dump).is_file():
+        manifest = read_manifest(dump)
+        if manifest.lean and not operation_url:
+            raise BackupError(
+                f"{dump.name} is a lean backup: the derived tables are rebuilt from the operation "
+                "database after the restore; set FATURE_OPERATION_DATABASE_URL first"
+            )
+        if manifest.alembic_revision not in known_revisions():
+            raise BackupError(
+                f"{dump.name} is at revision {manifest.alembic_revision!r}, which this version of "
+                "Fature does not know: restore it with the version that took it"
+            )
     report = await restore_backup(dump, robust_url, bin_dir=settings.backup_pg_bin_dir)
+    upgraded_from = None
+    if report.manifest.alembic_revision != migrate.head_revision():
+        # checked as it was backed up; now the code's schema, before anything runs on it
+        upgraded_from = report.manifest.alembic_revision
+        await asyncio.to_thread(migrate.upgrade, robust_url)
     rebuild = None
     if report.rebuild_needed:
         assert operation_url is not None
@@ -111,4 +128,10 @@ async def restore(
                 f"restored, but the full recompute of the derived tables failed ({exc}): run "
                 "`fature etl run --full` once the operation database is reachable"
             ) from exc
-    return Recovery(report, rebuild)
+    return Recovery(report, rebuild, upgraded_from)
+
+
+def known_revisions() -> set[str | None]:
+    """Every revision of db/migrations (None: a database without Alembic's table)."""
+    script = ScriptDirectory.from_config(migrate.alembic_config("postgresql://x@localhost/x"))
+    return {None, *(revision.revision for revision in script.walk_revisions())}

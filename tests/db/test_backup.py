@@ -19,7 +19,7 @@ from db.backup_files import last_backup, list_backups, read_manifest
 from db.embedded import wheel_binaries
 from etl.cycle import DERIVED_TABLES
 from etl.sync import ETL_LOCK_KEY
-from tests.support.databases import db_url, drop_database
+from tests.support.databases import admin, db_url, drop_database
 from tests.support.program import Program
 
 REPO = Path(__file__).resolve().parents[2]
@@ -271,3 +271,27 @@ async def test_the_dump_and_its_manifest_are_one_snapshot(robust_url: str, tmp_p
     finally:
         await drop_database(copy)
     assert (await table_rows(robust_url, "SELECT count(*) FROM commission_audit_log"))[0][0] == audit_before + 1
+
+
+async def test_an_older_backup_is_restored_then_migrated(settings, tmp_path: Path) -> None:
+    from db import migrate
+    from etl.backups import restore
+
+    older, copy = db_url(f"fature_h7o_{os.getpid()}"), db_url(f"fature_h7p_{os.getpid()}")
+    try:
+        await admin(f"CREATE DATABASE {older.rsplit('/', 1)[1]}")
+        await asyncio.to_thread(migrate.upgrade, older, "0009")
+        manifest = await create_backup(older, tmp_path)
+        assert manifest.alembic_revision == "0009" != migrate.head_revision()
+        recovery = await restore(settings, tmp_path / manifest.file, copy, None)
+        assert recovery.upgraded_from == "0009" and recovery.restore.checked_tables > 0
+        assert await migrate.current_revision(copy) == migrate.head_revision()
+
+        newer = Path(tmp_path / manifest.file)
+        (tmp_path / Path(manifest.file).with_suffix(".json").name).write_text(
+            manifest.to_json().replace('"0009"', '"9999_from_the_future"'))
+        with pytest.raises(BackupError, match="revision '9999_from_the_future', which this version"):
+            await restore(settings, newer, db_url(f"fature_h7q_{os.getpid()}"), None)
+    finally:
+        await drop_database(older)
+        await drop_database(copy)
