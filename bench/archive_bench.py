@@ -70,7 +70,7 @@ async def main() -> None:
         clock.set_now(datetime.fromisoformat(args.now))
         with tempfile.TemporaryDirectory(prefix="fature-archive-") as folder:
             settings = Settings(database_url=url, transactions_retention_months=args.retention,
-                                archive_dir=Path(folder), _env_file=None)  # type: ignore[call-arg]
+                                archive_dir=Path(folder), _env_file=None)
             before = await sizes(url)
             started = time.perf_counter()
             result = await run_archive(settings, url, trigger="bench")

@@ -87,9 +87,27 @@ async def begin(cycle: Cycle) -> None:
         log.warning("the ETL's mirrors of the source are empty (crash recovery?): running a full load")
         cycle.result.mode = "full"
     if cycle.full:
-        await conn.execute(f"TRUNCATE {', '.join(DERIVED_TABLES)}")
+        await conn.execute(f"TRUNCATE {', '.join(await tables_to_empty(conn))}")
         await conn.execute("UPDATE etl.sync_cursors SET cursor_ts = NULL")
         cycle.cursors = dict.fromkeys(cycle.cursors)
+
+
+# The partitions of the transactions, and the months the archive job took (or is taking)
+# offline (etl/archive.py).
+_PARTITIONS = ("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+               "WHERE i.inhparent = 'affiliate_financial_transactions'::regclass")
+_OFFLINE = "SELECT to_char(month, 'YYYYMM') FROM etl.archived_months WHERE state <> 'restored'"
+
+
+async def tables_to_empty(conn: asyncpg.Connection) -> list[str]:
+    """DERIVED_TABLES, except that a month the archive job has marked but not yet detached (a
+    killed run) keeps its transaction rows: then the other partitions are emptied one by one."""
+    offline = {r[0] for r in await conn.fetch(_OFFLINE)}
+    held = [r[0] for r in await conn.fetch(_PARTITIONS) if r[0][-6:] in offline]
+    if not held:
+        return list(DERIVED_TABLES)
+    online = [r[0] for r in await conn.fetch(_PARTITIONS) if r[0] not in held]
+    return [t for t in DERIVED_TABLES if t != "affiliate_financial_transactions"] + online
 
 
 def statement_timeout(cycle: Cycle) -> str:
