@@ -271,8 +271,10 @@ async def test_a_half_done_concurrent_detach_is_finished(built: Settings, robust
         await reader.close()
         await detacher.close()
 
-    # The ETL runs beside it (creates nothing, writes nothing there); the next job finishes it.
+    # The ETL runs beside it (creates nothing, writes nothing there), a full recompute too; the
+    # next job finishes it.
     await etl(built, robust_url, operation_url)
+    await etl(built, robust_url, operation_url, full=True)
     await run_archive(built, robust_url)
     assert await states(robust_url) == dict.fromkeys(ARCHIVED, "archived")
     path = built.archive_dir / "affiliate_financial_transactions-2025-01.csv.gz"  # type: ignore[operator]
