@@ -19,7 +19,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,17 +48,23 @@ WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
 ORDER BY 1
 """
-# A table and, when it is partitioned, its partitions (pg_partition_tree has no row for a
-# plain table).
+# A table, its partitions when it is partitioned (pg_partition_tree has no row for a plain
+# table) and its root when it is a partition (whose row count then no longer matches: the
+# restore does not check it).
 _PARTITIONS = """
 SELECT format('%I.%I', n.nspname, c.relname)
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.oid = $1::regclass OR c.oid IN (SELECT relid FROM pg_partition_tree($1::regclass))
+   OR c.oid = pg_partition_root($1::regclass)
 """
 _USER_RELATIONS = """
 SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
 """
+
+
+# Tables whose rows a lean backup leaves out, or a function naming them in the snapshot.
+ExcludeData = Sequence[str] | Callable[[asyncpg.Connection], Awaitable[Sequence[str]]]
 
 
 class BackupError(RuntimeError):
@@ -163,14 +169,15 @@ async def create_backup(
     url: str,
     directory: Path,
     *,
-    exclude_data: Sequence[str] = (),
+    exclude_data: ExcludeData = (),
     bin_dir: Path | None = None,
     lock_key: int | None = None,
     lock_wait_seconds: float = 1800.0,
     skip_if: Callable[[], bool] | None = None,
 ) -> Manifest:
     """Dump ``url`` into ``directory``: ``fature-<UTC stamp>[-lean].dump`` and its manifest.
-    ``exclude_data`` (a lean backup): tables, and their partitions, dumped without their rows.
+    ``exclude_data`` (a lean backup): tables, and their partitions, dumped without their rows;
+    or a function of the snapshot's connection that names them (read in the snapshot).
     ``lock_key``: an advisory lock held for the whole dump (waited for up to
     ``lock_wait_seconds``). ``skip_if``, asked once the lock is held: True raises
     ``BackupSkipped`` (processes that waited for one another's backup do not take another)."""
@@ -208,15 +215,12 @@ async def _dump_in_snapshot(
     url: str,
     directory: Path,
     pg_dump: Path,
-    exclude_data: Sequence[str],
+    exclude_data: ExcludeData,
     server_version: int,
     started: float,
     lock_wait_seconds: float,
 ) -> Manifest:
     tables = [r["name"] for r in await conn.fetch(_TABLES)]
-    excluded: list[str] = []
-    for table in exclude_data:
-        excluded += [r[0] for r in await conn.fetch(_PARTITIONS, table)]
     lean = bool(exclude_data)
     created = datetime.now(UTC)
     name = f"fature-{created:%Y%m%dT%H%M%S%fZ}{'-lean' if lean else ''}.dump"
@@ -235,6 +239,9 @@ async def _dump_in_snapshot(
             if "etl.sync_cursors" in tables else {}
         )
         counts = {table: int(await conn.fetchval(f"SELECT count(*) FROM {table}")) for table in tables}
+        excluded: set[str] = set()
+        for table in await exclude_data(conn) if callable(exclude_data) else exclude_data:
+            excluded.update(r[0] for r in await conn.fetch(_PARTITIONS, table))
         dsn, env = _libpq(url)
         # pg_dump's own locks could queue behind a stronger request that waits for ours (a
         # migration, a manual TRUNCATE): it gives up rather than wait for ever.

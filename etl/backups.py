@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import asyncpg
 from alembic.script import ScriptDirectory
 
 from db import migrate
@@ -67,13 +68,41 @@ async def backup(
     manifest = await create_backup(
         robust_url,
         directory,
-        exclude_data=DERIVED_TABLES if lean else (),
+        exclude_data=rebuilt_by_full if lean else (),
         bin_dir=settings.backup_pg_bin_dir,
         lock_key=ETL_LOCK_KEY,
         skip_if=(lambda: backed_up_today(settings, datetime.now(UTC))) if once_a_day else None,
     )
     removed = rotate_backups(settings) if rotation else []
     return BackupOutcome(manifest, directory / manifest.file, removed)
+
+
+# Months the archive job marked offline: a partition of one still attached (a killed
+# run) is not rebuilt by --full (etl/cycle.py keeps it), so a lean backup keeps its rows.
+_HELD_PARTITIONS = """
+SELECT format('%I.%I', n.nspname, c.relname)
+FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE i.inhparent = 'public.affiliate_financial_transactions'::regclass
+  AND right(c.relname, 6) IN (SELECT to_char(month, 'YYYYMM') FROM etl.archived_months
+                              WHERE state <> 'restored')
+"""
+_TRANSACTIONS = "affiliate_financial_transactions"
+
+
+async def rebuilt_by_full(conn: asyncpg.Connection) -> list[str]:
+    """What a lean backup leaves out, read in its snapshot: what ``--full`` empties and
+    rebuilds (``DERIVED_TABLES``), the transactions' partitions of months the archive job
+    holds aside."""
+    if not await conn.fetchval("SELECT to_regclass('etl.archived_months') IS NOT NULL"):
+        return list(DERIVED_TABLES)
+    held = {r[0] for r in await conn.fetch(_HELD_PARTITIONS)}
+    if not held:
+        return list(DERIVED_TABLES)
+    partitions = [r[0] for r in await conn.fetch(
+        "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_inherits i JOIN pg_class c "
+        "ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE i.inhparent = 'public.affiliate_financial_transactions'::regclass")]
+    return [t for t in DERIVED_TABLES if t != _TRANSACTIONS] + [p for p in partitions if p not in held]
 
 
 def rotate_backups(settings: Settings) -> list[str]:
