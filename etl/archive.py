@@ -22,24 +22,22 @@ drop``); the next run after that archives it again, replacing its file.
 
 from __future__ import annotations
 
-import csv
-import gzip
 import hashlib
 import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
 from db import clock
 from db.engine import connect
 from db.settings import Settings
+from etl import archive_files as files
 from etl import transactions
 from etl.sync import ETL_LOCK_KEY, EtlBusy, EtlError
 
@@ -51,7 +49,6 @@ MANIFEST_FORMAT = "fature-transactions-archive/1"
 # The state each step leaves a month in; a month resumes at the step after its state.
 _STATE_AFTER = dict(zip(STEPS, ("detaching", "detached", "written", "verified", "archived"), strict=True))
 _IN_PROGRESS = ("detaching", "detached", "written", "verified")
-_CHUNK = 1 << 20
 
 # The months clients cannot read online: archived, or on their way (not restored ones).
 OFFLINE_MONTHS = transactions.OFFLINE_MONTHS
@@ -193,37 +190,22 @@ async def _write(conn: asyncpg.Connection, settings: Settings, month: date) -> N
     folder.mkdir(parents=True, exist_ok=True)
     columns = await _columns(conn, name)
     path = folder / f"{PARENT}-{month:%Y-%m}.csv.gz"
-    part = path.with_name(path.name + ".part")
-    with part.open("wb") as raw:
-        # mtime=0: the same rows give the same bytes (and the same sha256).
-        with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=6) as gz:
-            async def sink(chunk: bytes) -> None:
-                gz.write(chunk)
+    with files.gzip_writer(path) as write:
+        async def sink(chunk: bytes) -> None:
+            write(chunk)
 
-            await conn.copy_from_query(
-                f"SELECT {', '.join(columns)} FROM {name} ORDER BY id", output=sink,
-                format="csv", header=True)
-        raw.flush()
-        os.fsync(raw.fileno())
-    os.replace(part, path)
-    _fsync_dir(folder)
+        await conn.copy_from_query(f"SELECT {', '.join(columns)} FROM {name} ORDER BY id",
+                                   output=sink, format="csv", header=True)
     rows, sums = await _table_sums(conn, name)
     manifest = {
         "format": MANIFEST_FORMAT, "table": PARENT, "month": f"{month:%Y-%m}",
         "from": month.isoformat(), "to": next_month(month).isoformat(),
         "time_zone": settings.timezone, "file": path.name, "compression": "gzip",
         "content": "csv with a header line", "columns": columns, "rows": rows, "sums": sums,
-        "sha256": _sha256(path), "archived_at": clock.now().isoformat(),
+        "sha256": files.sha256_of(path), "archived_at": clock.now().isoformat(),
     }
     text = json.dumps(manifest, indent=2).encode()
-    manifest_path = _manifest_path(path)
-    manifest_part = manifest_path.with_name(manifest_path.name + ".part")
-    with manifest_part.open("wb") as out:
-        out.write(text)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(manifest_part, manifest_path)
-    _fsync_dir(folder)
+    files.write_durably(files.manifest_path(path), text)
     await conn.execute(
         "UPDATE etl.archived_months SET file = $2, file_sha256 = $3, manifest_sha256 = $4, "
         "rows = $5, sums = $6::jsonb WHERE month = $1",
@@ -245,51 +227,27 @@ async def _drop(conn: asyncpg.Connection, settings: Settings, month: date) -> No
 _STEP_RUNNERS = {"mark": _mark, "detach": _detach, "write": _write, "verify": _verify, "drop": _drop}
 
 
-# ---------------------------------------------------------------------------- files
+# ---------------------------------------------------------------------------- checks
 
 
-async def verified_manifest(conn: asyncpg.Connection, month: date) -> dict:
-    """The month's manifest after reading its file back: the manifest's and the file's sha256
-    as recorded, and the file's rows and per-type sums as the manifest says. ArchiveError
-    naming the difference otherwise."""
+async def verified_manifest(conn: asyncpg.Connection, month: date) -> dict[str, Any]:
+    """The month's manifest after reading its file back (``archive_files.checked_manifest``);
+    ArchiveError naming the difference otherwise."""
     row = await conn.fetchrow(
         "SELECT file, file_sha256, manifest_sha256 FROM etl.archived_months WHERE month = $1", month)
     if row is None or row["file"] is None:
         raise ArchiveError(f"{month:%Y-%m} has no archive file on record")
     path = Path(row["file"])
-    label = f"{month:%Y-%m} ({path})"
     try:
-        text = _manifest_path(path).read_bytes()
-        if hashlib.sha256(text).hexdigest() != row["manifest_sha256"]:
-            raise ArchiveError(f"{label}: the manifest is not the one written")
-        manifest = json.loads(text)
-        if _sha256(path) != manifest["sha256"] or manifest["sha256"] != row["file_sha256"]:
-            raise ArchiveError(f"{label}: the file's sha256 differs from its manifest")
-        rows, sums = read_sums(path)
+        return files.checked_manifest(path, manifest_sha256=row["manifest_sha256"],
+                                      file_sha256=row["file_sha256"])
+    except files.FileMismatch as exc:
+        raise ArchiveError(f"{month:%Y-%m} ({path}): {exc}") from exc
     except OSError as exc:
-        raise ArchiveError(f"{label}: cannot read the archive ({exc.strerror})") from exc
-    if (rows, sums) != (manifest["rows"], manifest["sums"]):
-        raise ArchiveError(f"{label}: the file's rows or sums differ from its manifest")
-    return dict(manifest)
+        raise ArchiveError(f"{month:%Y-%m} ({path}): cannot read the archive ({exc.strerror})") from exc
 
 
-def read_sums(path: Path) -> tuple[int, dict[str, dict[str, object]]]:
-    """Rows and, per transaction type, rows and the exact sum of amounts of an archive file
-    (streamed: one row in memory at a time)."""
-    counts: dict[str, int] = {}
-    amounts: dict[str, Decimal] = {}
-    with gzip.open(path, "rt", newline="", encoding="utf-8") as text:
-        reader = csv.reader(text)
-        header = next(reader)
-        kind, amount = header.index("transaction_type"), header.index("amount")
-        for record in reader:
-            counts[record[kind]] = counts.get(record[kind], 0) + 1
-            amounts[record[kind]] = amounts.get(record[kind], Decimal(0)) + Decimal(record[amount])
-    return sum(counts.values()), {
-        k: {"rows": counts[k], "amount": str(amounts[k])} for k in sorted(counts)}
-
-
-async def _table_sums(conn: asyncpg.Connection, table: str) -> tuple[int, dict[str, dict[str, object]]]:
+async def _table_sums(conn: asyncpg.Connection, table: str) -> files.Sums:
     rows = await conn.fetch(
         f"SELECT transaction_type, count(*) AS n, sum(amount) AS amount FROM {table} "
         "GROUP BY 1 ORDER BY 1")
@@ -302,26 +260,6 @@ async def _columns(conn: asyncpg.Connection, table: str) -> list[str]:
     return [r[0] for r in await conn.fetch(
         "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 "
         "AND NOT attisdropped ORDER BY attnum", table)]
-
-
-def _manifest_path(path: Path) -> Path:
-    return path.with_name(path.name.removesuffix(".csv.gz") + ".manifest.json")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as data:
-        while chunk := data.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # ---------------------------------------------------------------------------- restore
@@ -344,7 +282,7 @@ async def restore_month(settings: Settings, robust_url: str, month: date, *,
         async with conn.transaction():
             await conn.execute(
                 f"CREATE TABLE {name} (LIKE {PARENT} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
-            await conn.copy_to_table(name, source=_decompressed(path), columns=columns,
+            await conn.copy_to_table(name, source=files.decompressed(path), columns=columns,
                                      format="csv", header=True)
             if await _table_sums(conn, name) != (manifest["rows"], manifest["sums"]):
                 raise ArchiveError(f"{month:%Y-%m}: the restored rows differ from the manifest")
@@ -362,12 +300,6 @@ async def restore_month(settings: Settings, robust_url: str, month: date, *,
             await conn.execute("UPDATE etl.archive_runs SET months = $2 WHERE id = $1", run_id, [month])
         await conn.execute(f"ANALYZE {name}")
         return int(manifest["rows"])
-
-
-async def _decompressed(path: Path) -> AsyncIterator[bytes]:
-    with gzip.open(path, "rb") as data:
-        while chunk := data.read(_CHUNK):
-            yield chunk
 
 
 # ---------------------------------------------------------------------------- runs, reads

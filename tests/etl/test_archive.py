@@ -25,7 +25,8 @@ from pydantic import SecretStr
 
 from db.settings import Settings
 from etl import archive
-from etl.archive import ArchiveError, partition_name, read_sums, restore_month, run_archive
+from etl.archive import ArchiveError, partition_name, restore_month, run_archive
+from etl.archive_files import read_sums
 from jobs.scheduler import build_scheduler
 from tests.support.deployment import JWT_SECRET, PLAIN, Deployment, serve
 from tests.support.factories import Operation, etl, fetch
