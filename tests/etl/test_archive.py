@@ -319,6 +319,7 @@ async def everything_kept(url: str, settings: Settings, before: dict[date, Any],
     assert {m: r[column] for m, r in found.items()} == {m: r[column] for m, r in before.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("step", archive.STEPS)
 async def test_killed_after_each_step_the_next_run_finishes(
         built: Settings, robust_url: str, operation_url: str, step: str) -> None:
