@@ -22,6 +22,7 @@ from etl import events
 from jobs.scheduler import start_scheduler as start_etl_scheduler
 from schema.root import schema
 from web import graphiql, health, rest
+from web.bus import CommitSubscriber
 from web.cors import cors_middleware
 from web.errors import ROUTE_ERROR_HANDLERS
 from web.exports.streaming import routes as export_routes
@@ -83,9 +84,17 @@ def create_app(
         api.metrics.watch(api.freshness.as_of, engine.pool)
         live = app.state.live = LiveUpdates(api)  # subscriptions' commits and per-token slots
         live.start()
+        # ETL commits of other processes through Redis (replicas never deliver NOTIFY).
+        commit_bus = app.state.commit_bus = (
+            CommitSubscriber(settings.redis_url, api.freshness.on_commit, api.freshness.refresh)
+            if settings.redis_url else None
+        )
+        if commit_bus is not None:
+            commit_bus.start()
         scheduler = None
         if run_scheduler and settings.operation_database_url:
             scheduler = start_etl_scheduler(settings, url, settings.operation_database_url)
+        app.state.scheduler = scheduler  # None in `fature serve` with the scheduler off
         try:
             with _collector_tuned():
                 yield
@@ -93,6 +102,8 @@ def create_app(
             if scheduler is not None:
                 await scheduler.shutdown()
             unsubscribe()
+            if commit_bus is not None:
+                await commit_bus.stop()
             await live.stop()
             await api.freshness.stop()
             await api.response_cache.close()

@@ -292,24 +292,23 @@ def print_last_backup(settings: Settings) -> None:
 
 @etl_app.command("worker")
 def etl_worker() -> None:
-    """Run the ETL schedule in this process until interrupted (no API)."""
-    from jobs.scheduler import start_scheduler
+    """Run the ETL schedule in this process until interrupted (no API). Several workers may
+    run: one leads (a PostgreSQL advisory lock held for its life, jobs/leader.py) and runs the
+    schedule, the others stand by and take over within seconds when it dies."""
+    from jobs.leader import lead_forever
 
     settings = load_settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    signal.signal(signal.SIGTERM, _interrupt)  # systemd/compose stop: release the lock cleanly
     with databases(settings) as urls:
         operation = _operation_url(urls)
 
-        async def forever() -> None:
-            scheduler = start_scheduler(settings, urls.robust, operation)
-            out.print(f"ETL worker running: {', '.join(scheduler.jobs())} (Ctrl-C stops)")
-            try:
-                await asyncio.Event().wait()
-            finally:
-                await scheduler.shutdown()
+        def announce(text: str) -> None:
+            out.print(text, highlight=False)
+            sys.stdout.flush()
 
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(forever())
+            asyncio.run(lead_forever(settings, urls.robust, operation, announce=announce))
 
 
 # ---------------------------------------------------------------------------------- demo
@@ -570,10 +569,16 @@ def serve(
     port: int = typer.Option(None, help="Port (default FATURE_PORT)."),
     workers: int = typer.Option(1, help="Worker processes."),
 ) -> None:
-    """Run the API (GraphQL, GraphiQL and REST) with uvicorn."""
+    """Run the API (GraphQL, GraphiQL and REST) with uvicorn. In a cluster (several API
+    processes or machines) set FATURE_ETL_SCHEDULER_ENABLED=false and run the schedule in
+    `fature etl worker`; with FATURE_REDIS_URL set, every process hears the worker's commits."""
     settings = load_settings()
     host, port = host or settings.host, port or settings.port
     check_port_free(host, port)
+    out.print("ETL scheduler: " + ("in each API process (FATURE_ETL_SCHEDULER_ENABLED=true)"
+                                   if settings.etl_scheduler_enabled else
+                                   "off (FATURE_ETL_SCHEDULER_ENABLED=false: `fature etl worker` runs it)"),
+              highlight=False)
     with databases(settings) as urls:
         serve_app(settings, urls, host=host, port=port, workers=workers)
 

@@ -16,7 +16,7 @@ import asyncpg
 
 from db.engine import DatabaseUnavailable, connect, describe
 from db.settings import Settings
-from etl import events, runs
+from etl import bus, events, runs
 from etl.cycle import Cycle, begin
 from etl.pipeline import PIPELINE, STEPS, Step, is_idle, mode_of
 from etl.runs import COMMIT_CHANNEL, RunResult
@@ -150,14 +150,15 @@ async def _locked_cycle(
         "etl cycle committed",
         extra={"run_id": run_id, "mode": mode, "duration_s": round(result.duration_s, 3)},
     )
-    events.publish(
-        events.EtlCommitted(
-            run_id=run_id,
-            mode=mode,
-            source_as_of=result.source_as_of,
-            affiliate_ids=frozenset(result.touched_affiliate_ids),
-        )
+    committed = events.EtlCommitted(
+        run_id=run_id,
+        mode=mode,
+        source_as_of=result.source_as_of,
+        affiliate_ids=frozenset(result.touched_affiliate_ids),
     )
+    events.publish(committed)
+    # Other processes (and those reading a replica, which never delivers NOTIFY) hear it here.
+    await bus.announce(settings.redis_url, committed)
     return result
 
 

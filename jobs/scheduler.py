@@ -10,7 +10,9 @@ ETL cycles and the monthly commission close.
 - the daily backup at ``FATURE_BACKUP_TIME`` (03:30) with its rotation (``FATURE_BACKUP_ENABLED``);
 - the transactions archive (etl/archive.py) daily at ``FATURE_ARCHIVE_AT`` (04:30).
 Every job has max_instances=1, coalescing and a misfire grace time; the advisory lock makes
-sure only one cycle runs across processes (a busy cycle is skipped, not queued).
+sure only one cycle runs across processes (a busy cycle is skipped, not queued). In a cluster
+the one scheduler is ``fature etl worker`` under the leader lock (jobs/leader.py) and the API
+processes run none (``FATURE_ETL_SCHEDULER_ENABLED=false``).
 """
 
 from __future__ import annotations
@@ -49,8 +51,10 @@ class EtlScheduler:
         return [job.id for job in self.scheduler.get_jobs()]
 
 
-def build_scheduler(settings: Settings, robust_url: str, operation_url: str) -> AsyncIOScheduler:
-    """The scheduler with every ETL job, not started."""
+def build_scheduler(settings: Settings, robust_url: str, operation_url: str, *,
+                    catch_up: bool = False) -> AsyncIOScheduler:
+    """The scheduler with every ETL job, not started. ``catch_up``: the incremental cycle runs
+    at once, then every interval (a worker taking over from a dead leader catches up)."""
 
     async def cycle(full: bool, trigger: str) -> None:
         try:
@@ -73,6 +77,7 @@ def build_scheduler(settings: Settings, robust_url: str, operation_url: str) -> 
         IntervalTrigger(minutes=settings.etl_interval_minutes),
         args=(False, "interval"),
         id="etl-incremental",
+        **({"next_run_time": datetime.now(UTC)} if catch_up else {}),
         **common,
     )
     hour, minute = _hour_minute(settings.etl_daily_at)
@@ -161,9 +166,10 @@ async def scheduled_backup(settings: Settings, robust_url: str) -> None:
         log.error("scheduled backup failed: %s", exc)
 
 
-def start_scheduler(settings: Settings, robust_url: str, operation_url: str) -> EtlScheduler:
-    """Start the ETL jobs on the running event loop."""
-    scheduler = build_scheduler(settings, robust_url, operation_url)
+def start_scheduler(settings: Settings, robust_url: str, operation_url: str, *,
+                    catch_up: bool = False) -> EtlScheduler:
+    """Start the ETL jobs on the running event loop (``catch_up``: see build_scheduler)."""
+    scheduler = build_scheduler(settings, robust_url, operation_url, catch_up=catch_up)
     scheduler.start()
     log.info("ETL scheduler started: %s", ", ".join(j.id for j in scheduler.get_jobs()))
     return EtlScheduler(scheduler)
