@@ -81,12 +81,14 @@ def create_app(
         await api.freshness.load()
         unsubscribe = events.subscribe(api.freshness.on_commit)
         api.freshness.start(settings.freshness_poll_seconds)
+        api.nodes.start()  # the read replicas' checks (FATURE_DATABASE_READ_URLS)
         api.metrics.watch(api.freshness.as_of, engine.pool)
         live = app.state.live = LiveUpdates(api)  # subscriptions' commits and per-token slots
         live.start()
         # ETL commits of other processes through Redis (replicas never deliver NOTIFY).
         commit_bus = app.state.commit_bus = (
-            CommitSubscriber(settings.redis_url, api.freshness.on_commit, api.freshness.refresh)
+            CommitSubscriber(settings.redis_url, url, api.freshness.on_commit,
+                             api.freshness.refresh)
             if settings.redis_url else None
         )
         if commit_bus is not None:
@@ -106,6 +108,7 @@ def create_app(
                 await commit_bus.stop()
             await live.stop()
             await api.freshness.stop()
+            await api.nodes.close()
             await api.response_cache.close()
             await api.persisted.close()
             await api.database.close()

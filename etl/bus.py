@@ -2,9 +2,11 @@
 
 A replica never delivers NOTIFY, and API processes on other machines may read one. So, when
 ``FATURE_REDIS_URL`` is set, every committed cycle is also announced on Redis, after its
-transaction committed: a message on the pub/sub channel ``CHANNEL`` and the same text in the
-key ``LAST_KEY`` (a process that (re)subscribes reads it, so a message missed while it was
-disconnected is caught at once; the API's poll of ``etl.runs`` stays as the last fallback).
+transaction committed: a message on the pub/sub channel ``channel(name)`` and the same text in
+the key ``last_key(name)`` (a process that (re)subscribes reads it, so a message missed while it
+was disconnected is caught at once; the API's poll of ``etl.runs`` stays as the last fallback).
+Both are named after the robust database's name (the same on the primary and its replicas):
+Redis' pub/sub ignores database numbers, so deployments sharing one Redis stay apart.
 
 The message is JSON: ``run_id``, ``mode``, ``source_as_of`` (ISO 8601 or null), ``affiliates``
 (how many affiliates the cycle touched), ``affiliate_ids`` (sorted; null past
@@ -18,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from datetime import datetime
+from urllib.parse import urlsplit
 
 import orjson
 from redis.asyncio import Redis
@@ -26,10 +29,25 @@ from etl.events import EtlCommitted
 
 log = logging.getLogger("fature.etl.bus")
 
-CHANNEL = "fature:etl:committed"
-LAST_KEY = "fature:etl:last_commit"
+CHANNEL_PREFIX = "fature:etl:committed:"
+LAST_KEY_PREFIX = "fature:etl:last_commit:"
 MAX_IDS_IN_MESSAGE = 1000
 TIMEOUT_SECONDS = 1.0
+
+
+def database_name(robust_url: str) -> str:
+    """The database name in a robust database URL (what names the channel)."""
+    return urlsplit(robust_url).path.lstrip("/") or "postgres"
+
+
+def channel(database: str) -> str:
+    """The pub/sub channel of the deployment whose robust database is named ``database``."""
+    return CHANNEL_PREFIX + database
+
+
+def last_key(database: str) -> str:
+    """The key holding the last announced commit of that deployment."""
+    return LAST_KEY_PREFIX + database
 
 
 def encode(event: EtlCommitted) -> bytes:
@@ -58,8 +76,9 @@ def decode(message: bytes | str) -> EtlCommitted:
     )
 
 
-async def announce(redis_url: str | None, event: EtlCommitted) -> bool:
-    """Publish ``event`` (already committed) on Redis; False when there is no Redis or it failed."""
+async def announce(redis_url: str | None, database: str, event: EtlCommitted) -> bool:
+    """Publish ``event`` (committed in the robust database named ``database``) on Redis; False
+    when there is no Redis or it failed."""
     if not redis_url:
         return False
     client = Redis.from_url(redis_url, socket_timeout=TIMEOUT_SECONDS,
@@ -67,8 +86,8 @@ async def announce(redis_url: str | None, event: EtlCommitted) -> bool:
     try:
         message = encode(event)
         async with client.pipeline(transaction=True) as pipe:
-            pipe.set(LAST_KEY, message)
-            pipe.publish(CHANNEL, message)
+            pipe.set(last_key(database), message)
+            pipe.publish(channel(database), message)
             await pipe.execute()
         return True
     except Exception as exc:  # noqa: BLE001 - redis-py raises many kinds; the commit stands

@@ -158,7 +158,13 @@ async def _locked_cycle(
     )
     events.publish(committed)
     # Other processes (and those reading a replica, which never delivers NOTIFY) hear it here.
-    await bus.announce(settings.redis_url, committed)
+    if settings.redis_url:
+        try:  # the run is committed: a failure here is logged, never raised
+            database = await conn.fetchval("SELECT current_database()")
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
+            log.warning("ETL run %s committed but not announced on Redis", run_id)
+        else:
+            await bus.announce(settings.redis_url, database, committed)
     return result
 
 

@@ -8,7 +8,7 @@ the read node already holds the run; this module only carries the news.
 
 When Redis goes away (a restart, a network cut) the subscriber reconnects with a backoff
 (``BACKOFF_FIRST_SECONDS`` doubling up to ``BACKOFF_MAX_SECONDS``); once subscribed again it
-reads the last announced commit (``etl.bus.LAST_KEY``) and asks Freshness to re-read
+reads the last announced commit (``etl.bus.last_key``) and asks Freshness to re-read
 ``etl.runs``, so nothing committed meanwhile is missed. A connection that stops answering
 without closing (half-open) is noticed by a ping every ``PING_SECONDS``.
 """
@@ -39,10 +39,13 @@ class CommitSubscriber:
     def __init__(
         self,
         redis_url: str,
+        robust_url: str,
         on_commit: Callable[[EtlCommitted], None],
         on_resubscribed: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.redis_url = redis_url
+        self.channel = bus.channel(bus.database_name(robust_url))
+        self.last_key = bus.last_key(bus.database_name(robust_url))
         self.on_commit = on_commit
         self.on_resubscribed = on_resubscribed
         self.subscribed = asyncio.Event()  # set while subscribed (tests and health look at it)
@@ -93,8 +96,8 @@ class CommitSubscriber:
                                 socket_timeout=PING_SECONDS * 2)
         pubsub = client.pubsub()
         try:
-            await pubsub.subscribe(bus.CHANNEL)
-            last = await client.get(bus.LAST_KEY)  # what may have been announced meanwhile
+            await pubsub.subscribe(self.channel)
+            last = await client.get(self.last_key)  # what may have been announced meanwhile
             self.subscriptions += 1
             self.subscribed.set()
             if self.subscriptions > 1:
