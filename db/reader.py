@@ -13,7 +13,7 @@ import logging
 from collections import deque, namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 from sqlalchemy import TextClause, text
@@ -63,6 +63,19 @@ def api_engine(url: str, settings: Settings, *, pool_size: int = 10) -> AsyncEng
 def open_database(url: str, settings: Settings) -> Database:
     """The API's reader with the settings' read timeout on both of its paths."""
     return Database(api_engine(url, settings), read_timeout_seconds=settings.read_timeout_seconds)
+
+
+class Reader(Protocol):
+    """What the resolvers read through: ``Database`` (statement by statement) or one answer's
+    ``db.snapshot.SnapshotReads`` (every statement in one snapshot)."""
+
+    @property
+    def engine(self) -> AsyncEngine: ...
+
+    @property
+    def query_listeners(self) -> list[Callable[[str], None]]: ...
+
+    async def fetch(self, query: Executable, params: Mapping[str, Any] | None = None) -> Sequence[Any]: ...
 
 
 @lru_cache(maxsize=256)
@@ -122,6 +135,19 @@ class Database:
         make = _row_class(columns)._make
         return [make(r) for r in rows]
 
+    def direct_form(self, query: Executable) -> tuple[str, tuple[str, ...]] | None:
+        """``query`` as (SQL with $n placeholders, parameter names) for asyncpg, or None when it
+        must run through the engine (not a TextClause, or typed/expanding parameters)."""
+        return self._compile(query) if isinstance(query, TextClause) else None
+
+    def connections(self) -> ReadConnections:
+        """The direct path's connections (opened on first use)."""
+        connections = self._connections
+        if connections is None:
+            connections = self._connections = ReadConnections(
+                self._dsn, self._max_connections, self.read_timeout_seconds)
+        return connections
+
     def _compile(self, query: TextClause) -> tuple[str, tuple[str, ...]] | None:
         """(SQL with $n placeholders, parameter names in order); None for a query with
         typed or expanding parameters, which SQLAlchemy processes (the engine runs those)."""
@@ -143,10 +169,7 @@ class Database:
     ) -> list[Any]:
         query, names = compiled
         args = [params[name] for name in names]
-        connections = self._connections
-        if connections is None:
-            connections = self._connections = ReadConnections(
-                self._dsn, self._max_connections, self.read_timeout_seconds)
+        connections = self.connections()
         try:
             conn = await connections.acquire()
             reusable = False
@@ -293,6 +316,20 @@ def _row_class(columns: tuple[str, ...]) -> Any:
 UNAVAILABLE_MESSAGE = "The database is unavailable right now; try again shortly."
 
 
+def read_error(exc: BaseException) -> BaseException | None:
+    """What a failed read raises to the resolvers (``QueryTimeout``, ``DatabaseUnavailable``),
+    or None for an error that is not the database's availability (raised as it is)."""
+    if isinstance(exc, asyncpg.QueryCanceledError) or is_timeout(exc):
+        return _timeout(exc)
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated or isinstance(exc.orig, UNAVAILABLE_ERRORS):
+            return _unavailable(exc)
+        return None
+    if isinstance(exc, UNAVAILABLE_ERRORS):
+        return _unavailable(exc)
+    return None
+
+
 def _timeout(exc: BaseException) -> QueryTimeout:
     log.warning("robust database read cancelled by its statement_timeout: %s", type(exc).__name__)
     return QueryTimeout()
@@ -301,3 +338,9 @@ def _timeout(exc: BaseException) -> QueryTimeout:
 def _unavailable(exc: BaseException) -> DatabaseUnavailable:
     log.warning("robust database unavailable: %s", type(exc).__name__)
     return DatabaseUnavailable(UNAVAILABLE_MESSAGE)
+
+
+def rows_of(columns: tuple[str, ...], records: Sequence[Any]) -> list[Any]:
+    """Records (asyncpg or SQLAlchemy) as the reader's named-tuple rows."""
+    make = _row_class(columns)._make
+    return [make(r) for r in records]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -110,6 +111,13 @@ class Settings(BaseSettings):
     document_cache_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
     # Server-side statement timeouts (PostgreSQL statement_timeout), each answered TIMEOUT.
     read_timeout_seconds: float = Field(default=5.0, gt=0, description="API reads.")
+    # Read replicas (issue 16, db/replicas.py): streaming replicas of database_url the API reads
+    # (a comma list or a JSON list of URLs); one lagging more than replica_max_lag_seconds, or
+    # down, leaves the rotation (reads go to the primary); each is checked every
+    # replica_check_seconds.
+    database_read_urls: str = Field(default="")
+    replica_max_lag_seconds: float = Field(default=10.0, gt=0)
+    replica_check_seconds: float = Field(default=1.0, gt=0)
     long_read_timeout_seconds: float = Field(default=60.0, gt=0, description="Exports, simulations.")
     etl_timeout_seconds: float = Field(default=1800.0, gt=0, description="One ETL SQL statement.")
     # CORS: the browser origins allowed to call the API (exact, e.g. ["https://portal.example"]),
@@ -234,6 +242,32 @@ class Settings(BaseSettings):
             if not url.drivername.startswith("postgres"):
                 raise ValueError(f"only PostgreSQL is supported, got {url.drivername!r}")
         return value
+
+
+    @field_validator("database_read_urls")
+    @classmethod
+    def _read_urls(cls, value: str) -> str:
+        for url in read_urls(value):
+            cls._parsable_url(url)
+        return value
+
+    @property
+    def read_urls(self) -> list[str]:
+        """``FATURE_DATABASE_READ_URLS`` as a list (comma list or JSON list)."""
+        return read_urls(self.database_read_urls)
+
+
+def read_urls(value: str) -> list[str]:
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            items = json.loads(text)
+        except ValueError as exc:
+            raise ValueError("not a JSON list of database URLs") from exc
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise ValueError("not a JSON list of database URLs")
+        return [i.strip() for i in items if i.strip()]
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 @lru_cache(maxsize=1)

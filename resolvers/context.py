@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from zoneinfo import ZoneInfo
 
-from db.reader import Database
+from db.reader import Reader
 from db.settings import Settings
 from resolvers.loaders import Loaders
 from resolvers.viewer import DataAccess, Viewer
@@ -19,7 +19,7 @@ from resolvers.viewer import DataAccess, Viewer
 @dataclass
 class Context:
     settings: Settings
-    database: Database
+    database: Reader
     robust_url: str
     viewer: Viewer
 

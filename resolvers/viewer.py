@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, literal_column, or_, select, table
 from sqlalchemy.engine import Row
 from sqlalchemy.sql import ColumnElement, Executable
 
-from db.reader import Database, sql
+from db.reader import Reader, sql
 from resolvers.privacy import mask_email, mask_name, mask_phone
 
 
@@ -134,7 +134,7 @@ class DataAccess:
     the ``*_row`` masks below) decides what of that member's network and money it shows.
     """
 
-    def __init__(self, database: Database, viewer: Viewer) -> None:
+    def __init__(self, database: Reader, viewer: Viewer) -> None:
         self.database = database
         self.viewer = viewer
         # affiliate id -> its level under the viewer (1..5), 0 when it is not in the downline.

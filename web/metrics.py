@@ -57,6 +57,23 @@ class Metrics:
         self.pool = Gauge(
             "fature_db_pool_connections", "Robust database pool connections by state.", ["state"], registry=r
         )
+        # Read replicas (db/replicas.py): per node ("primary", "replica1", ...).
+        self.replica_lag = Gauge(
+            "fature_replica_lag_seconds", "How far a read replica is behind the primary (last check).",
+            ["node"], registry=r,
+        )
+        self.replica_in_rotation = Gauge(
+            "fature_replica_in_rotation", "1 when the read replica serves reads, 0 when out of rotation.",
+            ["node"], registry=r,
+        )
+        self.node_reads = Counter(
+            "fature_node_reads_total", "Answers read from each database node (primary, replicaN).",
+            ["node"], registry=r,
+        )
+        self.read_retries = Counter(
+            "fature_read_retries_total", "Answers computed again on another node (replica down or "
+            "recovery conflict), by the node that failed.", ["node"], registry=r,
+        )
         self.websockets = Gauge(
             "fature_websocket_connections", "Open GraphQL WebSocket connections (/graphql).", registry=r
         )
@@ -113,6 +130,12 @@ class Metrics:
             ("overflow", lambda: max(pool.overflow(), 0)),
         ):
             self.pool.labels(state).set_function(_safe(read))
+
+    def replicas_checked(self, nodes: Any) -> None:
+        """After each replica check (db/replicas.ReadNodes.check_listeners)."""
+        for node in nodes.replicas:
+            self.replica_lag.labels(node.name).set(node.lag_seconds if node.up else float("nan"))
+            self.replica_in_rotation.labels(node.name).set(1.0 if node.in_rotation else 0.0)
 
     def backup_seen(self, taken_at: float, size_bytes: int, duration_s: float) -> None:
         """The last successful backup (db/backup_files.last_backup), read at scrape time."""

@@ -207,9 +207,13 @@ class ResponseCache:
 async def execute_cached(
     cache: ResponseCache, scope_key: str, generation: int, query: str | None,
     variables: dict[str, Any] | None, operation_name: str | None, compute: Compute,
+    keep: Callable[[], bool] | None = None,
 ) -> tuple[ExecutionResult, str | None]:
     """``compute()`` through the cache when the operation is cacheable, for a viewer's scope
-    and the data's generation; with the cache status ("hit", "miss", None: not cacheable)."""
+    and the data's generation; with the cache status ("hit", "miss", None: not cacheable).
+    ``keep()``, asked after ``compute()``: false when the answer read other data than
+    ``generation`` (a replica that replayed a newer run since it was last checked): it is
+    neither stored nor handed to the requests waiting on the same key."""
     digest = cache.plan(query, operation_name)
     if digest is None:
         return await compute(), None
@@ -228,12 +232,15 @@ async def execute_cached(
     flight = asyncio.get_running_loop().create_future()
     cache.inflight[key] = flight
     result: ExecutionResult | None = None
+    kept = False
     try:
         result = await compute()
+        kept = keep is None or keep()
     finally:
         cache.inflight.pop(key, None)
-        flight.set_result(result)  # None (the leader failed): followers compute themselves
-    if not result.errors and result.data is not None:
+        # None (the leader failed, or read another generation): followers compute themselves.
+        flight.set_result(result if kept else None)
+    if kept and not result.errors and result.data is not None:
         await cache.set(key, orjson.dumps(result.data).decode())
     return result, "miss"
 

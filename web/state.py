@@ -8,12 +8,16 @@ from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from graphql import GraphQLError, OperationDefinitionNode, OperationType
 from strawberry.types import ExecutionResult
 
-from db.reader import Database
+from db.reader import Database, open_database
+from db.replicas import ReadNode, ReadNodes
 from db.settings import Settings
+from db.snapshot import RecoveryConflict, SnapshotReads
 from resolvers.context import Context
 from resolvers.viewer import Viewer
+from schema.documents import parsed_document
 from web.access_log import scrub_database_errors
 from web.accounts import AccountStatus
 from web.auth import Authenticator
@@ -38,6 +42,7 @@ class ApiState:
     persisted: PersistedOperations = field(init=False)
     freshness: Freshness = field(init=False)
     accounts: AccountStatus = field(init=False)
+    nodes: ReadNodes = field(init=False)
 
     def __post_init__(self) -> None:
         scrub_database_errors()  # the API's logs never hold bound values (idempotent)
@@ -48,6 +53,22 @@ class ApiState:
         self.persisted = PersistedOperations(self.settings)
         self.freshness = Freshness(self.database, self.metrics)
         self.accounts = AccountStatus(self.database, self.settings.account_status_cache_seconds)
+        # The read nodes: the replicas of FATURE_DATABASE_READ_URLS (their own connections), else
+        # the primary alone. A new primary generation makes the checks look at once.
+        self.nodes = ReadNodes(
+            self.database, {url: open_database(url, self.settings) for url in self.settings.read_urls},
+            max_lag_seconds=self.settings.replica_max_lag_seconds,
+            check_seconds=self.settings.replica_check_seconds,
+        )
+        self.nodes.check_listeners.append(self.metrics.replicas_checked)
+        self.freshness.advance_listeners.append(lambda run_id, _as_of: self.nodes.poke(run_id))
+
+    def node_snapshot(self, node: ReadNode) -> Snapshot:
+        """What answers read on ``node`` are as of, before they read: the primary's generation,
+        or the last ETL run the replica was seen to hold (never newer than it holds)."""
+        if node.primary:
+            return self.freshness.snapshot
+        return Snapshot(node.run_id, node.as_of, node.as_of.isoformat() if node.as_of is not None else None)
 
     @cached_property
     def zone(self) -> ZoneInfo:
@@ -63,24 +84,92 @@ class RequestContext(Context):
     response: Any = None
     snapshot: Snapshot = field(default=None)  # type: ignore[assignment]
     cache_status: str | None = None
+    node: ReadNode = field(default=None)  # type: ignore[assignment]
 
     @classmethod
     def build(
         cls, api: ApiState, viewer: Viewer, request: Any = None, response: Any = None
     ) -> RequestContext:
-        return cls(settings=api.settings, database=api.database, robust_url=api.robust_url, viewer=viewer,
-                   api=api, request=request, response=response, snapshot=api.freshness.snapshot)
+        node = api.nodes.choose()
+        return cls(settings=api.settings, database=SnapshotReads(node.database), robust_url=api.robust_url,
+                   viewer=viewer, api=api, request=request, response=response,
+                   snapshot=api.node_snapshot(node), node=node)
+
+    @property
+    def reads(self) -> SnapshotReads:
+        assert isinstance(self.database, SnapshotReads)
+        return self.database
+
+    def _read_on(self, node: ReadNode, *, autocommit: bool = False) -> None:
+        """Read the rest of this answer on ``node`` (new loaders: nothing cached from elsewhere)."""
+        self.node = node
+        self.database = SnapshotReads(node.database, autocommit=autocommit)
+        self.snapshot = self.api.node_snapshot(node)
+        for name in ("access", "loaders"):
+            self.__dict__.pop(name, None)
 
     async def execute_cached(
         self, query: str | None, variables: dict[str, Any] | None, operation_name: str | None,
         compute: Compute,
     ) -> ExecutionResult:
-        """``compute()`` through the response cache, for this viewer and this data generation."""
-        result, self.cache_status = await execute_cached(
-            self.api.response_cache, self.viewer.scope_key, self.snapshot.generation,
-            query, variables, operation_name, compute,
-        )
+        """``compute()`` through the response cache, for this viewer and the data generation of
+        the node it reads; the answer's reads in one snapshot (db/snapshot.py), its ``asOf`` the
+        ETL run that snapshot holds. A mutation reads the primary after its writes; an answer a
+        replica failed (down, recovery conflict) is computed once more on another node."""
+        if is_mutation(query, operation_name, self.settings.max_tokens):
+            self._read_on(self.api.nodes.primary, autocommit=True)
+        generation = self.snapshot.generation
+
+        async def computed() -> ExecutionResult:
+            result = await self._compute_once(compute)
+            if self.reads.node_failed and not self.node.primary:
+                failed = self.node
+                self.api.metrics.read_retries.labels(failed.name).inc()
+                conflict = any(isinstance(getattr(e, "original_error", None), RecoveryConflict)
+                               for e in result.errors or ())
+                self.api.nodes.failed(failed, "recovery conflict" if conflict else "unavailable")
+                await self.reads.close()
+                self._read_on(self.api.nodes.other_than(failed))
+                result = await self._compute_once(compute)
+            return result
+
+        def same_generation() -> bool:
+            # Stored under the key's generation only when it read exactly that ETL run.
+            return not self.reads.read or (self.reads.run_id or 0) == generation
+
+        try:
+            result, self.cache_status = await execute_cached(
+                self.api.response_cache, self.viewer.scope_key, generation,
+                query, variables, operation_name, computed, keep=same_generation,
+            )
+        finally:
+            await self.reads.close()
         return result
+
+    async def _compute_once(self, compute: Compute) -> ExecutionResult:
+        result = await compute()
+        reads = self.reads
+        if reads.read:
+            run_id = reads.run_id or 0
+            self.snapshot = Snapshot(run_id, reads.as_of,
+                                     reads.as_of.isoformat() if reads.as_of is not None else None)
+        self.api.metrics.node_reads.labels(self.node.name).inc()
+        return result
+
+
+def is_mutation(query: str | None, operation_name: str | None, max_tokens: int) -> bool:
+    """Whether the request runs a mutation (only documents that mention one are parsed, from
+    the shared parse cache)."""
+    if not query or "mutation" not in query:
+        return False
+    try:
+        document = parsed_document(query, max_tokens).document
+    except GraphQLError:
+        return False
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name is not None:
+        operations = [o for o in operations if o.name is not None and o.name.value == operation_name]
+    return len(operations) == 1 and operations[0].operation is OperationType.MUTATION
 
 
 class NotAuthenticated(RuntimeError):

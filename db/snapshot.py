@@ -1,0 +1,235 @@
+"""One answer, one snapshot: every statement of one API answer reads the same committed state
+of one database node, so a dashboard answered while an ETL cycle commits is entirely before
+or entirely after it, and its ``asOf`` is the ETL run that state holds.
+
+How (option (a) of issue 16, chosen over the alternatives):
+
+- The answer's first read opens ``BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`` on a
+  pooled connection and, in one statement, exports its snapshot (``pg_export_snapshot()``) and
+  reads the last successful ETL run in it (the answer's ``asOf`` and cache generation).
+- DataLoader batches still run concurrently, each on a connection of its own (a connection is
+  never shared by two statements in flight): a connection the answer already holds and is
+  idle is reused; otherwise another pooled connection joins with ``BEGIN ...; SET TRANSACTION
+  SNAPSHOT '<id>'`` in one round trip. Reads through the engine (Core ``select()``s with
+  expanding parameters) join the same snapshot on an engine connection.
+- ``close()`` ends the transactions (COMMIT: nothing was written) and returns the connections.
+
+Why not the others: (b) re-running an answer whose statements saw different runs needs the
+run id read on every connection anyway (the same round trip as joining the snapshot) plus the
+retry logic; (c) one connection with the batches serialized adds their latencies together.
+Exporting and importing snapshots works on a hot standby (PostgreSQL 10+; tested in
+tests/db/test_replicas.py), so the same path serves the replicas.
+
+A mutation's answer does not use a snapshot (``autocommit=True``): it reads the primary
+statement by statement, after its own writes (read-your-writes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql import Executable
+
+from db.engine import DatabaseUnavailable
+from db.reader import Database, read_error, rows_of
+
+BEGIN = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+# The snapshot and the ETL run it holds, in one round trip (a row even before any run).
+EXPORT = (
+    "SELECT pg_export_snapshot() AS snapshot, r.id AS run_id, r.source_as_of "
+    "FROM (SELECT 1) AS one LEFT JOIN LATERAL (SELECT id, source_as_of FROM etl.runs "
+    "WHERE status = 'success' AND finished_at IS NOT NULL ORDER BY finished_at DESC LIMIT 1) AS r ON true"
+)
+# SQLSTATEs of a standby cancelling a read that conflicts with the WAL it replays
+# (PostgreSQL's "canceling statement due to conflict with recovery": serialization_failure,
+# and database_dropped when the database itself went).
+RECOVERY_CONFLICT_STATES = frozenset({"40001", "57P04"})
+
+
+class RecoveryConflict(DatabaseUnavailable):
+    """A replica cancelled a read to replay WAL: the answer is computed again on another node."""
+
+
+class SnapshotReads:
+    """One answer's reads on one node (``database``), all in one exported snapshot.
+
+    The same ``fetch`` as ``db.reader.Database`` (the resolvers cannot tell the difference).
+    ``run_id``/``as_of``: the ETL run the snapshot holds, once the first read ran.
+    ``node_failed``: a read failed because of the node (down, or a recovery conflict): the
+    caller may compute the answer again elsewhere."""
+
+    def __init__(self, database: Database, *, autocommit: bool = False) -> None:
+        self.database = database
+        self.autocommit = autocommit
+        self.run_id: int | None = None
+        self.as_of: datetime | None = None
+        self.node_failed = False
+        self.statements = 0
+        self._snapshot: asyncio.Future[str] | None = None
+        self._idle: list[asyncpg.Connection] = []
+        self._held: list[asyncpg.Connection] = []
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self.database.engine
+
+    @property
+    def query_listeners(self) -> list[Any]:
+        return self.database.query_listeners
+
+    @property
+    def read(self) -> bool:
+        """Whether a snapshot was taken (at least one read ran in it)."""
+        return self._snapshot is not None and self._snapshot.done() and not self._snapshot.exception()
+
+    async def fetch(self, query: Executable, params: Mapping[str, Any] | None = None) -> Sequence[Any]:
+        self.statements += 1
+        if self.autocommit:
+            return await self._watch(self.database.fetch(query, params))
+        form = self.database.direct_form(query)
+        if form is None:
+            return await self._watch(self._fetch_engine(query, params or {}))
+        return await self._watch(self._fetch_direct(form, params or {}))
+
+    async def _watch(self, reading: Any) -> Sequence[Any]:
+        try:
+            result: Sequence[Any] = await reading
+            return result
+        except asyncpg.PostgresError as exc:
+            if exc.sqlstate in RECOVERY_CONFLICT_STATES:
+                self.node_failed = True
+                raise RecoveryConflict("The read was cancelled by a replica; try again.") from exc
+            raise
+        except DatabaseUnavailable as exc:
+            if not isinstance(exc, RecoveryConflict) and exc.__class__ is DatabaseUnavailable:
+                self.node_failed = True
+            raise
+
+    async def _fetch_direct(self, form: tuple[str, tuple[str, ...]], params: Mapping[str, Any]) -> list[Any]:
+        query, names = form
+        args = [params[name] for name in names]
+        conn = await self._acquire()
+        ok = False
+        try:
+            for listener in self.database.query_listeners:
+                listener(query)
+            records = await conn.fetch(query, *args)
+            ok = True
+        except asyncpg.PostgresError as exc:
+            if exc.sqlstate in RECOVERY_CONFLICT_STATES:
+                raise
+            raise read_error(exc) or exc from exc
+        except BaseException as exc:
+            mapped = read_error(exc)
+            if mapped is not None:
+                raise mapped from exc
+            raise
+        finally:
+            if ok:
+                self._idle.append(conn)  # an aborted transaction is never read again
+        return rows_of(tuple(records[0].keys()), records) if records else []
+
+    async def _fetch_engine(self, query: Executable, params: Mapping[str, Any]) -> list[Any]:
+        snapshot = await self._snapshot_id()
+        try:
+            async with self.database.engine.connect() as conn:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                # The transaction is opened and ended on the driver's connection (SQLAlchemy in
+                # autocommit mode sends no BEGIN of its own): its events see the query alone.
+                driver = (await conn.get_raw_connection()).driver_connection
+                assert driver is not None
+                await driver.execute(f"{BEGIN}; SET TRANSACTION SNAPSHOT '{snapshot}'")
+                try:
+                    result = await conn.execute(query, dict(params))
+                    rows = result.all()
+                    columns = tuple(result.keys())
+                finally:
+                    await driver.execute("ROLLBACK")
+        except Exception as exc:
+            orig = getattr(exc, "orig", None)
+            cause = getattr(orig, "__cause__", None)
+            state = getattr(cause, "sqlstate", None) or getattr(orig, "sqlstate", None)
+            if state in RECOVERY_CONFLICT_STATES:
+                self.node_failed = True
+                raise RecoveryConflict("The read was cancelled by a replica; try again.") from exc
+            mapped = read_error(exc)
+            if mapped is not None:
+                raise mapped from exc
+            raise
+        return rows_of(columns, rows)
+
+    async def _snapshot_id(self) -> str:
+        if self._snapshot is None:
+            conn = await self._acquire()
+            self._idle.append(conn)
+        assert self._snapshot is not None
+        return await asyncio.shield(self._snapshot)
+
+    async def _acquire(self) -> asyncpg.Connection:
+        if self._idle:
+            return self._idle.pop()
+        pool = self.database.connections()
+        if self._snapshot is None:
+            self._snapshot = asyncio.get_running_loop().create_future()
+            snapshot = self._snapshot
+            try:
+                conn = await self._open(pool, BEGIN)
+                row = await conn.fetchrow(EXPORT)
+            except BaseException as exc:
+                mapped = read_error(exc)
+                if isinstance(exc, Exception):
+                    snapshot.set_exception(mapped or exc)
+                    snapshot.exception()  # retrieved here: the waiters re-raise it themselves
+                else:
+                    snapshot.cancel()
+                    self._snapshot = None
+                if mapped is not None:
+                    raise mapped from exc
+                raise
+            assert row is not None
+            self.run_id = row["run_id"]
+            self.as_of = row["source_as_of"]
+            snapshot.set_result(row["snapshot"])
+            return conn
+        snapshot_id = await asyncio.shield(self._snapshot)
+        if self._idle:  # one came back while we waited
+            return self._idle.pop()
+        try:
+            return await self._open(pool, f"{BEGIN}; SET TRANSACTION SNAPSHOT '{snapshot_id}'")
+        except BaseException as exc:
+            mapped = read_error(exc)
+            if mapped is not None:
+                raise mapped from exc
+            raise
+
+    async def _open(self, pool: Any, begin: str) -> asyncpg.Connection:
+        conn = await pool.acquire()
+        try:
+            await conn.execute(begin)
+        except BaseException:
+            pool.release(conn, False)
+            raise
+        self._held.append(conn)
+        return conn
+
+    async def close(self) -> None:
+        """End the answer's transactions and give their connections back."""
+        held, self._held, self._idle = self._held, [], []
+        if not held:
+            return
+        pool = self.database.connections()
+
+        async def end(conn: asyncpg.Connection) -> None:
+            reusable = False
+            with contextlib.suppress(Exception):
+                await conn.execute("ROLLBACK")  # read only: nothing to commit
+                reusable = not conn.is_in_transaction()
+            pool.release(conn, reusable)
+
+        await asyncio.gather(*(end(conn) for conn in held))
