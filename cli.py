@@ -304,7 +304,7 @@ def etl_worker() -> None:
         operation = _operation_url(urls)
 
         def announce(text: str) -> None:
-            out.print(text, highlight=False)
+            out.print(text, highlight=False, soft_wrap=True)
             sys.stdout.flush()
 
         with contextlib.suppress(KeyboardInterrupt):

@@ -15,9 +15,11 @@ How fast a standby takes over (``TAKEOVER_SECONDS``, docs/deploy.md):
   server-side TCP keepalives and a user timeout (``SESSION_SETTINGS``), so PostgreSQL drops it
   within ``DEAD_PEER_SECONDS``; the standby leads by the next attempt after that.
 The cycle a dead leader was running dies with its own connection: its transaction rolls back,
-and the next cycle marks its run abandoned (``etl.runs``). On a machine loss that cycle's
-connection lingers until the server's own keepalive settings drop it (docs/deploy.md sets them
-in postgresql.conf); meanwhile the new leader's cycles are skipped as busy, never doubled.
+and the next cycle marks its run abandoned (``etl.runs``). The new leader waits (up to
+``CYCLE_LOCK_WAIT_SECONDS``) for that cycle's lock to go, then runs a cycle at once. On a
+machine loss that cycle's connection lingers until the server's own keepalive settings drop it
+(docs/deploy.md sets them in postgresql.conf); meanwhile the new leader's cycles are skipped as
+busy, never doubled.
 
 The leader probes its lock connection every ``PROBE_SECONDS`` (answer within
 ``PROBE_TIMEOUT_SECONDS``); a connection that closes or stops answering means the lock may be
@@ -38,6 +40,7 @@ import asyncpg
 
 from db.engine import DatabaseUnavailable, describe
 from db.settings import Settings, masked_url, plain_url
+from etl.sync import ETL_LOCK_KEY
 from jobs.scheduler import EtlScheduler, start_scheduler
 
 log = logging.getLogger("fature.jobs")
@@ -47,6 +50,7 @@ ATTEMPT_SECONDS = 1.0
 PROBE_SECONDS = 2.0
 PROBE_TIMEOUT_SECONDS = 3.0
 RECONNECT_SECONDS = 2.0
+CYCLE_LOCK_WAIT_SECONDS = 60.0
 # Server side of the lock's session: a dead peer is dropped after 5 s idle + 3 probes 2 s apart,
 # or when sent data stays unacknowledged for 10 s.
 SESSION_SETTINGS = {
@@ -135,6 +139,24 @@ async def acquire(robust_url: str, *, on_wait: Callable[[], None] | None = None)
             await asyncio.sleep(RECONNECT_SECONDS)
 
 
+async def _cycle_lock_free(lock: LeaderLock) -> None:
+    """Wait (at most ``CYCLE_LOCK_WAIT_SECONDS``) until no cycle holds the ETL lock: the dead
+    leader's cycle ends with its session, and the catch-up cycle would be skipped as busy."""
+    deadline = asyncio.get_running_loop().time() + CYCLE_LOCK_WAIT_SECONDS
+    while not lock.lost.is_set() and asyncio.get_running_loop().time() < deadline:
+        try:
+            free = await lock.connection.fetchval(
+                "SELECT CASE WHEN pg_try_advisory_lock($1) THEN pg_advisory_unlock($1) ELSE false END",
+                ETL_LOCK_KEY,
+                timeout=PROBE_TIMEOUT_SECONDS)
+        except Exception:  # noqa: BLE001 - the probe notices a dead connection too
+            return
+        if free:
+            return
+        await asyncio.sleep(ATTEMPT_SECONDS)
+    log.info("an ETL cycle still holds the cycle lock; scheduling anyway (busy cycles are skipped)")
+
+
 def identity() -> str:
     """This worker in logs: host and pid."""
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -154,6 +176,8 @@ async def lead_forever(
             f"ETL worker {identity()} standing by: another worker leads"))
         scheduler: EtlScheduler | None = None
         try:
+            announce(f"ETL worker {identity()} holds the leader lock")
+            await _cycle_lock_free(lock)
             # The dead leader may have missed cycles: the first one runs now.
             scheduler = start_scheduler(settings, robust_url, operation_url, catch_up=True)
             announce(f"ETL worker {identity()} leads: {', '.join(scheduler.jobs())}")
