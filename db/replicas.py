@@ -168,7 +168,7 @@ class ReadNodes:
     def _set(self, node: ReadNode, up: bool, in_rotation: bool, reason: str | None) -> None:
         if node.in_rotation != in_rotation:
             log.warning("read replica %s %s", node.name,
-                        "back in rotation" if in_rotation else f"out of rotation: {reason}")
+                        "in rotation" if in_rotation else f"out of rotation: {reason}")
         node.up, node.in_rotation, node.reason = up, in_rotation, reason
 
     def start(self) -> None:

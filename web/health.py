@@ -27,7 +27,8 @@ async def healthz(request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     """200 when the robust database answers and the last successful ETL finished less than
     ``FATURE_READY_MAX_ETL_AGE_SECONDS`` ago (and, when ``FATURE_READY_MAX_BACKUP_AGE_HOURS`` is
-    set, the last successful backup is younger); 503 with the reasons otherwise."""
+    set, the last successful backup is younger); 503 with the reasons otherwise. With read
+    replicas, ``checks.replicas`` gives each one's rotation, lag and ETL run."""
     api = request.app.state.api
     limit = api.settings.ready_max_etl_age_seconds
     checks: dict[str, object] = {}
@@ -49,6 +50,11 @@ async def readyz(request: Request) -> Response:
             checks["last_etl_age_seconds"] = round(age, 1)
             if age > limit:
                 reasons.append(f"the last successful ETL run is older than {limit} s")
+    if api.nodes.replicas:
+        # Each replica's state at its last check; one out of rotation leaves reads on the others
+        # or the primary, so it is reported, not a reason to take this process out.
+        checks["replicas"] = {node.name: node.status() for node in api.nodes.replicas}
+        checks["replicas_in_rotation"] = sum(node.in_rotation for node in api.nodes.replicas)
     max_backup_hours = api.settings.ready_max_backup_age_hours
     if max_backup_hours is not None:
         backup = await asyncio.to_thread(last_backup, backup_directory(api.settings))

@@ -1,0 +1,205 @@
+"""Reads on a real streaming replica (tests/support/replica.py: a primary and its hot standby
+on their own ports): queries read the replica; an answer's asOf and its cached answers are
+the data the replica holds, never the primary's newer run (replay paused); a replica lagging
+beyond the threshold or stopped is out of rotation and reads go to the primary without errors
+(/readyz and /metrics say so); a mutation's answer reads the primary."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+
+from db import migrate
+from db.settings import Settings
+from etl.sync import run_cycle
+from tests.db.test_snapshot_reads import commit_now
+from tests.support.databases import drop_database, new_operation_database
+from tests.support.deployment import JWT_SECRET, PLAIN, Api, Deployment, serve, write_example, write_tree
+from tests.support.factories import Operation
+from tests.support.replica import StreamingPair, streaming_pair
+from web.graphiql import DASHBOARD_QUERY
+
+
+@pytest.fixture
+def pair() -> Iterator[StreamingPair]:
+    with streaming_pair() as made:
+        made.psql(made.primary_port, "CREATE DATABASE fature")
+        yield made
+
+
+@pytest.fixture
+async def on_pair(pair: StreamingPair) -> AsyncIterator[Deployment]:
+    """The test deployment's data, built by the real ETL, in the pair's primary."""
+    robust_url = pair.url(pair.primary_port, "fature")
+    await asyncio.to_thread(migrate.upgrade, robust_url)
+    operation_url = await new_operation_database()
+    op = await Operation.open(operation_url)
+    try:
+        await write_example(op)
+        await write_tree(op)
+    finally:
+        await op.close()
+    settings = Settings(database_url=robust_url, operation_database_url=operation_url,
+                        etl_scheduler_enabled=False, jwt_secret=JWT_SECRET, _env_file=None, **PLAIN)
+    assert (await run_cycle(settings, robust_url, operation_url)).status == "success"
+    await asyncio.to_thread(pair.wait_caught_up)
+    yield Deployment(robust_url, operation_url, settings)
+    await drop_database(operation_url)
+
+
+def replica_settings(pair: StreamingPair, **more: Any) -> dict[str, Any]:
+    return {"database_read_urls": pair.url(pair.replica_port, "fature"), "replica_check_seconds": 0.1,
+            "freshness_poll_seconds": 0.2, **more}
+
+
+async def until(condition: Callable[[], bool], seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+class Statements:
+    """The statements each node's reader sent while the block ran."""
+
+    def __init__(self, api: Api) -> None:
+        nodes = api.app.state.api.nodes
+        self.primary: list[str] = []
+        self.replica: list[str] = []
+        self._pairs = [(nodes.primary.database, self.primary), (nodes.replicas[0].database, self.replica)]
+
+        self._listeners = [(database, self._recorder(seen)) for database, seen in self._pairs]
+
+    @staticmethod
+    def _recorder(seen: list[str]) -> Callable[[str], None]:
+        def record(statement: str) -> None:
+            if "pg_wal_lsn_diff" not in statement:  # the replica checks (db/replicas.py) run meanwhile
+                seen.append(statement)
+        return record
+
+    def __enter__(self) -> Statements:
+        for database, record in self._listeners:
+            database.query_listeners.append(record)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for database, record in self._listeners:
+            database.query_listeners.remove(record)
+
+
+def counter(api: Api, name: str, node: str) -> float:
+    metric = getattr(api.app.state.api.metrics, name)
+    return float(metric.labels(node)._value.get())
+
+
+async def dashboard(api: Api) -> dict[str, Any]:
+    body = await api.graphql(DASHBOARD_QUERY, {"id": "300"})
+    assert "errors" not in body, body
+    return body
+
+
+async def test_queries_read_the_replica_and_mutations_the_primary(on_pair: Deployment, pair: StreamingPair) -> None:
+    async with serve(on_pair, **replica_settings(pair)) as api:
+        replica = api.app.state.api.nodes.replicas[0]
+        await until(lambda: replica.in_rotation)
+        with Statements(api) as seen:
+            body = await dashboard(api)
+        assert len(seen.replica) == 5 and seen.primary == [], (seen.primary, seen.replica)
+        assert body["data"]["affiliate"]["name"]
+        # The answer's read really ran in recovery (the replica), not on the primary.
+        reads = api.app.state.api.nodes.choose().database
+        assert reads is replica.database
+        assert (await reads.fetch(_IN_RECOVERY))[0].r is True
+
+        primary_answers = counter(api, "node_reads", "primary")
+        replica_answers = counter(api, "node_reads", "replica1")
+        with Statements(api) as seen:
+            await api.graphql('mutation { approveStatement(id: "300:2020-01") { status } }')
+        assert seen.replica == []
+        assert counter(api, "node_reads", "primary") == primary_answers + 1
+        assert counter(api, "node_reads", "replica1") == replica_answers
+
+
+async def test_as_of_and_the_cache_follow_what_the_replica_replayed(on_pair: Deployment, pair: StreamingPair) -> None:
+    async with serve(on_pair, **replica_settings(pair, cache_enabled=True)) as api:
+        state = api.app.state.api
+        replica = state.nodes.replicas[0]
+        await until(lambda: replica.in_rotation)
+        before = await dashboard(api)
+        old_run = state.freshness.snapshot.generation
+
+        await asyncio.to_thread(pair.pause_replay)
+        await asyncio.to_thread(commit_now, on_pair.robust_url)
+        await until(lambda: state.freshness.snapshot.generation > old_run)  # the primary's NOTIFY
+        new = state.freshness.snapshot
+        assert replica.in_rotation and replica.run_id == old_run
+        # Cached answer and a freshly computed one alike: the replica's data and its asOf.
+        assert await dashboard(api) == before
+        other = await api.graphql(DASHBOARD_QUERY, {"id": "301"})
+        assert other["extensions"]["asOf"] == before["extensions"]["asOf"] != new.as_of_text
+
+        await asyncio.to_thread(pair.resume_replay)
+        await until(lambda: replica.run_id == new.generation)
+        after = await dashboard(api)
+        assert after["extensions"]["asOf"] == new.as_of_text
+        assert float(after["data"]["affiliate"]["totalGgr"]) == float(before["data"]["affiliate"]["totalGgr"]) + 1000
+        assert counter(api, "node_reads", "primary") == 0  # every answer read the replica
+
+
+async def test_a_lagging_replica_leaves_the_rotation(on_pair: Deployment, pair: StreamingPair) -> None:
+    async with serve(on_pair, **replica_settings(pair, replica_max_lag_seconds=1.0)) as api:
+        state = api.app.state.api
+        replica = state.nodes.replicas[0]
+        await until(lambda: replica.in_rotation)
+        await asyncio.to_thread(pair.pause_replay)
+        await asyncio.to_thread(commit_now, on_pair.robust_url)
+        await until(lambda: not replica.in_rotation, 10)
+        assert replica.up and replica.lag_seconds > 1.0 and replica.reason == "lag above 1 s"
+
+        with Statements(api) as seen:
+            body = await dashboard(api)
+        assert seen.replica == [] and len(seen.primary) == 5
+        assert body["extensions"]["asOf"] == state.freshness.snapshot.as_of_text  # the primary's newest
+
+        ready = await api.client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        checks = ready.json()["checks"]
+        assert checks["replicas_in_rotation"] == 0
+        assert checks["replicas"]["replica1"]["in_rotation"] is False
+        assert checks["replicas"]["replica1"]["lag_seconds"] > 1.0
+        metrics = (await api.client.get("/metrics")).text
+        assert 'fature_replica_in_rotation{node="replica1"} 0.0' in metrics
+        lag = next(line for line in metrics.splitlines() if line.startswith('fature_replica_lag_seconds{node="replica1"}'))
+        assert float(lag.split()[-1]) > 1.0
+
+        await asyncio.to_thread(pair.resume_replay)
+        await until(lambda: replica.in_rotation, 10)
+        assert 'fature_replica_in_rotation{node="replica1"} 1.0' in (await api.client.get("/metrics")).text
+
+
+async def test_a_stopped_replica_moves_reads_to_the_primary_without_errors(
+    on_pair: Deployment, pair: StreamingPair
+) -> None:
+    # A check period long enough that the first answers still go to the replica after it stops.
+    async with serve(on_pair, **replica_settings(pair, replica_check_seconds=30)) as api:
+        state = api.app.state.api
+        replica = state.nodes.replicas[0]
+        await until(lambda: replica.in_rotation)
+        expected = await dashboard(api)
+        await asyncio.to_thread(pair.stop_replica)
+        for _ in range(3):
+            assert await dashboard(api) == expected  # no error: computed again on the primary
+        assert not replica.in_rotation
+        assert counter(api, "read_retries", "replica1") == 1
+        ready = await api.client.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["checks"]["replicas"]["replica1"]["up"] is False
+
+
+from db.reader import sql  # noqa: E402
+
+_IN_RECOVERY = sql("SELECT pg_is_in_recovery() AS r")
