@@ -31,12 +31,15 @@ class Settings(BaseSettings):
         description="A fixed instant (ISO 8601 with offset) taken as now: tests and reproducible "
         "demos only (db/clock.py). Unset: the system clock.",
     )
-    redis_url: str | None = Field(default=None, description="Redis for cache and rate limits.")
+    redis_url: str | None = Field(
+        default=None, description="Redis for cache, rate limits and the ETL commit channel (etl/bus.py)."
+    )
     data_dir: Path = Field(default=Path(".fature"), description="Embedded PostgreSQL data.")
 
     # ETL
     etl_overlap_minutes: int = Field(default=10, ge=0, le=24 * 60)
     etl_interval_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    # false for `fature serve` in a cluster: `fature etl worker` schedules under its leader lock.
     etl_scheduler_enabled: bool = True
     etl_daily_at: str = "00:30"
     etl_full_day_of_week: str = "sun"

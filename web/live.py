@@ -4,8 +4,10 @@ the app's lifespan, holds both).
 
 Commits reach every API process: ``web/freshness.py`` moves the data generation on the
 in-process ``EtlCommitted`` event, on PostgreSQL ``NOTIFY`` (milliseconds after another
-process commits) and on its poll of ``etl.runs``; ``CommitHub.publish`` listens there, so no
-Redis fan-out is needed.
+process commits), on the ETL's announcements on Redis (``web/bus.py``: the way for processes
+reading a replica, which never delivers NOTIFY) and on its poll of ``etl.runs``;
+``CommitHub.publish`` listens there, so every subscription sees each commit once, whichever
+way it came.
 
 Counts are per token subject. With ``FATURE_REDIS_URL`` they are shared by every process: a
 sorted set per subject holds one member per connection (or subscription) scored by its lease's
