@@ -299,7 +299,6 @@ def etl_worker() -> None:
 
     settings = load_settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    signal.signal(signal.SIGTERM, _interrupt)  # systemd/compose stop: release the lock cleanly
     with databases(settings) as urls:
         operation = _operation_url(urls)
 
@@ -307,8 +306,17 @@ def etl_worker() -> None:
             out.print(text, highlight=False, soft_wrap=True)
             sys.stdout.flush()
 
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(lead_forever(settings, urls.robust, operation, announce=announce))
+        async def until_stopped() -> None:
+            # SIGTERM (systemctl/docker stop) or Ctrl-C: stop scheduling, release the lock.
+            main = asyncio.current_task()
+            assert main is not None
+            for stop in (signal.SIGTERM, signal.SIGINT):
+                asyncio.get_running_loop().add_signal_handler(stop, main.cancel)
+            with contextlib.suppress(asyncio.CancelledError):
+                await lead_forever(settings, urls.robust, operation, announce=announce)
+            announce("ETL worker stopped")
+
+        asyncio.run(until_stopped())
 
 
 # ---------------------------------------------------------------------------------- demo

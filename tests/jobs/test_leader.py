@@ -132,6 +132,13 @@ async def test_the_standby_worker_takes_over_a_leader_killed_mid_cycle(
         await holder.close()
         done = await wait_for(robust_url, "SELECT id FROM etl.runs WHERE status = 'success'", 60)
         assert done, second.output()
+        # SIGTERM (systemctl stop, docker stop): the worker stops and its lock is free at once.
+        second.process.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(second.process.wait, 15)
+        assert second.process.returncode == 0 and "Traceback" not in second.output(), second.output()
+        assert second.lines[-1][1] == "ETL worker stopped"
+        free = await fetch(robust_url, "SELECT pg_try_advisory_lock($1) AS taken", leader.LEADER_LOCK_KEY)
+        assert free[0]["taken"], second.output()
     runs = await fetch(robust_url, "SELECT id, status, error FROM etl.runs ORDER BY id")
     by_id = {row["id"]: row for row in runs}
     dead_run = by_id[abandoned[0]["id"]]
