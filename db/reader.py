@@ -247,6 +247,24 @@ class ReadConnections:
                     waiter.cancel()
                 raise
 
+    async def try_acquire(self) -> asyncpg.Connection | None:
+        """An idle connection, or a new one while fewer than ``size`` are open; None (at once)
+        when all are busy."""
+        while self._idle:
+            conn = self._idle.pop()
+            if not conn.is_closed():
+                return conn
+            self._open -= 1
+        if self._open >= self._size:
+            return None
+        self._open += 1
+        try:
+            return await _connect(self._dsn, self._timeout_seconds)
+        except BaseException:
+            self._open -= 1
+            self._wake_one()
+            raise
+
     def release(self, conn: asyncpg.Connection, reusable: bool) -> None:
         if reusable and not self._closed and not conn.is_closed():
             self._idle.append(conn)

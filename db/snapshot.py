@@ -7,17 +7,22 @@ How (option (a) of issue 16, chosen over the alternatives):
 - The answer's first read opens ``BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`` on a
   pooled connection and, in one statement, exports its snapshot (``pg_export_snapshot()``) and
   reads the last successful ETL run in it (the answer's ``asOf`` and cache generation).
-- DataLoader batches still run concurrently, each on a connection of its own (a connection is
-  never shared by two statements in flight): a connection the answer already holds and is
-  idle is reused; otherwise another pooled connection joins with ``BEGIN ...; SET TRANSACTION
-  SNAPSHOT '<id>'`` in one round trip. Reads through the engine (Core ``select()``s with
-  expanding parameters) join the same snapshot on an engine connection.
-- ``close()`` ends the transactions (COMMIT: nothing was written) and returns the connections.
+- DataLoader batches take a connection of the answer's (a connection is never shared by two
+  statements in flight): an idle one it holds; else, below ``MAX_CONNECTIONS_PER_ANSWER``, a
+  free pooled connection that joins with ``BEGIN ...; SET TRANSACTION SNAPSHOT '<id>'`` in one
+  round trip; else the next of its own to come back. An answer holding connections never
+  waits on the pool (two answers each holding one and waiting for another would deadlock).
+  Reads through the engine (Core ``select()``s with expanding parameters) join the same
+  snapshot on an engine connection.
+- ``close()`` ends the transactions (ROLLBACK: nothing was written) and returns the
+  connections; the edge runs it after the answer is sent (web/state.py).
 
-Why not the others: (b) re-running an answer whose statements saw different runs needs the
-run id read on every connection anyway (the same round trip as joining the snapshot) plus the
-retry logic; (c) one connection with the batches serialized adds their latencies together.
-Exporting and importing snapshots works on a hot standby (PostgreSQL 10+; tested in
+Why this and not the others: (b) re-running an answer whose statements saw different runs
+needs the run id read on every connection anyway (the round trip that joining the snapshot
+costs) plus retries; (c) one connection per answer with the batches serialized is this design
+with ``MAX_CONNECTIONS_PER_ANSWER = 1``, which measured best on the 2-core machine (see the
+constant), while the export keeps the engine path (and a larger setting) in the same snapshot.
+Exporting and importing snapshots works on a hot standby (tried on PostgreSQL 15; tested in
 tests/db/test_replicas.py), so the same path serves the replicas.
 
 A mutation's answer does not use a snapshot (``autocommit=True``): it reads the primary
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -50,6 +56,12 @@ EXPORT = (
 # (PostgreSQL's "canceling statement due to conflict with recovery": serialization_failure,
 # and database_dropped when the database itself went).
 RECOVERY_CONFLICT_STATES = frozenset({"40001", "57P04"})
+# An answer's concurrent direct-path connections; its other batches wait for one of them. 1
+# measured best (dashboard p50 +6% and +0.4 ms API CPU a request over the autocommit reads,
+# against +16% with 4: every extra connection costs a BEGIN/SET TRANSACTION SNAPSHOT and a
+# ROLLBACK round trip, more than running the dashboard's short statements side by side saves
+# on 2 cores). Raise it where PostgreSQL time dominates an answer.
+MAX_CONNECTIONS_PER_ANSWER = 1
 
 
 class RecoveryConflict(DatabaseUnavailable):
@@ -74,6 +86,7 @@ class SnapshotReads:
         self._snapshot: asyncio.Future[str] | None = None
         self._idle: list[asyncpg.Connection] = []
         self._held: list[asyncpg.Connection] = []
+        self._waiters: deque[asyncio.Future[None]] = deque()
 
     @property
     def engine(self) -> AsyncEngine:
@@ -82,6 +95,11 @@ class SnapshotReads:
     @property
     def query_listeners(self) -> list[Any]:
         return self.database.query_listeners
+
+    @property
+    def holding(self) -> bool:
+        """Whether connections are to be given back (``close()``)."""
+        return bool(self._held)
 
     @property
     def read(self) -> bool:
@@ -132,7 +150,9 @@ class SnapshotReads:
             raise
         finally:
             if ok:
-                self._idle.append(conn)  # an aborted transaction is never read again
+                self._give_back(conn)
+            else:
+                await self._drop(conn)  # its transaction is aborted: never read again
         return rows_of(tuple(records[0].keys()), records) if records else []
 
     async def _fetch_engine(self, query: Executable, params: Mapping[str, Any]) -> list[Any]:
@@ -167,69 +187,104 @@ class SnapshotReads:
     async def _snapshot_id(self) -> str:
         if self._snapshot is None:
             conn = await self._acquire()
-            self._idle.append(conn)
+            self._give_back(conn)
         assert self._snapshot is not None
         return await asyncio.shield(self._snapshot)
 
     async def _acquire(self) -> asyncpg.Connection:
-        if self._idle:
-            return self._idle.pop()
+        """A connection in the answer's snapshot: an idle one it holds; else a new one from the
+        pool if one is free (at most ``MAX_CONNECTIONS_PER_ANSWER``); else the next of its own
+        to come back. An answer holding connections never waits on the pool: two answers each
+        holding some and waiting for more would wait for each other."""
         pool = self.database.connections()
-        if self._snapshot is None:
-            self._snapshot = asyncio.get_running_loop().create_future()
-            snapshot = self._snapshot
-            try:
-                conn = await self._open(pool, BEGIN)
-                row = await conn.fetchrow(EXPORT)
-            except BaseException as exc:
-                mapped = read_error(exc)
-                if isinstance(exc, Exception):
-                    snapshot.set_exception(mapped or exc)
-                    snapshot.exception()  # retrieved here: the waiters re-raise it themselves
-                else:
-                    snapshot.cancel()
-                    self._snapshot = None
-                if mapped is not None:
-                    raise mapped from exc
-                raise
-            assert row is not None
-            self.run_id = row["run_id"]
-            self.as_of = row["source_as_of"]
-            snapshot.set_result(row["snapshot"])
-            return conn
-        snapshot_id = await asyncio.shield(self._snapshot)
-        if self._idle:  # one came back while we waited
-            return self._idle.pop()
+        while True:
+            if self._idle:
+                return self._idle.pop()
+            if self._snapshot is None:
+                return await self._export(pool)
+            snapshot_id = await asyncio.shield(self._snapshot)
+            if self._idle:  # one came back while we waited
+                return self._idle.pop()
+            if not self._held or len(self._held) < MAX_CONNECTIONS_PER_ANSWER:
+                try:
+                    conn = await (pool.acquire() if not self._held else pool.try_acquire())
+                except BaseException as exc:
+                    mapped = read_error(exc)
+                    if mapped is not None:
+                        raise mapped from exc
+                    raise
+                if conn is not None:
+                    return await self._begin(pool, conn, f"{BEGIN}; SET TRANSACTION SNAPSHOT '{snapshot_id}'")
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            await waiter
+
+    async def _export(self, pool: Any) -> asyncpg.Connection:
+        """The answer's first connection: its transaction, the snapshot's id and ETL run."""
+        self._snapshot = asyncio.get_running_loop().create_future()
+        snapshot = self._snapshot
         try:
-            return await self._open(pool, f"{BEGIN}; SET TRANSACTION SNAPSHOT '{snapshot_id}'")
+            conn = await self._begin(pool, await pool.acquire(), BEGIN)
+            row = await conn.fetchrow(EXPORT)
         except BaseException as exc:
+            mapped = read_error(exc)
+            if isinstance(exc, Exception):
+                snapshot.set_exception(mapped or exc)
+                snapshot.exception()  # retrieved here: the waiters re-raise it themselves
+            else:
+                snapshot.cancel()
+                self._snapshot = None
+            self._wake()
+            if mapped is not None:
+                raise mapped from exc
+            raise
+        assert row is not None
+        self.run_id = row["run_id"]
+        self.as_of = row["source_as_of"]
+        snapshot.set_result(row["snapshot"])
+        return conn
+
+    async def _begin(self, pool: Any, conn: asyncpg.Connection, begin: str) -> asyncpg.Connection:
+        try:
+            await conn.execute(begin)
+        except BaseException as exc:
+            pool.release(conn, False)
+            self._wake()
             mapped = read_error(exc)
             if mapped is not None:
                 raise mapped from exc
             raise
-
-    async def _open(self, pool: Any, begin: str) -> asyncpg.Connection:
-        conn = await pool.acquire()
-        try:
-            await conn.execute(begin)
-        except BaseException:
-            pool.release(conn, False)
-            raise
         self._held.append(conn)
         return conn
+
+    def _give_back(self, conn: asyncpg.Connection) -> None:
+        self._idle.append(conn)
+        self._wake()
+
+    async def _drop(self, conn: asyncpg.Connection) -> None:
+        """Give a connection whose statement failed back to the pool now (ended, or closed)."""
+        if conn in self._held:
+            self._held.remove(conn)
+        await self._end(conn)
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    async def _end(self, conn: asyncpg.Connection) -> None:
+        reusable = False
+        with contextlib.suppress(Exception):
+            if not conn.is_closed():
+                await conn.execute("ROLLBACK")  # read only: nothing to commit
+                reusable = not conn.is_in_transaction()
+        self.database.connections().release(conn, reusable)
 
     async def close(self) -> None:
         """End the answer's transactions and give their connections back."""
         held, self._held, self._idle = self._held, [], []
-        if not held:
-            return
-        pool = self.database.connections()
-
-        async def end(conn: asyncpg.Connection) -> None:
-            reusable = False
-            with contextlib.suppress(Exception):
-                await conn.execute("ROLLBACK")  # read only: nothing to commit
-                reusable = not conn.is_in_transaction()
-            pool.release(conn, reusable)
-
-        await asyncio.gather(*(end(conn) for conn in held))
+        if held:
+            await asyncio.gather(*(self._end(conn) for conn in held))

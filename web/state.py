@@ -3,6 +3,7 @@ per-request context the edge hands to GraphQL (``RequestContext``)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -26,6 +27,9 @@ from web.metrics import Metrics
 from web.persisted import PersistedOperations
 from web.ratelimit import RateLimiter
 from web.response_cache import Compute, ResponseCache, execute_cached
+
+# Answers' transactions being ended in the background (a strong reference until done).
+_ENDING: set[asyncio.Task[None]] = set()
 
 
 @dataclass
@@ -90,10 +94,12 @@ class RequestContext(Context):
     def build(
         cls, api: ApiState, viewer: Viewer, request: Any = None, response: Any = None
     ) -> RequestContext:
-        node = api.nodes.choose()
-        return cls(settings=api.settings, database=SnapshotReads(node.database), robust_url=api.robust_url,
-                   viewer=viewer, api=api, request=request, response=response,
-                   snapshot=api.node_snapshot(node), node=node)
+        # Statement by statement on the primary until ``execute_cached`` chooses the answer's node
+        # and snapshot (and ends it): paths that answer without it (exports) read as before.
+        node = api.nodes.primary
+        return cls(settings=api.settings, database=SnapshotReads(node.database, autocommit=True),
+                   robust_url=api.robust_url, viewer=viewer, api=api, request=request, response=response,
+                   snapshot=api.freshness.snapshot, node=node)
 
     @property
     def reads(self) -> SnapshotReads:
@@ -118,6 +124,8 @@ class RequestContext(Context):
         replica failed (down, recovery conflict) is computed once more on another node."""
         if is_mutation(query, operation_name, self.settings.max_tokens):
             self._read_on(self.api.nodes.primary, autocommit=True)
+        else:
+            self._read_on(self.api.nodes.choose())
         generation = self.snapshot.generation
 
         async def computed() -> ExecutionResult:
@@ -143,7 +151,12 @@ class RequestContext(Context):
                 query, variables, operation_name, computed, keep=same_generation,
             )
         finally:
-            await self.reads.close()
+            # The answer's transactions end after it is sent (their ROLLBACKs add no latency).
+            reads = self.reads
+            if reads.holding:
+                ending = asyncio.get_running_loop().create_task(reads.close())
+                _ENDING.add(ending)
+                ending.add_done_callback(_ENDING.discard)
         return result
 
     async def _compute_once(self, compute: Compute) -> ExecutionResult:
