@@ -6,6 +6,17 @@ entry unreachable at once (no ``clear()``). It moves synchronously on the in-pro
 ``EtlCommitted`` event (the scheduler runs in the API process), and a cheap poll of
 ``etl.runs`` catches runs committed by other processes (another worker, ``fature etl``).
 The same reads feed the ETL metrics and ``extensions.asOf``.
+
+Entry point for commits heard elsewhere (the Redis bus, another worker): ``on_commit(event)``
+with an ``etl.events.EtlCommitted`` means "run N committed on the primary"; call it from the
+event loop's thread (no await needed). It moves this process's *primary* generation and makes
+the replica checks look at once (``advance_listeners`` -> ``db.replicas.ReadNodes.poke``).
+
+With read replicas this generation is the primary's, not what every answer uses: an answer
+read on a replica is keyed and dated by the run that replica was last seen to hold
+(``web.state.ApiState.node_snapshot``), then by the run its own snapshot read
+(``db.snapshot``), so no answer is newer than the data it read, and no cached answer is
+served for a generation its node does not hold.
 """
 
 from __future__ import annotations
