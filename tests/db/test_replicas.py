@@ -203,3 +203,50 @@ async def test_a_stopped_replica_moves_reads_to_the_primary_without_errors(
 from db.reader import sql  # noqa: E402
 
 _IN_RECOVERY = sql("SELECT pg_is_in_recovery() AS r")
+
+
+@pytest.fixture
+def conflicting_pair() -> Iterator[StreamingPair]:
+    """A replica that cancels a conflicting read at once (no standby delay, no feedback)."""
+    with streaming_pair("max_standby_streaming_delay = 0\nhot_standby_feedback = off") as made:
+        made.psql(made.primary_port, "CREATE DATABASE fature")
+        yield made
+
+
+async def test_an_answer_cancelled_by_recovery_is_computed_again_on_the_primary(
+    conflicting_pair: StreamingPair,
+) -> None:
+    """PostgreSQL 15 ends an idle-in-transaction session that conflicts with replay (FATAL,
+    40001; the client sees its connection closed): the answer is computed once more on the
+    primary, and the replica is out of rotation until its next check finds it answering."""
+    pair = conflicting_pair
+    deployment = on_pair.__wrapped__(pair)  # type: ignore[attr-defined]
+    built = await deployment.__anext__()
+    try:
+        async with serve(built, **replica_settings(pair)) as api:
+            state = api.app.state.api
+            replica = state.nodes.replicas[0]
+            await until(lambda: replica.in_rotation)
+            expected = await dashboard(api)
+            calls: list[str] = []
+
+            def conflict_on_first_statement(statement: str) -> None:
+                calls.append(statement)
+                if len(calls) == 1:
+                    # Rows the answer's snapshot may still see are removed on the primary (a dead
+                    # version and a VACUUM): replaying that cancels the replica's transaction.
+                    pair.psql(pair.primary_port, "UPDATE affiliates SET name = name WHERE affiliate_id = 300",
+                              "fature")
+                    pair.psql(pair.primary_port, "VACUUM affiliates", "fature")
+                    pair.wait_caught_up()
+
+            replica.database.query_listeners.append(conflict_on_first_statement)
+            try:
+                body = await dashboard(api)
+            finally:
+                replica.database.query_listeners.remove(conflict_on_first_statement)
+            assert body == expected  # no error: the answer was computed again, on the primary
+            assert counter(api, "read_retries", "replica1") == 1
+            assert counter(api, "node_reads", "primary") >= 1
+    finally:
+        await deployment.aclose()

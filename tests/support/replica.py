@@ -83,9 +83,9 @@ class StreamingPair:
     def stop_replica(self) -> None:
         self._ctl(self.replica_dir, "stop")
 
-    def psql(self, port: int, sql: str) -> str:
+    def psql(self, port: int, sql: str, database: str = "postgres") -> str:
         done = _as_postgres(str(self.bin / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
-                            "-At", "-c", sql)
+                            "-d", database, "-At", "-c", sql)
         return done.stdout.strip()
 
     def pause_replay(self) -> None:
@@ -106,8 +106,10 @@ class StreamingPair:
 
 
 @contextlib.contextmanager
-def streaming_pair() -> Iterator[StreamingPair]:
-    """A primary and its hot-standby replica (``pg_basebackup -R``), both torn down after."""
+def streaming_pair(replica_conf: str = "") -> Iterator[StreamingPair]:
+    """A primary and its hot-standby replica (``pg_basebackup -R``), both torn down after;
+    ``replica_conf``: lines added to the replica's postgresql.conf (e.g.
+    ``max_standby_streaming_delay = 0`` to make recovery conflicts cancel reads at once)."""
     root = Path(tempfile.mkdtemp(prefix="fature-replica-"))
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
@@ -127,6 +129,9 @@ def streaming_pair() -> Iterator[StreamingPair]:
         started.append(pair.primary_dir)
         _as_postgres(str(pair.bin / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(pair.primary_port),
                      "-U", "postgres", "-D", str(pair.replica_dir), "-R", "-X", "stream", "-c", "fast")
+        if replica_conf:
+            with (pair.replica_dir / "postgresql.conf").open("a") as conf:  # root may write it; postgres reads it
+                conf.write(replica_conf + "\n")
         pair.start_replica()
         started.append(pair.replica_dir)
         yield pair
