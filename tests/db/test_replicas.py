@@ -7,6 +7,7 @@ beyond the threshold or stopped is out of rotation and reads go to the primary w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from db import migrate
+from db.reader import sql
 from db.settings import Settings
 from etl.sync import run_cycle
 from tests.db.test_snapshot_reads import commit_now
@@ -23,6 +25,8 @@ from tests.support.factories import Operation
 from tests.support.replica import StreamingPair, streaming_pair
 from web.graphiql import DASHBOARD_QUERY
 
+_IN_RECOVERY = sql("SELECT pg_is_in_recovery() AS r")
+
 
 @pytest.fixture
 def pair() -> Iterator[StreamingPair]:
@@ -31,24 +35,33 @@ def pair() -> Iterator[StreamingPair]:
         yield made
 
 
-@pytest.fixture
-async def on_pair(pair: StreamingPair) -> AsyncIterator[Deployment]:
-    """The test deployment's data, built by the real ETL, in the pair's primary."""
+@contextlib.asynccontextmanager
+async def deployed_on(pair: StreamingPair) -> AsyncIterator[Deployment]:
+    """The test deployment's data, built by the real ETL, in the pair's primary (database
+    ``fature``), replayed by the replica before it is handed out."""
     robust_url = pair.url(pair.primary_port, "fature")
     await asyncio.to_thread(migrate.upgrade, robust_url)
     operation_url = await new_operation_database()
-    op = await Operation.open(operation_url)
     try:
-        await write_example(op)
-        await write_tree(op)
+        op = await Operation.open(operation_url)
+        try:
+            await write_example(op)
+            await write_tree(op)
+        finally:
+            await op.close()
+        settings = Settings(database_url=robust_url, operation_database_url=operation_url,
+                            etl_scheduler_enabled=False, jwt_secret=JWT_SECRET, _env_file=None, **PLAIN)
+        assert (await run_cycle(settings, robust_url, operation_url)).status == "success"
+        await asyncio.to_thread(pair.wait_caught_up)
+        yield Deployment(robust_url, operation_url, settings)
     finally:
-        await op.close()
-    settings = Settings(database_url=robust_url, operation_database_url=operation_url,
-                        etl_scheduler_enabled=False, jwt_secret=JWT_SECRET, _env_file=None, **PLAIN)
-    assert (await run_cycle(settings, robust_url, operation_url)).status == "success"
-    await asyncio.to_thread(pair.wait_caught_up)
-    yield Deployment(robust_url, operation_url, settings)
-    await drop_database(operation_url)
+        await drop_database(operation_url)
+
+
+@pytest.fixture
+async def on_pair(pair: StreamingPair) -> AsyncIterator[Deployment]:
+    async with deployed_on(pair) as built:
+        yield built
 
 
 def replica_settings(pair: StreamingPair, **more: Any) -> dict[str, Any]:
@@ -200,10 +213,6 @@ async def test_a_stopped_replica_moves_reads_to_the_primary_without_errors(
         assert ready.status_code == 200 and ready.json()["checks"]["replicas"]["replica1"]["up"] is False
 
 
-from db.reader import sql  # noqa: E402
-
-_IN_RECOVERY = sql("SELECT pg_is_in_recovery() AS r")
-
 
 @pytest.fixture
 def conflicting_pair() -> Iterator[StreamingPair]:
@@ -220,33 +229,28 @@ async def test_an_answer_cancelled_by_recovery_is_computed_again_on_the_primary(
     40001; the client sees its connection closed): the answer is computed once more on the
     primary, and the replica is out of rotation until its next check finds it answering."""
     pair = conflicting_pair
-    deployment = on_pair.__wrapped__(pair)  # type: ignore[attr-defined]
-    built = await deployment.__anext__()
-    try:
-        async with serve(built, **replica_settings(pair)) as api:
-            state = api.app.state.api
-            replica = state.nodes.replicas[0]
-            await until(lambda: replica.in_rotation)
-            expected = await dashboard(api)
-            calls: list[str] = []
+    async with deployed_on(pair) as built, serve(built, **replica_settings(pair)) as api:
+        state = api.app.state.api
+        replica = state.nodes.replicas[0]
+        await until(lambda: replica.in_rotation)
+        expected = await dashboard(api)
+        calls: list[str] = []
 
-            def conflict_on_first_statement(statement: str) -> None:
-                calls.append(statement)
-                if len(calls) == 1:
-                    # Rows the answer's snapshot may still see are removed on the primary (a dead
-                    # version and a VACUUM): replaying that cancels the replica's transaction.
-                    pair.psql(pair.primary_port, "UPDATE affiliates SET name = name WHERE affiliate_id = 300",
-                              "fature")
-                    pair.psql(pair.primary_port, "VACUUM affiliates", "fature")
-                    pair.wait_caught_up()
+        def conflict_on_first_statement(statement: str) -> None:
+            calls.append(statement)
+            if len(calls) == 1:
+                # Rows the answer's snapshot may still see are removed on the primary (a dead
+                # version and a VACUUM): replaying that cancels the replica's transaction.
+                pair.psql(pair.primary_port, "UPDATE affiliates SET name = name WHERE affiliate_id = 300",
+                          "fature")
+                pair.psql(pair.primary_port, "VACUUM affiliates", "fature")
+                pair.wait_caught_up()
 
-            replica.database.query_listeners.append(conflict_on_first_statement)
-            try:
-                body = await dashboard(api)
-            finally:
-                replica.database.query_listeners.remove(conflict_on_first_statement)
-            assert body == expected  # no error: the answer was computed again, on the primary
-            assert counter(api, "read_retries", "replica1") == 1
-            assert counter(api, "node_reads", "primary") >= 1
-    finally:
-        await deployment.aclose()
+        replica.database.query_listeners.append(conflict_on_first_statement)
+        try:
+            body = await dashboard(api)
+        finally:
+            replica.database.query_listeners.remove(conflict_on_first_statement)
+        assert body == expected  # no error: the answer was computed again, on the primary
+        assert counter(api, "read_retries", "replica1") == 1
+        assert counter(api, "node_reads", "primary") >= 1
