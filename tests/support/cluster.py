@@ -21,6 +21,7 @@ the current user. The binaries are those of the newest major in /usr/lib/postgre
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import pwd
 import shutil
@@ -289,9 +290,9 @@ class Cluster:
     def _start_redis(self) -> None:
         redis = shutil.which("redis-server")
         if redis is None:
-            from tests.support.tools import debian_packages
-
-            debian_packages({"redis-server": "redis-server"})
+            # tests/support/tools installs it (imported by name: bench/ imports this module and
+            # mypy, which checks bench/, need not follow into the test tools).
+            importlib.import_module("tests.support.tools").debian_packages({"redis-server": "redis-server"})
             redis = shutil.which("redis-server") or "/usr/bin/redis-server"
         log = open(self.root / "redis.log", "wb")
         self.redis = subprocess.Popen(
