@@ -89,6 +89,7 @@ class RequestContext(Context):
     snapshot: Snapshot = field(default=None)  # type: ignore[assignment]
     cache_status: str | None = None
     node: ReadNode = field(default=None)  # type: ignore[assignment]
+    _answering: int = 0  # execute_cached calls in flight (a batch's members)
 
     @classmethod
     def build(
@@ -122,15 +123,20 @@ class RequestContext(Context):
         the node it reads; the answer's reads in one snapshot (db/snapshot.py), its ``asOf`` the
         ETL run that snapshot holds. A mutation reads the primary after its writes; an answer a
         replica failed (down, recovery conflict) is computed once more on another node."""
-        if is_mutation(query, operation_name, self.settings.max_tokens):
-            self._read_on(self.api.nodes.primary, autocommit=True)
-        else:
-            self._read_on(self.api.nodes.choose())
+        # The members of a batch run concurrently on this one context (and its loaders): they
+        # share its reads, chosen by the first and ended when the last one is done.
+        if self._answering == 0:
+            if is_mutation(query, operation_name, self.settings.max_tokens):
+                self._read_on(self.api.nodes.primary, autocommit=True)
+            else:
+                self._read_on(self.api.nodes.choose())
+        self._answering += 1
         generation = self.snapshot.generation
 
         async def computed() -> ExecutionResult:
             result = await self._compute_once(compute)
-            if self.reads.node_failed and not self.node.primary:
+            alone = self._answering == 1  # no other member is reading through self.reads
+            if alone and self.reads.node_failed and not self.node.primary:
                 failed = self.node
                 self.api.metrics.read_retries.labels(failed.name).inc()
                 conflict = any(isinstance(getattr(e, "original_error", None), RecoveryConflict)
@@ -151,9 +157,10 @@ class RequestContext(Context):
                 query, variables, operation_name, computed, keep=same_generation,
             )
         finally:
+            self._answering -= 1
             # The answer's transactions end after it is sent (their ROLLBACKs add no latency).
             reads = self.reads
-            if reads.holding:
+            if self._answering == 0 and reads.holding:
                 ending = asyncio.get_running_loop().create_task(reads.close())
                 _ENDING.add(ending)
                 ending.add_done_callback(_ENDING.discard)

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
+from unittest import mock
 
 import httpx
 import pytest
@@ -23,6 +24,7 @@ from app import create_app
 from cli import server_options
 from db.engine import DatabaseUnavailable
 from db.reader import sql
+from db.snapshot import SnapshotReads
 from resolvers.global_ids import global_id
 from tests.support.clients import AFFILIATE, CHILD, Clients
 from tests.support.deployment import Deployment, build_deployment, drop_deployment, rows, serve, token
@@ -440,13 +442,19 @@ async def test_database_errors_are_logged_without_bound_values(deployment: Deplo
     async with serve(deployment) as api:
         database = api.app.state.api.database
         original = database.fetch
+        in_snapshot = SnapshotReads.fetch
 
         async def failing(*args: Any, **kwargs: Any) -> Any:
             return await original(query, params)
 
-        database.fetch = failing  # every read of the request fails with the secret bound
+        async def failing_in_snapshot(self: SnapshotReads, *args: Any, **kwargs: Any) -> Any:
+            return await in_snapshot(self, query, params)
+
+        # Every read of the request fails with the secret bound, on either read path (statement
+        # by statement, or in the answer's snapshot: db/snapshot.py).
+        database.fetch = failing
         try:
-            with recorded() as log:
+            with recorded() as log, mock.patch.object(SnapshotReads, "fetch", failing_in_snapshot):
                 body = await api.graphql('{ affiliate(id: "300") { id name } }')
         finally:
             del database.fetch
