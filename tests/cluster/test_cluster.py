@@ -244,21 +244,34 @@ def load(apis: list[Service], token: str, seconds: float, threads: int = 4, retr
     return sum(answered.values()), failures, answered
 
 
+def metric(api: Service, name: str, node: str) -> float:
+    """The value of ``name{node="<node>"}`` in the API's /metrics (0 when absent)."""
+    text = httpx.get(api.base_url + "/metrics", timeout=10).text
+    prefix = f'{name}{{node="{node}"}} '
+    return sum(float(line[len(prefix):]) for line in text.splitlines() if line.startswith(prefix))
+
+
+def replicas_in_rotation(api: Service) -> Any:
+    return httpx.get(api.base_url + "/readyz", timeout=10).json()["checks"].get("replicas_in_rotation")
+
+
 def test_stopping_the_replica_moves_reads_to_the_primary_without_errors(deployment: Deployment) -> None:
     cluster, apis, token = deployment.cluster, deployment.apis, deployment.token
+    for api in apis:  # the replica serves reads before
+        assert replicas_in_rotation(api) == 1, api.name
+        assert metric(api, "fature_node_reads_total", "replica1") > 0, f"{api.name} never read the replica"
+    primary_reads = {api.name: metric(api, "fature_node_reads_total", "primary") for api in apis}
     answers, failures, _ = load(apis, token, seconds=4.0, during=lambda: cluster.replica.stop("fast"))
     assert not cluster.replica.running()
     assert answers > 0
     assert not failures, (f"{len(failures)} of {answers + len(failures)} requests failed:\n" + "\n".join(failures[:10])
                           + "".join(f"\n--- {api.name}\n{errors_in(api)}" for api in apis))
-    # Readiness names the replica as out of rotation (the API still answers: 200 or a
-    # degraded 200 with the reason; never a failed request).
+    # Readiness and the gauges show the replica out of rotation; the reads went to the primary.
+    for api in apis:
+        wait_for(lambda api=api: replicas_in_rotation(api) == 0, 5, f"{api.name}'s /readyz to drop the replica")
+        assert metric(api, "fature_replica_in_rotation", "replica1") == 0
+        assert metric(api, "fature_node_reads_total", "primary") > primary_reads[api.name], api.name
     with httpx.Client() as client:
-        for api in apis:
-            ready = client.get(api.base_url + "/readyz", timeout=10)
-            assert "replica" in ready.text.lower(), f"{api.name} /readyz says nothing of the replica: {ready.text}"
-            metrics = client.get(api.base_url + "/metrics", timeout=10).text
-            assert "replica" in metrics, f"{api.name} /metrics has no replica gauge"
         # Commits are still served fresh, from the primary.
         deployment.simulate(0.5)
         run_id = deployment.etl_run()
@@ -272,8 +285,11 @@ def test_stopping_the_replica_moves_reads_to_the_primary_without_errors(deployme
                     break
                 assert time.monotonic() - committed < FRESH_WITHIN_S, f"{api.name} not fresh without the replica"
                 time.sleep(0.02)
+    # Back: the replica catches up and returns to the rotation.
     cluster.replica.start()
     cluster.wait_replica_streaming()
+    for api in apis:
+        wait_for(lambda api=api: replicas_in_rotation(api) == 1, 15, f"{api.name} to take the replica back")
 
 
 def test_killing_one_api_process_fails_no_request_retried_on_the_other(deployment: Deployment) -> None:
