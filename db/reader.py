@@ -46,6 +46,10 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,
     asyncpg.OperatorInterventionError,
+    # A pooled connection whose server went away while it sat idle can be handed out while
+    # asyncpg is still taking in the termination ("cannot switch to state ...; another
+    # operation is in progress"): the node is gone, like a closed connection.
+    asyncpg.exceptions.InternalClientError,
 )
 
 
