@@ -272,6 +272,10 @@ def find_constant(root: Path, name: str) -> tuple[str, str | None]:
             value = module_constant(file, name)
             if value is not None:
                 return str(file.relative_to(root)), value
+    # Since issue 12 the dashboard query is a document file (web/documents/Dashboard.graphql).
+    document = root / "web" / "documents" / "Dashboard.graphql"
+    if name == "DASHBOARD_QUERY" and document.exists():
+        return str(document.relative_to(root)), document.read_text(encoding="utf-8")
     return "", None
 
 
@@ -283,7 +287,10 @@ def module_constant(path: Path, name: str) -> str | None:
         return None
     for node in module.body:
         if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
-            value = ast.literal_eval(node.value)
+            try:
+                value = ast.literal_eval(node.value)
+            except ValueError:  # not a literal (e.g. read from a file): see find_constant
+                return None
             return value if isinstance(value, str) else None
     return None
 
