@@ -17,6 +17,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from db.backup_files import fsync_path, sha256_of
+
 CHUNK = 1 << 20
 
 # Rows, and per transaction type its rows and exact sum of amounts (a decimal string).
@@ -44,7 +46,7 @@ def gzip_writer(path: Path) -> Iterator[Callable[[bytes], int]]:
         raw.flush()
         os.fsync(raw.fileno())
     os.replace(part, path)
-    fsync_dir(path.parent)
+    fsync_path(path.parent)
 
 
 def write_durably(path: Path, data: bytes) -> None:
@@ -55,23 +57,7 @@ def write_durably(path: Path, data: bytes) -> None:
         out.flush()
         os.fsync(out.fileno())
     os.replace(part, path)
-    fsync_dir(path.parent)
-
-
-def fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as data:
-        while chunk := data.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+    fsync_path(path.parent)
 
 
 def read_sums(path: Path) -> Sums:
