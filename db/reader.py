@@ -226,19 +226,9 @@ class ReadConnections:
 
     async def acquire(self) -> asyncpg.Connection:
         while True:
-            while self._idle:
-                conn = self._idle.pop()
-                if not conn.is_closed():
-                    return conn
-                self._open -= 1
-            if self._open < self._size:
-                self._open += 1
-                try:
-                    return await _connect(self._dsn, self._timeout_seconds)
-                except BaseException:
-                    self._open -= 1
-                    self._wake_one()
-                    raise
+            conn = await self.try_acquire()
+            if conn is not None:
+                return conn
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             try:
