@@ -16,12 +16,9 @@ import pytest
 
 from db import migrate
 from db.reader import sql
-from db.settings import Settings
-from etl.sync import run_cycle
 from tests.db.test_snapshot_reads import commit_now
 from tests.support.databases import drop_database, new_operation_database
-from tests.support.deployment import JWT_SECRET, PLAIN, Api, Deployment, serve, write_example, write_tree
-from tests.support.factories import Operation
+from tests.support.deployment import Api, Deployment, deploy_into, serve
 from tests.support.replica import StreamingPair, streaming_pair
 from web.graphiql import DASHBOARD_QUERY
 
@@ -43,17 +40,9 @@ async def deployed_on(pair: StreamingPair) -> AsyncIterator[Deployment]:
     await asyncio.to_thread(migrate.upgrade, robust_url)
     operation_url = await new_operation_database()
     try:
-        op = await Operation.open(operation_url)
-        try:
-            await write_example(op)
-            await write_tree(op)
-        finally:
-            await op.close()
-        settings = Settings(database_url=robust_url, operation_database_url=operation_url,
-                            etl_scheduler_enabled=False, jwt_secret=JWT_SECRET, _env_file=None, **PLAIN)
-        assert (await run_cycle(settings, robust_url, operation_url)).status == "success"
+        deployment = await deploy_into(robust_url, operation_url)
         await asyncio.to_thread(pair.wait_caught_up)
-        yield Deployment(robust_url, operation_url, settings)
+        yield deployment
     finally:
         await drop_database(operation_url)
 

@@ -82,6 +82,12 @@ async def write_tree(op: Operation) -> None:
 
 async def build_deployment(robust_template: str) -> Deployment:
     robust_url, operation_url = await new_robust_database(robust_template), await new_operation_database()
+    return await deploy_into(robust_url, operation_url)
+
+
+async def deploy_into(robust_url: str, operation_url: str) -> Deployment:
+    """Write the deployment's source data into ``operation_url`` and load it into the migrated
+    ``robust_url`` with one real ETL cycle."""
     op = await Operation.open(operation_url)
     try:
         await write_example(op)
