@@ -136,6 +136,11 @@ class Settings(BaseSettings):
     # The custom executor's short ways (schema/execution.py); false: graphql-core's executor
     # exactly as strawberry runs it (the answers are the same; tests compare both).
     fast_execution: bool = True
+    # Registered documents' compiled execution (schema/compiled.py): a document whose every field
+    # the compiler covers is planned once and answered from one SQL statement, without the
+    # per-field machinery; false: every document takes the general path (the answers are the
+    # same, byte for byte; tests compare both).
+    compiled_execution: bool = True
     # Persisted operations (web/persisted.py): Apollo's automatic persisted queries, kept in
     # Redis when redis_url is set (shared by every API process), else in a bounded in-memory LRU.
     apq_enabled: bool = True

@@ -47,10 +47,14 @@ from db.reader import Database, read_error, rows_of
 
 BEGIN = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 # The snapshot and the ETL run it holds, in one round trip (a row even before any run).
+# The ETL run a snapshot holds: the last successful one (columns id, source_as_of).
+SNAPSHOT_RUN = (
+    "SELECT id, source_as_of FROM etl.runs "
+    "WHERE status = 'success' AND finished_at IS NOT NULL ORDER BY finished_at DESC LIMIT 1"
+)
 EXPORT = (
     "SELECT pg_export_snapshot() AS snapshot, r.id AS run_id, r.source_as_of "
-    "FROM (SELECT 1) AS one LEFT JOIN LATERAL (SELECT id, source_as_of FROM etl.runs "
-    "WHERE status = 'success' AND finished_at IS NOT NULL ORDER BY finished_at DESC LIMIT 1) AS r ON true"
+    f"FROM (SELECT 1) AS one LEFT JOIN LATERAL ({SNAPSHOT_RUN}) AS r ON true"
 )
 # SQLSTATEs of a standby cancelling a read that conflicts with the WAL it replays
 # (PostgreSQL's "canceling statement due to conflict with recovery": serialization_failure,
@@ -83,6 +87,7 @@ class SnapshotReads:
         self.as_of: datetime | None = None
         self.node_failed = False
         self.statements = 0
+        self._alone = False  # the answer was read by one statement (``fetch_alone``)
         self._snapshot: asyncio.Future[str] | None = None
         self._idle: list[asyncpg.Connection] = []
         self._held: list[asyncpg.Connection] = []
@@ -104,6 +109,8 @@ class SnapshotReads:
     @property
     def read(self) -> bool:
         """Whether a snapshot was taken (at least one read ran in it)."""
+        if self._alone:
+            return True
         return self._snapshot is not None and self._snapshot.done() and not self._snapshot.exception()
 
     async def fetch(self, query: Executable, params: Mapping[str, Any] | None = None) -> Sequence[Any]:
@@ -114,6 +121,48 @@ class SnapshotReads:
         if form is None:
             return await self._watch(self._fetch_engine(query, params or {}))
         return await self._watch(self._fetch_direct(form, params or {}))
+
+    async def fetch_alone(self, query: str, args: Sequence[Any]) -> asyncpg.Record:
+        """The whole answer in one statement (SQL with $n placeholders): a single statement
+        reads one snapshot by itself, so no transaction is opened, exported or ended. Its row
+        must hold ``run_id`` and ``run_as_of``, the ETL run of that snapshot (``SNAPSHOT_RUN``):
+        they become ``run_id``/``as_of`` as an exported snapshot's would. Only as the answer's
+        first and only read (the compiled path, schema/compiled.py)."""
+        assert self._snapshot is None and not self._held and not self.autocommit
+        self.statements += 1
+        return await self._watch(self._fetch_alone(query, args))
+
+    async def _fetch_alone(self, query: str, args: Sequence[Any]) -> asyncpg.Record:
+        pool = self.database.connections()
+        try:
+            conn = await pool.acquire()
+        except BaseException as exc:
+            mapped = read_error(exc)
+            if mapped is not None:
+                raise mapped from exc
+            raise
+        reusable = False
+        try:
+            for listener in self.database.query_listeners:
+                listener(query)
+            row = await conn.fetchrow(query, *args)
+            reusable = True
+        except asyncpg.PostgresError as exc:
+            if exc.sqlstate in RECOVERY_CONFLICT_STATES:
+                raise
+            raise read_error(exc) or exc from exc
+        except BaseException as exc:
+            mapped = read_error(exc)
+            if mapped is not None:
+                raise mapped from exc
+            raise
+        finally:
+            pool.release(conn, reusable)
+        assert row is not None
+        self.run_id = row["run_id"]
+        self.as_of = row["run_as_of"]
+        self._alone = True
+        return row
 
     async def _watch(self, reading: Any) -> Sequence[Any]:
         try:

@@ -40,5 +40,9 @@ async def referrals_of(
             (affiliate_id, replace(args, first=0, after=None))
         )
 
-    return page_of(page.rows, lambda r: encode_cursor(CURSOR_TAG, r.referral_date, r.referred_id),
-                   page.has_next_page, after, count)
+    return page_of(page.rows, referral_cursor, page.has_next_page, after, count)
+
+
+def referral_cursor(row: Any) -> str:
+    """A referral row's keyset cursor (its date, then the referred user)."""
+    return encode_cursor(CURSOR_TAG, row.referral_date, row.referred_id)

@@ -24,7 +24,7 @@ class ParsedDocument:
     """A document that parsed, and what the caches know of it: the rule sets it passed, the
     variables its page sizes read, and its costs by page sizes."""
 
-    __slots__ = ("costs", "document", "key", "page_variables", "passed")
+    __slots__ = ("costs", "document", "key", "page_variables", "passed", "plans")
 
     def __init__(self, document: DocumentNode, key: Hashable) -> None:
         self.document = document
@@ -32,6 +32,8 @@ class ParsedDocument:
         self.passed: set[tuple[GraphQLSchema, tuple[type[ASTValidationRule], ...]]] = set()
         self.page_variables: tuple[str, ...] | None = None
         self.costs: dict[Hashable, int] = {}
+        # Compiled plans by operation name (schema/compiled.py), made on first use.
+        self.plans: dict[str | None, Any] | None = None
 
 
 # Shared by every request: a repeated document is parsed once (per token limit), validated

@@ -95,6 +95,13 @@ def basic_field(field_def: GraphQLField) -> FastField | None:
 
 
 def _basic_field(field_def: GraphQLField) -> FastField | None:
+    read = basic_reader(field_def)
+    return completion(field_def.type, read) if read is not None else None
+
+
+def basic_reader(field_def: GraphQLField) -> Callable[[Any], Any] | None:
+    """The attribute getter of a field strawberry compiled to its basic getter (no resolver,
+    no field extensions, no arguments); None for any other field."""
     strawberry_field = (field_def.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
     resolve = field_def.resolve
     if (
@@ -107,10 +114,14 @@ def _basic_field(field_def: GraphQLField) -> FastField | None:
         or getattr(resolve, "_is_default", False) is not True
     ):
         return None
-    return_type = field_def.type
+    return attrgetter(strawberry_field.python_name)
+
+
+def completion(return_type: Any, read: Callable[[Any], Any]) -> FastField | None:
+    """How a value of ``return_type`` read by ``read`` is completed the short way (a leaf, an
+    object or a list of non-null objects), or None when only graphql-core's way can."""
     nullable = not isinstance(return_type, GraphQLNonNull)
     named = return_type.of_type if isinstance(return_type, GraphQLNonNull) else return_type
-    read = attrgetter(strawberry_field.python_name)
     if isinstance(named, GraphQLObjectType):
         return FastField(read, None, OBJECT, named, return_type) if named.is_type_of is None else None
     if isinstance(named, GraphQLList):

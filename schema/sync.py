@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import strawberry
@@ -68,15 +69,19 @@ class SyncQueries:
     @strawberry.field(description="How fresh the data is: the last successful ETL run, the last run and "
                                   "the runs in progress.")
     async def sync_status(self, info: Info) -> SyncStatus:
-        rows = await sync_resolvers.sync_runs(info.context)
-        by_kind = {r.kind: SyncRun.from_row(r) for r in rows if r.kind != "running"}
-        success = next((r for r in rows if r.kind == "success"), None)
-        return SyncStatus(
-            last_successful_run=by_kind.get("success"),
-            last_run=by_kind.get("last"),
-            runs_in_progress=[SyncRun.from_row(r) for r in rows if r.kind == "running"],
-            data_as_of=success.source_as_of if success is not None else None,
-        )
+        return sync_status_of(await sync_resolvers.sync_runs(info.context))
+
+
+def sync_status_of(rows: Sequence[Row]) -> SyncStatus:
+    """The status from ``etl.runs`` rows tagged by kind (``resolvers.sync.sync_runs``)."""
+    by_kind = {r.kind: SyncRun.from_row(r) for r in rows if r.kind != "running"}
+    success = next((r for r in rows if r.kind == "success"), None)
+    return SyncStatus(
+        last_successful_run=by_kind.get("success"),
+        last_run=by_kind.get("last"),
+        runs_in_progress=[SyncRun.from_row(r) for r in rows if r.kind == "running"],
+        data_as_of=success.source_as_of if success is not None else None,
+    )
 
 
 register("SyncRun", SyncRun.from_row)

@@ -31,6 +31,8 @@ from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.types import ExecutionResult
 
+from resolvers.prefetch import NotCovered
+from schema import compiled
 from schema.document_cache import (
     DEFAULT_MAX_DOCUMENT_BYTES,
     too_large,
@@ -244,8 +246,22 @@ class FatureGraphQL(GraphQL[RequestContext, None]):
     ) -> ExecutionResult:
         check_operation_chosen(request_data.query, request_data.operation_name,
                                context.settings.max_tokens, context.settings.max_document_bytes)
+        plan = self._compiled_plan(request, context, request_data)
 
         async def compute() -> ExecutionResult:
+            if plan is not None:
+                try:
+                    return await compiled.execute(plan, self.schema, context, request_data.variables)
+                except (NotCovered, compiled.Fallback):
+                    context.read_again()  # the general path reads in a snapshot of its own
+                except Exception as exc:  # noqa: BLE001 - a failed read: answered as before
+                    if context.reads.node_failed and not context.node.primary:
+                        # A replica failed the read (down, a recovery conflict): this answer is
+                        # dropped and computed again on another node (web/state.py).
+                        return ExecutionResult(data=None, errors=[GraphQLError(str(exc), original_error=exc)])
+                    # The database down, a timeout: the general path meets it again and answers
+                    # it its way, so the answer's shape never depends on the path.
+                    context.read_again()
             return await super(FatureGraphQL, self).execute_single(
                 request, request_adapter, sub_response, context, root_value, request_data
             )
@@ -258,6 +274,30 @@ class FatureGraphQL(GraphQL[RequestContext, None]):
         if register is not None and not is_request_error(result):
             await context.api.persisted.register(register, request_data.query)
         return result
+
+    def _compiled_plan(
+        self, request: Request, context: RequestContext, data: GraphQLRequestData
+    ) -> compiled.Plan | None:
+        """The compiled plan of the request's operation (schema/compiled.py) when the general
+        path would execute it (validated for this viewer, within the cost budget); None for a
+        batch member, or a document the compiler does not cover."""
+        settings = context.settings
+        query = data.query
+        batch = getattr(request.state, "operation", None) == "batch"
+        if not settings.compiled_execution or not query or batch:
+            return None
+        if too_large(query, settings.max_document_bytes):
+            return None
+        try:
+            entry = parsed_document(query, settings.max_tokens)
+        except GraphQLError:
+            return None
+        plan = compiled.plan_for(self.schema, entry, data.operation_name)
+        if plan is None:
+            return None
+        if not compiled.admitted(self.schema, entry, data.operation_name, context, data.variables):
+            return None
+        return plan
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         # Parse errors are answered before the schema's extensions run: code them here too.

@@ -115,6 +115,11 @@ class RequestContext(Context):
         for name in ("access", "loaders"):
             self.__dict__.pop(name, None)
 
+    def read_again(self) -> None:
+        """Drop what this answer read so far (a compiled plan's statement that was not used):
+        the general path reads on the same node in a snapshot of its own."""
+        self._read_on(self.node)
+
     async def execute_cached(
         self, query: str | None, variables: dict[str, Any] | None, operation_name: str | None,
         compute: Compute,

@@ -8,15 +8,12 @@ from sqlalchemy.engine import Row
 
 from resolvers.loaders.base import BatchLoader, sql
 
-_NETWORK = sql(
-    "SELECT affiliate_id, total_network_size, "
-    + ", ".join(
-        f"level_{n}_count, level_{n}_deposits, level_{n}_bets, level_{n}_ggr, "
-        f"level_{n}_cpa, level_{n}_rev"
-        for n in range(1, 6)
-    )
-    + " FROM affiliate_mlm_structure WHERE affiliate_id = ANY(:ids)"
+# The columns of a network row (the compiled path, resolvers/prefetch.py, reads the same).
+NETWORK_COLUMNS = "affiliate_id, total_network_size, " + ", ".join(
+    f"level_{n}_count, level_{n}_deposits, level_{n}_bets, level_{n}_ggr, level_{n}_cpa, level_{n}_rev"
+    for n in range(1, 6)
 )
+_NETWORK = sql(f"SELECT {NETWORK_COLUMNS} FROM affiliate_mlm_structure WHERE affiliate_id = ANY(:ids)")
 
 
 class NetworkByAffiliateIdLoader(BatchLoader[int, Row | None]):

@@ -18,11 +18,11 @@ SummaryRange = tuple[str, date | None, date | None, int | None]
 # level_breakdown as text: decoding jsonb for every row (the driver's stdlib json) cost more
 # than the rest of a dashboard's summaries; PeriodicSummary.levels parses it with orjson only
 # when a client asks for the levels.
-_FIGURES = (
+SUMMARY_FIGURES = (
     "affiliate_id, period_type, period_start, new_referrals, validated_referrals, "
     "total_deposits, total_bets, total_ggr, cpa_earned, rev_earned"
 )
-_COLUMNS = f"{_FIGURES}, level_breakdown::text AS level_breakdown"
+_COLUMNS = f"{SUMMARY_FIGURES}, level_breakdown::text AS level_breakdown"
 
 
 def _query(has_from: bool, has_to: bool, has_last: bool) -> Any:
@@ -34,11 +34,11 @@ def _query(has_from: bool, has_to: bool, has_last: bool) -> Any:
     if has_last:
         # The text of level_breakdown is made for the kept rows only, after the LIMIT (the
         # largest network has ~350 daily rows: the cast of all of them doubled the query).
-        outer = ", ".join(f"s.{c}" for c in _FIGURES.split(", "))
+        outer = ", ".join(f"s.{c}" for c in SUMMARY_FIGURES.split(", "))
         return sql(
             f"SELECT {outer}, s.level_breakdown::text AS level_breakdown "
             "FROM unnest(CAST(:ids AS bigint[])) AS k(id) CROSS JOIN LATERAL ("
-            f"SELECT {_FIGURES}, level_breakdown FROM affiliate_periodic_summaries "
+            f"SELECT {SUMMARY_FIGURES}, level_breakdown FROM affiliate_periodic_summaries "
             f"WHERE affiliate_id = k.id AND {where} ORDER BY period_start DESC LIMIT :last) s "
             "ORDER BY s.affiliate_id, s.period_start"
         )

@@ -46,7 +46,7 @@ async def dashboard(api: Api) -> dict[str, Any]:
 
 
 async def test_a_commit_during_an_answer_is_entirely_after_it(own: Deployment) -> None:
-    async with serve(own) as api:
+    async with serve(own, compiled_execution=False) as api:  # the general path: five statements
         before = await dashboard(api)
         assert "errors" not in before, before
         seen: list[str] = []
@@ -72,6 +72,31 @@ async def test_a_commit_during_an_answer_is_entirely_after_it(own: Deployment) -
     assert after["extensions"]["asOf"] == last[0]["source_as_of"].isoformat()
     assert during["extensions"]["asOf"] == before["extensions"]["asOf"] != after["extensions"]["asOf"]
     assert after["data"]["syncStatus"]["dataAsOf"] != before["data"]["syncStatus"]["dataAsOf"]
+
+
+async def test_a_compiled_answer_is_the_run_its_one_statement_read(own: Deployment) -> None:
+    """The compiled dashboard is one statement: a commit landing just before it runs (the
+    process has not heard of it) is entirely in the answer, asOf and syncStatus included."""
+    async with serve(own) as api:
+        before = await dashboard(api)
+        before = await dashboard(api)  # the second is compiled (the first validated the document)
+        seen: list[str] = []
+
+        def commit_then_statement(statement: str) -> None:
+            seen.append(statement)
+            commit_now(own.robust_url)
+
+        api.app.state.api.database.query_listeners.append(commit_then_statement)
+        during = await dashboard(api)
+        api.app.state.api.database.query_listeners.remove(commit_then_statement)
+        after = await dashboard(api)
+
+    assert len(seen) == 1 and seen[0].startswith("SELECT r.id AS run_id"), seen
+    last = await rows(own.robust_url, "SELECT source_as_of FROM etl.runs ORDER BY id DESC LIMIT 1")
+    assert during["extensions"]["asOf"] == last[0]["source_as_of"].isoformat() != before["extensions"]["asOf"]
+    assert during["data"]["syncStatus"]["dataAsOf"] == during["extensions"]["asOf"]
+    assert float(during["data"]["affiliate"]["totalGgr"]) == float(before["data"]["affiliate"]["totalGgr"]) + 1000
+    assert during == after
 
 
 async def test_as_of_is_the_run_the_answer_read_even_before_the_process_heard_of_it(own: Deployment) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.deployment import Api
+from tests.support.deployment import Api, Deployment, serve
 from web.graphiql import DASHBOARD_QUERY
 
 LIST = """query($n: Int) { affiliates(first: $n) { edges { node {
@@ -42,6 +42,12 @@ async def test_rich_list_is_a_fixed_number_of_statements(api: Api, page: int) ->
     assert len(seen) == 13, "\n".join(seen)
 
 
-async def test_dashboard_is_five_statements(api: Api) -> None:
+async def test_dashboard_is_one_statement(api: Api) -> None:
     seen = await count(api, DASHBOARD_QUERY, {"id": "300"})
+    assert len(seen) == 1, seen  # compiled (schema/compiled.py): everything in one statement
+
+
+async def test_dashboard_is_five_statements_on_the_general_path(deployment: Deployment) -> None:
+    async with serve(deployment, compiled_execution=False) as general:
+        seen = await count(general, DASHBOARD_QUERY, {"id": "300"})
     assert len(seen) == 5, seen  # sync status, affiliate, network, summaries, referrals

@@ -53,7 +53,8 @@ QUERIES: list[tuple[str, dict[str, Any]]] = [
 async def test_every_query_answers_the_same(deployment: Deployment, role: str) -> None:
     """The same answers with the custom executor on and off (FATURE_FAST_EXECUTION)."""
     affiliate = 300 if role == "affiliate" else None
-    async with serve(deployment, fast_execution=True) as fast_api, serve(deployment, fast_execution=False) as slow_api:
+    async with serve(deployment, fast_execution=True, compiled_execution=False) as fast_api, \
+            serve(deployment, fast_execution=False, compiled_execution=False) as slow_api:
         assert fast_api.app.state.api.settings.fast_execution is True
         assert slow_api.app.state.api.settings.fast_execution is False
         # ... and every read of the slow one through SQLAlchemy, not straight on asyncpg.
@@ -81,7 +82,7 @@ async def test_the_setting_turns_the_short_ways_off(deployment: Deployment, monk
     monkeypatch.setattr(FatureExecutionContext, "_plan", spy)
     for fast in (True, False):
         planned.clear()
-        async with serve(deployment, fast_execution=fast) as api:
+        async with serve(deployment, fast_execution=fast, compiled_execution=False) as api:
             assert (await api.data(DASHBOARD_QUERY, {"id": "300"}))["affiliate"] is not None
         assert any(planned) is fast
 

@@ -450,12 +450,18 @@ async def test_database_errors_are_logged_without_bound_values(deployment: Deplo
         async def failing_in_snapshot(self: SnapshotReads, *args: Any, **kwargs: Any) -> Any:
             return await in_snapshot(self, query, params)
 
-        # Every read of the request fails with the secret bound, on either read path (statement
-        # by statement, or in the answer's snapshot: db/snapshot.py).
+        async def failing_alone(self: SnapshotReads, *args: Any, **kwargs: Any) -> Any:
+            return await in_snapshot(self, query, params)
+
+        # Every read of the request fails with the secret bound, on any read path (statement
+        # by statement, in the answer's snapshot: db/snapshot.py, or the compiled path's one
+        # statement, whose failure the general path meets again).
         database.fetch = failing
         try:
-            with recorded() as log, mock.patch.object(SnapshotReads, "fetch", failing_in_snapshot):
-                body = await api.graphql('{ affiliate(id: "300") { id name } }')
+            with recorded() as log, mock.patch.object(SnapshotReads, "fetch", failing_in_snapshot), \
+                    mock.patch.object(SnapshotReads, "fetch_alone", failing_alone):
+                for _ in range(2):  # the second is compiled (the first validated the document)
+                    body = await api.graphql('{ affiliate(id: "300") { id name } }')
         finally:
             del database.fetch
     assert body["errors"][0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
