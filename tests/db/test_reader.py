@@ -36,6 +36,48 @@ async def test_at_most_the_cap_and_waiting_reads_are_served(database: Database) 
     assert database._connections is not None and database._connections._open <= 2
 
 
+async def test_waiting_reads_are_served_first_come_first_served(deployment: Deployment) -> None:
+    """A released connection goes to the oldest waiting read, never to one that arrives
+    later (no read waits more than its turn: the tail of the latencies under load)."""
+    pool = access.ReadConnections(deployment.robust_url, 1)
+    served: list[str] = []
+    try:
+        held = await pool.acquire()
+
+        async def read(name: str) -> None:
+            conn = await pool.acquire()
+            served.append(name)
+            await asyncio.sleep(0)  # hold it over a turn of the loop, as a statement would
+            pool.release(conn, True)
+
+        first = asyncio.ensure_future(read("first"))
+        second = asyncio.ensure_future(read("second"))
+        await asyncio.sleep(0.01)  # both wait
+        pool.release(held, True)
+        late = asyncio.ensure_future(read("late"))  # arrives as the connection comes back
+        await asyncio.gather(first, second, late)
+        assert served == ["first", "second", "late"]
+        assert pool._open == 1
+        # A read cancelled while waiting gives its turn to the next.
+        held = await pool.acquire()
+        cancelled = asyncio.ensure_future(read("cancelled"))
+        after = asyncio.ensure_future(read("after"))
+        await asyncio.sleep(0.01)
+        cancelled.cancel()
+        pool.release(held, True)
+        await after
+        assert served[-1] == "after" and "cancelled" not in served
+        # A broken connection lets the oldest waiter open a new one.
+        held = await pool.acquire()
+        waiting = asyncio.ensure_future(read("reopened"))
+        await asyncio.sleep(0.01)
+        pool.release(held, False)
+        await waiting
+        assert served[-1] == "reopened" and pool._open == 1
+    finally:
+        await pool.close()
+
+
 async def test_idle_connections_are_reused(database: Database) -> None:
     first = (await database.fetch(PID))[0].pid
     assert [(await database.fetch(PID))[0].pid for _ in range(3)] == [first] * 3
