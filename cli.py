@@ -349,7 +349,7 @@ def seed_demo(urls: Any, scale: str, seed: int, force: bool, *, reuse_existing: 
 def demo_all(
     ctx: typer.Context,
     port: int = typer.Option(8000, help="Port of the API server."),
-    scale: str = typer.Option("small", help="tiny | small | seed"),
+    scale: str = typer.Option("small", help="tiny | small | seed | seed3"),
     simulate: bool = typer.Option(True, help="Keep adding live activity while serving."),
 ) -> None:
     """Everything at once: database, demo data, migrations, ETL and the server with GraphiQL."""
@@ -427,13 +427,15 @@ def client_host(host: str) -> str:
 
 @demo_app.command("seed")
 def demo_seed(
-    scale: str = typer.Option("small", help="tiny | small | seed (the strategy's scale)"),
+    scale: str = typer.Option(
+        "small", help="tiny | small | seed (the strategy's scale) | seed3 (three times seed)"
+    ),
     seed: int = typer.Option(42, help="Random seed: the same seed gives the same data."),
     force: bool = typer.Option(False, "--force", help="Replace existing demo data."),
 ) -> None:
     """Generate the demo operation database (bulk, inside PostgreSQL)."""
-    if scale not in ("tiny", "small", "seed"):
-        fail(f"unknown scale {scale!r}: choose tiny, small or seed")
+    if scale not in ("tiny", "small", "seed", "seed3"):
+        fail(f"unknown scale {scale!r}: choose tiny, small, seed or seed3")
     settings = load_settings()
     with databases(settings) as urls, known_errors():
         seed_demo(urls, scale, seed, force)

@@ -3,9 +3,10 @@
     .venv/bin/python -m bench.etl_bench [--admin-url postgresql://postgres@127.0.0.1:5432/postgres]
                                         [--scale seed] [--reuse-operation] [--reuse-robust]
 
-It generates (or reuses) the operation database ``fature_bench_operation`` at the given
-scale, migrates a fresh robust database ``fature_bench_robust``, and measures, in this one
-process: the first load, a ``--full`` recompute, three incremental cycles each carrying 15
+It generates (or reuses) the operation database of the given scale, migrates a fresh robust
+database beside it (``bench_databases``: ``fature_bench_operation`` and ``fature_bench_robust``
+at seed scale, ``fature_bench3_*`` at seed3, so each scale keeps its own pair), and measures,
+in this one process: the first load, a ``--full`` recompute, three incremental cycles each carrying 15
 minutes of seed-rate activity (~10k bets, ~1.5k deposits, ~50 referrals, ~200 status changes),
 and cycles with nothing new. Prints the figures as a Markdown table (paste into BENCHMARKS.md).
 """
@@ -74,6 +75,14 @@ FROM generate_series(1, 10000) g, bench_players p, bench_clock k;
 """
 
 
+def bench_databases(scale: str) -> tuple[str, str]:
+    """The (operation, robust) database names of ``scale``'s bench: the seed scale keeps the
+    names the other benches read (bench.api_bench, bench.cluster_bench); seed3 is
+    ``fature_bench3_*``, any other scale ``fature_bench_<scale>_*``."""
+    prefix = {"seed": "fature_bench", "seed3": "fature_bench3"}.get(scale, f"fature_bench_{scale}")
+    return f"{prefix}_operation", f"{prefix}_robust"
+
+
 def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -108,19 +117,21 @@ async def main() -> None:
     )
     args = parser.parse_args()
     base = args.admin_url.rsplit("/", 1)[0]
-    op_url, robust_url = f"{base}/fature_bench_operation", f"{base}/fature_bench_robust"
+    op_db, robust_db = bench_databases(args.scale)
+    op_url, robust_url = f"{base}/{op_db}", f"{base}/{robust_db}"
+    print(f"databases: {op_db}, {robust_db}", flush=True)
 
     if not args.reuse_operation:
         from demo.generator import seed_operation_database
 
-        await admin(args.admin_url, "DROP DATABASE IF EXISTS fature_bench_operation WITH (FORCE)")
-        await admin(args.admin_url, "CREATE DATABASE fature_bench_operation")
+        await admin(args.admin_url, f"DROP DATABASE IF EXISTS {op_db} WITH (FORCE)")
+        await admin(args.admin_url, f"CREATE DATABASE {op_db}")
         started = time.perf_counter()
         report = await seed_operation_database(op_url, scale=args.scale, seed=42, force=True)
-        print(f"seed {args.scale}: {time.perf_counter() - started:.1f} s, {report.rows}")
+        print(f"seed {args.scale}: {time.perf_counter() - started:.1f} s, {report.rows}", flush=True)
     if not args.reuse_robust:
-        await admin(args.admin_url, "DROP DATABASE IF EXISTS fature_bench_robust WITH (FORCE)")
-        await admin(args.admin_url, "CREATE DATABASE fature_bench_robust")
+        await admin(args.admin_url, f"DROP DATABASE IF EXISTS {robust_db} WITH (FORCE)")
+        await admin(args.admin_url, f"CREATE DATABASE {robust_db}")
     await asyncio.to_thread(migrate.upgrade, robust_url)
     settings = Settings(database_url=robust_url, operation_database_url=op_url, _env_file=None)
     sizes = await table_sizes(op_url)

@@ -108,8 +108,9 @@ async def seed_operation_database(
     """Create the operation tables at `url` and fill them with a demo operator.
 
     `scale` is "tiny" (a few hundred users, for tests), "small" (~5% of the strategy's
-    operator, the default demo) or "seed" (the strategy's 48,261 affiliates, ~300,000
-    users, >10M bets). Raises `DemoDataExists` if the tables already hold rows, unless
+    operator, the default demo), "seed" (the strategy's 48,261 affiliates, ~300,000
+    users, >10M bets) or "seed3" (three times that, ~34M bets: the ETL's scaling bench).
+    Raises `DemoDataExists` if the tables already hold rows, unless
     `force` (then they are dropped and recreated). `progress(step, done, total)` is
     called before each step and once at the end. Everything happens in one transaction:
     an interrupted run leaves the database as it was.

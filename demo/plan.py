@@ -19,9 +19,11 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-Scale = Literal["tiny", "small", "seed"]
+Scale = Literal["tiny", "small", "seed", "seed3"]
 
-SCALE_FACTORS: dict[str, float] = {"tiny": 0.001, "small": 0.05, "seed": 1.0}
+# "seed3": three times the strategy's operator (900,000 users, 144,783 affiliates, ~34M bets),
+# to see which ETL steps grow with the database rather than with the batch (issue 17).
+SCALE_FACTORS: dict[str, float] = {"tiny": 0.001, "small": 0.05, "seed": 1.0, "seed3": 3.0}
 
 # The strategy document's operator, at "seed" scale.
 SEED_USERS = 300_000
@@ -133,7 +135,9 @@ def _prime_above(n: int) -> int:
     return candidate
 
 
-# Where each table's ids live and how sparse they are: (base, gap).
+# Where each table's ids live and how sparse they are: (base, gap). A table's ids stay below
+# base + (its rows + a few) * gap, so the spaces stay apart while cadastro has under 7.25M
+# rows, tracked under 23M and depositos under 100M (the seed3 scale: 0.9M, 0.6M and 4.9M).
 ID_LAYOUT: dict[str, tuple[int, int]] = {
     "cadastro": (1_000_000, 4),
     "tracked": (30_000_000, 3),
@@ -153,7 +157,7 @@ def id_space(seed: int, table: str, ordinals: int) -> IdSpace:
 
 
 def build_plan(scale: str, seed: int) -> SeedPlan:
-    """The plan of `scale` ("tiny", "small" or "seed") for `seed`."""
+    """The plan of `scale` (a key of SCALE_FACTORS: "tiny", "small", "seed", "seed3") for `seed`."""
     if scale not in SCALE_FACTORS:
         raise ValueError(f"unknown scale {scale!r}; use one of {', '.join(SCALE_FACTORS)}")
     factor = SCALE_FACTORS[scale]

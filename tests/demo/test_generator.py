@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,7 @@ from demo.generator import (
     SeedReport,
     seed_operation_database,
 )
-from demo.plan import build_plan
+from demo.plan import EXAMPLE_AFFILIATE_ID, ID_LAYOUT, SCALE_FACTORS, build_plan, id_space
 from demo.simulate import simulate
 from tests.support.databases import ADMIN_URL, admin, db_url
 
@@ -281,6 +282,41 @@ def test_the_seed_scale_plan_is_the_strategy_operator() -> None:
     assert build_plan("small", 42).users == 15_000
     with pytest.raises(ValueError):
         build_plan("huge", 42)
+
+
+def test_the_seed3_plan_is_three_strategy_operators() -> None:
+    # the ETL's scaling bench (issue 17): every headline number three times the seed scale's
+    seed, seed3 = build_plan("seed", 42), build_plan("seed3", 42)
+    assert seed3.users == 3 * seed.users == 900_000
+    assert seed3.affiliates == 3 * seed.affiliates == 144_783
+    assert seed3.referral_pairs == 3 * seed.referral_pairs == 1_844_832
+    assert seed3.biggest_network == tuple(3 * n for n in seed.biggest_network)
+    # the forest's shape is kept: the same levels, every count an integer near 3x
+    assert [(c.tree, c.level) for c in seed3.categories] == [(c.tree, c.level) for c in seed.categories]
+    for big, small in zip(seed3.categories, seed.categories, strict=True):
+        assert abs(big.users - 3 * small.users) <= 2 and big.candidates <= big.users
+    assert sum(c.users for c in seed3.categories) == seed3.users
+    assert sum(c.candidates for c in seed3.categories) == seed3.affiliates
+    assert seed3.orphan_referrals == 75 and seed3.orphan_deposits == 30
+
+
+# Rows per user at seed scale (demo "seed": 1,635,618 deposits, 294,929 withdrawals and
+# 11,451,865 bets for 300,000 users), with half again as margin.
+_ROWS_PER_USER = {"cadastro": 1.01, "tracked": 1.0, "depositos": 8.2, "saque": 1.5, "casino_bets_v": 57.3}
+
+
+@pytest.mark.parametrize("scale", list(SCALE_FACTORS))
+def test_the_id_spaces_of_every_scale_stay_apart(scale: str) -> None:
+    # each table's ids lie in [base, base + modulus * gap): below the next table's base
+    plan = build_plan(scale, 42)
+    ends = []
+    for table, (base, _) in sorted(ID_LAYOUT.items(), key=lambda item: item[1][0]):
+        space = id_space(42, table, math.ceil(plan.users * _ROWS_PER_USER[table]) + 100)
+        ends.append((base, base + space.modulus * space.gap))
+    assert all(end <= next_base for (_, end), (next_base, _) in zip(ends[:-1], ends[1:], strict=True))
+    assert ends[-1][1] < 2**63
+    # and the example affiliate's fixed id is clear of every other table's ids
+    assert ends[0][0] <= EXAMPLE_AFFILIATE_ID < ends[1][0]
 
 
 # ---------------------------------------------------------------------------- refusal
