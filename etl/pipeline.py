@@ -136,6 +136,8 @@ PIPELINE: tuple[Step, ...] = (
             "touched_affiliates",
             "affiliates_to_publish",
             "former_affiliates",
+            "ranked_before",
+            "rank_changes",
             "current_ranks",
             "referrals_to_rebuild",
         ),

@@ -6,7 +6,9 @@
 
 Its working tables are its own: ``touched_periods``, ``touched_affiliates`` (affiliates whose
 row may change), ``affiliates_to_publish`` (those that are affiliates), ``former_affiliates``
-(those that no longer are), ``current_ranks`` and ``referrals_to_rebuild``.
+(those that no longer are), ``ranked_before`` (the touched affiliates' ranked totals before
+this cycle), ``rank_changes`` (how many active affiliates each total gained or lost),
+``current_ranks`` (a full load's ranks) and ``referrals_to_rebuild``.
 """
 
 from __future__ import annotations
@@ -149,24 +151,73 @@ WHERE ROW(a.name, a.email, a.phone, a.status, a.is_flagged, a.total_referrals,
 """
 
 # Ranks among active affiliates, highest first, ties sharing a rank: the rank of each distinct
-# total is 1 + the number of active affiliates above it (affiliates_ranked reads them).
-_RANKS = """
+# total is 1 + the number of active affiliates above it (affiliates_ranked reads them), so with
+# each total's number of active holders stored beside it (migration 0011) a rank is a sum over
+# the few hundred distinct totals, never a count over every affiliate.
+_RANK_OF_VALUE = """(1 + coalesce(sum(holders) OVER (PARTITION BY metric ORDER BY value DESC
+                                  ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0))::int"""
+
+# A full load counts the holders of every total (the table was emptied with the others).
+_RANKS = f"""
 CREATE TEMP TABLE current_ranks ON COMMIT DROP AS
-SELECT metric, value,
-       (1 + coalesce(sum(n) OVER (PARTITION BY metric ORDER BY value DESC
-                                  ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0))::int AS rank
-FROM (SELECT 'cpa'::text AS metric, total_cpa_earned AS value, count(*) AS n
+SELECT metric, value, holders, {_RANK_OF_VALUE} AS rank
+FROM (SELECT 'cpa'::text AS metric, total_cpa_earned AS value, count(*)::int AS holders
       FROM affiliates WHERE status = 'active' GROUP BY total_cpa_earned
       UNION ALL
-      SELECT 'referrals', total_validated_referrals, count(*)
+      SELECT 'referrals', total_validated_referrals, count(*)::int
       FROM affiliates WHERE status = 'active' GROUP BY total_validated_referrals) AS v;
 
 DELETE FROM affiliate_rank_values r
 WHERE NOT EXISTS (SELECT 1 FROM current_ranks n WHERE n.metric = r.metric AND n.value = r.value);
 
-INSERT INTO affiliate_rank_values AS r (metric, value, rank)
-SELECT metric, value, rank FROM current_ranks
-ON CONFLICT (metric, value) DO UPDATE SET rank = EXCLUDED.rank WHERE r.rank <> EXCLUDED.rank;
+INSERT INTO affiliate_rank_values AS r (metric, value, rank, holders)
+SELECT metric, value, rank, holders FROM current_ranks
+ON CONFLICT (metric, value) DO UPDATE SET rank = EXCLUDED.rank, holders = EXCLUDED.holders
+WHERE (r.rank, r.holders) IS DISTINCT FROM (EXCLUDED.rank, EXCLUDED.holders);
+"""
+
+# An incremental cycle: the ranked totals of the touched affiliates that are active, before the
+# cycle rewrites their rows (taken before former affiliates' rows go). Only touched affiliates'
+# rows change, so the holders of each total move by what these rows and the same rows after
+# say; the ranks move with them.
+_RANKED_BEFORE = """
+CREATE TEMP TABLE ranked_before ON COMMIT DROP AS
+SELECT a.total_cpa_earned, a.total_validated_referrals
+FROM touched_affiliates t JOIN affiliates a USING (affiliate_id)
+WHERE a.status = 'active'
+"""
+
+_RANK_CHANGES = """
+CREATE TEMP TABLE rank_changes ON COMMIT DROP AS
+SELECT metric, value, sum(change)::int AS change
+FROM (SELECT 'cpa'::text AS metric, total_cpa_earned AS value, -1 AS change FROM ranked_before
+      UNION ALL
+      SELECT 'referrals', total_validated_referrals, -1 FROM ranked_before
+      UNION ALL
+      SELECT 'cpa', a.total_cpa_earned, 1
+      FROM touched_affiliates t JOIN affiliates a USING (affiliate_id) WHERE a.status = 'active'
+      UNION ALL
+      SELECT 'referrals', a.total_validated_referrals, 1
+      FROM touched_affiliates t JOIN affiliates a USING (affiliate_id) WHERE a.status = 'active'
+     ) AS c
+GROUP BY metric, value
+HAVING sum(change) <> 0
+"""
+
+# A total new to the table starts with rank 0 (no rank is 0), so the last statement ranks it.
+_APPLY_RANK_CHANGES = f"""
+INSERT INTO affiliate_rank_values AS r (metric, value, rank, holders)
+SELECT metric, value, 0, change FROM rank_changes
+ON CONFLICT (metric, value) DO UPDATE SET holders = r.holders + EXCLUDED.holders;
+
+DELETE FROM affiliate_rank_values r USING rank_changes c
+WHERE r.metric = c.metric AND r.value = c.value AND r.holders = 0;
+
+UPDATE affiliate_rank_values r SET rank = n.rank
+FROM (SELECT metric, value, {_RANK_OF_VALUE} AS rank
+      FROM affiliate_rank_values
+      WHERE metric IN (SELECT metric FROM rank_changes)) AS n
+WHERE r.metric = n.metric AND r.value = n.value AND r.rank <> n.rank;
 """
 
 # Moved and newly validated users get their rows rebuilt; users whose activity changed
@@ -249,6 +300,16 @@ async def _as_planned() -> AsyncIterator[None]:
     yield
 
 
+async def _rerank(conn: asyncpg.Connection) -> None:
+    """An incremental cycle's ranks: each total's holders moved by the touched affiliates'
+    change, then the ranks of the metrics that moved (a few hundred totals, not the affiliates).
+    """
+    async with nested_loops(conn):  # the touched affiliates' rows, by id
+        await conn.execute(_RANK_CHANGES)
+    if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM rank_changes)"):
+        await conn.execute(_APPLY_RANK_CHANGES)
+
+
 def _summaries(source: str) -> str:
     return _SUMMARIES.replace("{source}", source).replace("{zero_levels}", _ZERO_LEVELS)
 
@@ -278,14 +339,17 @@ async def publish(conn: asyncpg.Connection, *, full: bool = False) -> dict[str, 
         await conn.execute(_MEMBERSHIP)
     else:
         async with nested_loops(conn):  # a few thousand ids against 300k users
+            await conn.execute(_RANKED_BEFORE)
             await conn.execute(_MEMBERSHIP)
     async with nested_loops(conn) if not full else _as_planned():
         status = await conn.execute(_MLM_SQL)
         written["affiliate_mlm_structure"] = int(status.split()[-1])
         status = await conn.execute(_AFFILIATES)  # probes cadastro by id, not a 300k hash
         written["affiliates"] = int(status.split()[-1])
-    if written["affiliates"] or await conn.fetchval("SELECT count(*) FROM former_affiliates"):
+    if full:
         await conn.execute(_RANKS)
+    else:
+        await _rerank(conn)
     if full:
         async with indexes_built_after(conn, "affiliate_referrals"):
             await conn.execute(_REFERRALS)

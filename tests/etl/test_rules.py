@@ -573,12 +573,93 @@ async def test_ranks_follow_rank_among_active_affiliates_through_changes(
     stored, oracle = await ranks(robust_url)
     assert stored == oracle
     assert stored == [(1, 1, 1), (2, 1, 1), (3, 3, 3), (4, None, None)]
-    # Only totals some active affiliate holds have a rank row.
-    values = await fetch(robust_url, "SELECT metric, value, rank FROM affiliate_rank_values ORDER BY 1, 2 DESC")
+    # Only totals some active affiliate holds have a rank row, with how many hold it.
+    values = await fetch(
+        robust_url, "SELECT metric, value, rank, holders FROM affiliate_rank_values ORDER BY 1, 2 DESC"
+    )
     assert [tuple(r) for r in values] == [
-        ("cpa", D("100.00"), 1), ("cpa", D("50.00"), 3),
-        ("referrals", D("2.00"), 1), ("referrals", D("1.00"), 3),
+        ("cpa", D("100.00"), 1, 2), ("cpa", D("50.00"), 3, 1),
+        ("referrals", D("2.00"), 1, 2), ("referrals", D("1.00"), 3, 1),
     ]
+    assert await rank_holders_miscounted(robust_url) == []
+
+
+async def rank_holders_miscounted(robust_url: str) -> list[tuple]:
+    """The (metric, value, stored holders, active affiliates holding it) that disagree."""
+    rows = await fetch(
+        robust_url,
+        "SELECT coalesce(r.metric, n.metric), coalesce(r.value, n.value), r.holders, n.holders"
+        " FROM affiliate_rank_values r FULL JOIN ("
+        "   SELECT 'cpa' AS metric, total_cpa_earned AS value, count(*)::int AS holders"
+        "   FROM affiliates WHERE status = 'active' GROUP BY 2"
+        "   UNION ALL SELECT 'referrals', total_validated_referrals, count(*)::int"
+        "   FROM affiliates WHERE status = 'active' GROUP BY 2) n"
+        "   ON n.metric = r.metric AND n.value = r.value"
+        " WHERE r.holders IS DISTINCT FROM n.holders",
+    )
+    return [tuple(r) for r in rows]
+
+
+async def test_an_incremental_cycle_reranks_from_its_touched_affiliates_alone(
+    op, settings, robust_url, operation_url, monkeypatch
+):
+    # Issue 17: the ranks of an incremental cycle follow the affiliates it touched, not every
+    # affiliate (the holders of each total move by their change; no count over `affiliates`).
+    from etl import publish, sync
+
+    statements: list[str] = []
+    real_connect = sync.connect
+
+    async def logged_connect(url: str, **kw: object) -> asyncpg.Connection:
+        conn = await real_connect(url, **kw)  # type: ignore[arg-type]
+        if url == robust_url:
+            conn.add_query_logger(lambda q: statements.append(q.query))
+        return conn
+
+    monkeypatch.setattr(sync, "connect", logged_connect)
+    for aff in range(1, 8):
+        await op.user(aff, afiliado=True)
+    player = 100
+    for aff, players in ((1, 3), (2, 1), (3, 1), (4, 2), (5, 1)):
+        for _ in range(players):
+            player += 1
+            await op.user(player)
+            await op.track(player, aff, "2025-01-01 12:00Z")
+            await op.deposit(player, "30.00", "2025-01-02 12:00Z")
+            await op.bet(player, "60.00", "0.00", "2025-01-02 12:00Z")
+            await op.bet(player, "60.00", "0.00", "2025-01-03 12:00Z")
+    assert (await etl(settings, robust_url, operation_url)).mode == "full"
+    assert any(publish._RANKS in q for q in statements)
+
+    # 2 ties 4 on CPA, 5 turns inactive, 6 gets its first validated player, 1 a player that
+    # never qualifies (its row changes, its ranked totals do not).
+    history = [
+        (201, 2, "30.00"), (202, 6, "30.00"), (203, 1, "1.00"),
+    ]
+    for user, aff, deposit in history:
+        await op.user(user)
+        await op.track(user, aff, "2025-01-04 12:00Z")
+        await op.deposit(user, deposit, "2025-01-04 12:00Z")
+        if deposit != "1.00":
+            await op.bet(user, "60.00", "0.00", "2025-01-04 12:00Z")
+            await op.bet(user, "60.00", "0.00", "2025-01-05 12:00Z")
+    await op.conn.execute(
+        "UPDATE cadastro SET status = 'inativo', atualizado_em = '2025-01-05 12:00Z' WHERE id = 5"
+    )
+    statements.clear()
+    assert (await etl(settings, robust_url, operation_url)).mode == "incremental"
+    assert not any(publish._RANKS in q for q in statements)
+    assert any(publish._APPLY_RANK_CHANGES in q for q in statements)
+    stored, oracle = await ranks(robust_url)
+    assert stored == oracle
+    assert await rank_holders_miscounted(robust_url) == []
+
+    # A cycle whose touched affiliates keep their ranked totals writes no rank.
+    await op.deposit(203, "2.00", "2025-01-06 12:00Z")
+    statements.clear()
+    assert (await etl(settings, robust_url, operation_url)).mode == "incremental"
+    assert not any(publish._APPLY_RANK_CHANGES in q or publish._RANKS in q for q in statements)
+    assert await rank_holders_miscounted(robust_url) == []
 
 
 async def test_mirrors_emptied_by_crash_recovery_make_the_next_cycle_a_full_load(
