@@ -133,8 +133,9 @@ class Settings(BaseSettings):
     trusted_proxies: list[str] = Field(default=[])
     # A suspended affiliate's token is refused; its status is looked up at most this often.
     account_status_cache_seconds: float = Field(default=5.0, ge=0)
-    # The custom executor's short ways (schema/execution.py); false: graphql-core's executor
-    # exactly as strawberry runs it (the answers are the same; tests compare both).
+    # The custom executor's short ways (schema/execution.py) and the cache hit's short way
+    # (web/graphql.py); false: graphql-core's executor exactly as strawberry runs it, every
+    # request through strawberry's view (the answers are the same; tests compare both).
     fast_execution: bool = True
     # Registered documents' compiled execution (schema/compiled.py): a document whose every field
     # the compiler covers is planned once and answered from one SQL statement, without the

@@ -317,19 +317,38 @@ def admitted(schema: Any, entry: ParsedDocument, operation_name: str | None, con
     return cost <= settings.max_query_cost
 
 
-async def execute(
-    plan: Plan, schema: Any, context: Context, variables: dict[str, Any] | None
-) -> ExecutionResult:
-    """The plan's answer. ``NotCovered``/``Fallback``: the general path answers instead (this
-    raises before anything is sent; a read already made is simply not used)."""
+@dataclass(slots=True)
+class Prepared:
+    """A plan with one request's arguments checked: what it reads."""
+
+    plan: Plan
+    asks: Asks
+
+
+def prepare(plan: Plan, schema: Any, context: Context, variables: dict[str, Any] | None) -> Prepared:
+    """The request's variables coerced and arguments checked, before anything is read.
+    ``NotCovered``: the general path answers this request (its errors, a downline read)."""
     coerced = get_variable_values(schema._schema, plan.operation.variable_definitions or (), variables or {})
     if isinstance(coerced, list):
         raise NotCovered  # the general path reports the variables' errors
     asks = Asks()
     for root in plan.roots:
         _ask(root, context, coerced, asks)
-    fetched = await prefetch.fetch(context, asks)
-    return ExecutionResult(data=_answer(plan, fetched), errors=None)
+    return Prepared(plan, asks)
+
+
+async def run(prepared: Prepared, context: Context) -> ExecutionResult:
+    """The answer, from one statement. ``Fallback`` (a value the short completion does not
+    take) or a failed read: the general path answers instead (nothing was sent)."""
+    fetched = await prefetch.fetch(context, prepared.asks)
+    return ExecutionResult(data=_answer(prepared.plan, fetched), errors=None)
+
+
+async def execute(
+    plan: Plan, schema: Any, context: Context, variables: dict[str, Any] | None
+) -> ExecutionResult:
+    """``prepare`` then ``run``."""
+    return await run(prepare(plan, schema, context, variables), context)
 
 
 def _ask(root: Planned, context: Context, variables: VariableValues, asks: Asks) -> None:

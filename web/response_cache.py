@@ -245,6 +245,24 @@ async def execute_cached(
     return result, "miss"
 
 
+async def peek(
+    cache: ResponseCache, scope_key: str, generation: int, query: str | None,
+    variables: dict[str, Any] | None, operation_name: str | None,
+) -> str | None:
+    """The stored answer's JSON (its ``data``) when there is one, counted as a hit; None
+    otherwise, counted as nothing (``execute_cached`` then looks again and counts the miss)."""
+    digest = cache.plan(query, operation_name)
+    if digest is None:
+        return None
+    key = cache.key(digest, variables, scope_key, generation)
+    if key is None or key in cache.inflight:
+        return None
+    raw = await cache.get(key)
+    if raw is not None:
+        cache.metrics.cache_hits.inc()
+    return raw
+
+
 async def _follow(
     flight: asyncio.Future[ExecutionResult | None], compute: Compute, cache: ResponseCache
 ) -> ExecutionResult:

@@ -26,7 +26,7 @@ from web.freshness import Freshness, Snapshot
 from web.metrics import Metrics
 from web.persisted import PersistedOperations
 from web.ratelimit import RateLimiter
-from web.response_cache import Compute, ResponseCache, execute_cached
+from web.response_cache import Compute, ResponseCache, execute_cached, peek
 
 # Answers' transactions being ended in the background (a strong reference until done).
 _ENDING: set[asyncio.Task[None]] = set()
@@ -114,6 +114,20 @@ class RequestContext(Context):
         self.snapshot = self.api.node_snapshot(node)
         for name in ("access", "loaders"):
             self.__dict__.pop(name, None)
+
+    async def cached_data(
+        self, query: str | None, variables: dict[str, Any] | None, operation_name: str | None
+    ) -> str | None:
+        """The response cache's answer (the JSON of its ``data``) for a query, looked up exactly
+        as ``execute_cached`` would (the node it would read, that node's generation); None when
+        there is none (nothing is counted then: ``execute_cached`` looks again)."""
+        if self._answering == 0:
+            self._read_on(self.api.nodes.choose())
+        raw = await peek(self.api.response_cache, self.viewer.scope_key, self.snapshot.generation,
+                         query, variables, operation_name)
+        if raw is not None:
+            self.cache_status = "hit"
+        return raw
 
     def read_again(self) -> None:
         """Drop what this answer read so far (a compiled plan's statement that was not used):

@@ -158,3 +158,51 @@ async def test_redis_down_answers_uncached_and_recovers(
             assert (await api.client.post("/graphql", json={"query": ME}, headers=headers)).json() == expected
         assert seen == []
         assert any("available again" in r.getMessage() for r in caplog.records)
+
+
+MANIFEST_ID = __import__("json").loads(
+    (__import__("pathlib").Path(__file__).resolve().parents[2] / "web" / "documents" / "manifest.json").read_text()
+)["operations"][0]["id"]
+
+
+@pytest.mark.parametrize("accept", ["application/json", "application/graphql-response+json"])
+async def test_a_cache_hit_short_way_answers_the_views_bytes(deployment: Deployment, accept: str) -> None:
+    """A cache hit answered by the short way (web/graphql.py: stored JSON spliced, no strawberry
+    view) is the view's answer byte for byte, headers included: for a document sent in full,
+    by its APQ hash, by a trusted document's id, for each role; a miss, a batch and a refused
+    body still go the view's way."""
+    documents = [
+        {"query": DASHBOARD_QUERY, "variables": {"id": "300"}, "operationName": "Dashboard"},
+        {"query": ME},
+        {"variables": {"id": "300"}, "operationName": "Dashboard",
+         "extensions": {"persistedQuery": {"version": 1, "sha256Hash": MANIFEST_ID}}},
+        {"query": '{ affiliate(id: "301") { name totalCpaEarned } }'},  # a downline, for an affiliate
+    ]
+    manifest = __import__("pathlib").Path(__file__).resolve().parents[2] / "web" / "documents" / "manifest.json"
+    common = {"cache_enabled": True, "trusted_documents_path": manifest}
+    async with serve(deployment, role=None, fast_execution=True, **common) as short, \
+            serve(deployment, role=None, fast_execution=False, **common) as view:
+        for role, affiliate in (("admin", None), ("analyst", None), ("affiliate", 300)):
+            headers = {"authorization": f"Bearer {token(deployment.settings, role, affiliate)}", "accept": accept}
+            for body in documents:
+                answers = []
+                for api in (short, view):
+                    first = await api.client.post("/graphql", json=body, headers=headers)
+                    second = await api.client.post("/graphql", json=body, headers=headers)
+                    assert first.status_code == second.status_code == 200, second.text
+                    assert first.content == second.content
+                    answers.append((second.status_code, second.content,
+                                    [h for h in second.headers.items() if h[0] != "x-request-id"]))
+                assert answers[0] == answers[1], (role, body)
+        hits, misses = counters((await short.client.get("/metrics")).text)
+        assert (hits, misses) == counters((await view.client.get("/metrics")).text)
+        # Each lookup counted once, the same on both ways (the dashboard by its trusted id shares
+        # the entry of the same document sent in full: a hit from the first request).
+        assert hits + misses == 2 * 3 * len(documents) and hits == 3 * len(documents) + 3
+        # Not from the cache: a batch and a broken body are the view's answers.
+        headers = {"authorization": f"Bearer {token(deployment.settings, 'admin')}"}
+        batch = await short.client.post("/graphql", json=[documents[0], documents[1]], headers=headers)
+        assert batch.status_code == 200 and len(batch.json()) == 2
+        broken = await short.client.post("/graphql", content=b"{not json", headers={
+            **headers, "content-type": "application/json"})
+        assert broken.status_code == 400 and broken.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
