@@ -143,19 +143,8 @@ class SnapshotReads:
             raise
         reusable = False
         try:
-            for listener in self.database.query_listeners:
-                listener(query)
-            row = await conn.fetchrow(query, *args)
+            row = await self._statement(conn, query, args, one=True)
             reusable = True
-        except asyncpg.PostgresError as exc:
-            if exc.sqlstate in RECOVERY_CONFLICT_STATES:
-                raise
-            raise read_error(exc) or exc from exc
-        except BaseException as exc:
-            mapped = read_error(exc)
-            if mapped is not None:
-                raise mapped from exc
-            raise
         finally:
             pool.release(conn, reusable)
         assert row is not None
@@ -184,10 +173,24 @@ class SnapshotReads:
         conn = await self._acquire()
         ok = False
         try:
+            records = await self._statement(conn, query, args, one=False)
+            ok = True
+        finally:
+            if ok:
+                self._give_back(conn)
+            else:
+                await self._drop(conn)  # its transaction is aborted: never read again
+        return rows_of(tuple(records[0].keys()), records) if records else []
+
+    async def _statement(
+        self, conn: asyncpg.Connection, query: str, args: Sequence[Any], *, one: bool
+    ) -> Any:
+        """One statement on ``conn`` (the query listeners told first), its errors mapped as the
+        reader maps them; a replica's recovery conflict is left to ``_watch``."""
+        try:
             for listener in self.database.query_listeners:
                 listener(query)
-            records = await conn.fetch(query, *args)
-            ok = True
+            return await (conn.fetchrow(query, *args) if one else conn.fetch(query, *args))
         except asyncpg.PostgresError as exc:
             if exc.sqlstate in RECOVERY_CONFLICT_STATES:
                 raise
@@ -197,12 +200,6 @@ class SnapshotReads:
             if mapped is not None:
                 raise mapped from exc
             raise
-        finally:
-            if ok:
-                self._give_back(conn)
-            else:
-                await self._drop(conn)  # its transaction is aborted: never read again
-        return rows_of(tuple(records[0].keys()), records) if records else []
 
     async def _fetch_engine(self, query: Executable, params: Mapping[str, Any]) -> list[Any]:
         snapshot = await self._snapshot_id()
