@@ -182,3 +182,16 @@ async def test_the_setting_turns_it_off(deployment: Deployment) -> None:
             with off.queries() as seen:
                 await off.data(DASHBOARD_QUERY, {"id": "300"})
         assert not any(s.startswith("SELECT r.id AS run_id") for s in seen)
+
+
+async def test_a_get_request_is_compiled_too_with_the_same_bytes(deployment: Deployment) -> None:
+    params = {"query": DASHBOARD_QUERY, "variables": json.dumps({"id": "300"}), "operationName": "Dashboard"}
+    async with both(deployment) as (on, off):
+        answers = []
+        for api in (on, off):
+            await api.client.get("/graphql", params=params)
+            with api.queries() as seen:
+                response = await api.client.get("/graphql", params=params)
+            answers.append((response.status_code, response.content))
+            assert len(seen) == (1 if api is on else 5), seen
+        assert answers[0] == answers[1] and answers[0][0] == 200
