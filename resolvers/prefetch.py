@@ -77,20 +77,22 @@ class SummaryAsk:
     start: date | None
     end: date | None
     last: int | None
+    levels: bool = True  # the level breakdown is read (PeriodicSummary.levels is asked for)
 
     @classmethod
-    def of(cls, period: str, start: date | None, end: date | None, last: int | None) -> SummaryAsk:
+    def of(cls, period: str, start: date | None, end: date | None, last: int | None,
+           levels: bool = True) -> SummaryAsk:
         try:
             check_range(start, end)
         except BadUserInput as exc:
             raise NotCovered from exc
         if last is not None and not 1 <= last <= MAX_LAST:
             raise NotCovered
-        return cls(period, start, end, last)
+        return cls(period, start, end, last, levels)
 
     @property
-    def shape(self) -> tuple[bool, bool, bool]:
-        return (self.start is not None, self.end is not None, self.last is not None)
+    def shape(self) -> tuple[bool, bool, bool, bool]:
+        return (self.start is not None, self.end is not None, self.last is not None, self.levels)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +178,7 @@ def statement(shape: tuple[Any, ...]) -> str:
         columns.append(
             f"(SELECT ROW({NETWORK_COLUMNS}) FROM affiliate_mlm_structure WHERE affiliate_id = $1) AS network"
         )
-    for i, (has_from, has_to, has_last) in enumerate(summaries):
+    for i, (has_from, has_to, has_last, levels) in enumerate(summaries):
         where = f"affiliate_id = $1 AND period_type = {param()}"
         if has_from:
             where += f" AND period_start >= {param()}"
@@ -187,8 +189,11 @@ def statement(shape: tuple[Any, ...]) -> str:
         inner = f"SELECT {SUMMARY_FIGURES}, level_breakdown FROM affiliate_periodic_summaries WHERE {where}"
         if has_last:
             inner += f" ORDER BY period_start DESC LIMIT {param()}"
+        # The breakdown's text only when its levels are asked for: nothing else of a row read
+        # in full uses it (the downline policy's mask would, and this path never applies it).
+        breakdown = "level_breakdown::text" if levels else "NULL::text"
         columns.append(
-            f"ARRAY(SELECT ROW({SUMMARY_FIGURES}, level_breakdown::text) FROM ({inner}) AS s "
+            f"ARRAY(SELECT ROW({SUMMARY_FIGURES}, {breakdown}) FROM ({inner}) AS s "
             f"ORDER BY period_start) AS summaries_{i}"
         )
     for i, (has_level, has_status, has_after, counted) in enumerate(referrals):

@@ -368,8 +368,9 @@ def _ask(root: Planned, context: Context, variables: VariableValues, asks: Asks)
             asks.network = True
         elif child.kind == SUMMARIES:
             values = _arguments(child, variables)
+            levels = any(c.node is not None and c.node.name.value == "levels" for c in child.children)
             asks.summaries.append(SummaryAsk.of(values["period"].value, values.get("from"), values.get("to"),
-                                                values.get("last")))
+                                                values.get("last"), levels))
         elif child.kind == REFERRALS:
             values = _arguments(child, variables)
             status = values.get("status")
