@@ -61,3 +61,19 @@ async def nested_loops(conn: asyncpg.Connection) -> AsyncIterator[None]:
         yield
     finally:
         await conn.execute("SET LOCAL enable_hashjoin = on; SET LOCAL enable_mergejoin = on")
+
+
+@asynccontextmanager
+async def whole_table_scans(conn: asyncpg.Connection) -> AsyncIterator[None]:
+    """Read whole tables by sequential scans, for a full load's statements over every row.
+
+    Mid-load, a table just emptied and refilled carries the statistics of its previous
+    contents, and the planner chose to aggregate every summary row in key order through an
+    index: a random read of the heap, page by page, which grew faster than the data (217k
+    page reads at seed scale, 442k-2.4M at three times it, issue 17).
+    """
+    await conn.execute("SET LOCAL enable_indexscan = off; SET LOCAL enable_bitmapscan = off")
+    try:
+        yield
+    finally:
+        await conn.execute("SET LOCAL enable_indexscan = on; SET LOCAL enable_bitmapscan = on")

@@ -87,10 +87,33 @@ async def begin(cycle: Cycle) -> None:
         log.warning("the ETL's mirrors of the source are empty (crash recovery?): running a full load")
         cycle.result.mode = "full"
     if cycle.full:
+        await conn.execute(_FULL_LOAD_MEMORY)
         await conn.execute(f"TRUNCATE {', '.join(await tables_to_empty(conn))}")
         await conn.execute("UPDATE etl.sync_cursors SET cursor_ts = NULL")
         cycle.cursors = dict.fromkeys(cycle.cursors)
+    else:
+        await conn.execute(_NO_JIT)
 
+
+# A full load's memory: its temporary tables hold every user (staging, change sets, moved
+# users: ~70 MB at seed scale, ~210 MB at three times it), and its hash aggregates every
+# user's days. With the defaults (8 MB of temp buffers, the 256 MB above) they went to disk
+# more than in proportion to the data at three times the seed scale (issue 17: the temp buffers
+# rewritten 40 times over by the change sets of cadastro, the per-day activity spilling 9x the
+# seed's temp files for 3x the rows). Set before the cycle's first temporary table (a session
+# cannot change temp_buffers after that), for this transaction only; the memory is taken as
+# used. An incremental cycle keeps the defaults: its tables are small.
+_FULL_LOAD_MEMORY = "SELECT set_config('temp_buffers', '1GB', true), set_config('work_mem', '1GB', true)"
+
+# No JIT compilation in a cycle that is not a full load. Its statements touch a batch's rows
+# through indexes and run in milliseconds, but PostgreSQL decides to compile by the planner's
+# cost, which follows the tables' sizes: at seed scale two statements of a 15-minute cycle
+# crossed jit_above_cost, at three times it four (the transactions' DELETEs, probing 13
+# monthly partitions), each compiling 80-130 functions for tens of milliseconds (issue 17);
+# validation's candidates, priced on a criteria table taken for hundreds of rows, once spent
+# two seconds compiling at seed scale. A full load keeps the server's setting: its scans are
+# the kind JIT is for.
+_NO_JIT = "SELECT set_config('jit', 'off', true)"
 
 # The partitions of the transactions, and the months the archive job took (or is taking)
 # offline (etl/archive.py).

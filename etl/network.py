@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncpg
 
+from etl.bulk import indexes_built_after
 from etl.cycle import Cycle
 
 _REBUILD_EDGES = """
@@ -143,12 +144,18 @@ async def rebuild(conn: asyncpg.Connection, *, full: bool) -> int:
     """Recompute the edges and uplines touched by this cycle; returns how many users moved."""
     if full:
         await conn.execute(_FULL_ROOTS)
-    await conn.execute(_REBUILD_EDGES)
+        # Every edge and upline row is new: their indexes are built once, after (a row by row
+        # B-tree in random key order grew faster than the data, issue 17).
+        async with indexes_built_after(conn, "etl.edges"):
+            await conn.execute(_REBUILD_EDGES)
+    else:
+        await conn.execute(_REBUILD_EDGES)
     await conn.execute(_HELD_EDGES)
     if full:
         # The roots are every tracked user already: nothing below them to add, nothing to diff.
         await conn.execute(_WALK.format(start="changed_edge_users"))
-        await conn.execute(_MOVED_FULL)
+        async with indexes_built_after(conn, "etl.user_upline"):
+            await conn.execute(_MOVED_FULL)
     else:
         await conn.execute(_CANDIDATES)
         await conn.execute(_WALK.format(start="upline_candidates"))

@@ -8,7 +8,7 @@ Its working tables are its own: ``touched_periods``, ``touched_affiliates`` (aff
 row may change), ``affiliates_to_publish`` (those that are affiliates), ``former_affiliates``
 (those that no longer are), ``ranked_before`` (the touched affiliates' ranked totals before
 this cycle), ``rank_changes`` (how many active affiliates each total gained or lost),
-``current_ranks`` (a full load's ranks) and ``referrals_to_rebuild``.
+``current_ranks`` (a full load's ranks) and ``referrals_to_rebuild`` (an incremental cycle's).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
-from etl.bulk import indexes_built_after, nested_loops
+from etl.bulk import indexes_built_after, nested_loops, whole_table_scans
 from etl.cycle import Cycle
 
 # Every level key is present: levels without activity show zeros.
@@ -253,6 +253,30 @@ LEFT JOIN affiliate_cpa_validations l
  AND l.affiliate_id = up.ancestor_id;
 """
 
+# A full load rebuilds every row: the same rows as _REFERRALS for every user with an upline
+# (all of them moved), each total and first validation taken in one pass over its table rather
+# than one index probe per user (probes into tables larger than the buffer cache grew 5x for 3x
+# the users, issue 17).
+_REFERRALS_ALL = """
+INSERT INTO affiliate_referrals
+    (referrer_id, referred_id, mlm_level, referral_date, status, validation_date,
+     total_deposits, total_bets, cpa_amount)
+SELECT up.ancestor_id, up.user_id, up.level, e.referred_at,
+       CASE WHEN v.validation_date IS NULL THEN 'pending' ELSE 'validated' END,
+       v.validation_date, coalesce(t.deposits, 0), coalesce(t.stake, 0),
+       coalesce(l.cpa_amount, 0)
+FROM etl.user_upline up
+JOIN etl.edges e ON e.user_id = up.user_id
+LEFT JOIN (SELECT user_id, sum(deposits) AS deposits, sum(stake) AS stake
+           FROM etl.user_daily GROUP BY user_id) AS t ON t.user_id = up.user_id
+LEFT JOIN (SELECT DISTINCT ON (referred_user_id) referred_user_id, validation_date
+           FROM affiliate_cpa_validations ORDER BY referred_user_id, cpa_level) AS v
+  ON v.referred_user_id = up.user_id
+LEFT JOIN affiliate_cpa_validations l
+  ON l.referred_user_id = up.user_id AND l.cpa_level = up.level
+ AND l.affiliate_id = up.ancestor_id
+"""
+
 # A user's all-time totals change by exactly what its changed days changed (user_days_after
 # minus user_days_before over the same (user, day) pairs); moved and newly validated users were
 # rebuilt above.
@@ -328,7 +352,7 @@ async def publish(conn: asyncpg.Connection, *, full: bool = False) -> dict[str, 
     """Rebuild what changed; returns rows written per robust table and touched affiliates."""
     written: dict[str, int] = {}
     if full:
-        async with indexes_built_after(conn, "affiliate_periodic_summaries"):
+        async with indexes_built_after(conn, "affiliate_periodic_summaries"), whole_table_scans(conn):
             status = await conn.execute(_summaries("etl.affiliate_level_periods"))
     else:
         await conn.execute(_TOUCHED_PERIODS)
@@ -352,14 +376,14 @@ async def publish(conn: asyncpg.Connection, *, full: bool = False) -> dict[str, 
         await _rerank(conn)
     if full:
         async with indexes_built_after(conn, "affiliate_referrals"):
-            await conn.execute(_REFERRALS)
-        updated = 0
+            written["affiliate_referrals"] = int((await conn.execute(_REFERRALS_ALL)).split()[-1])
     else:
         await conn.execute(_REFERRALS)
         async with nested_loops(conn):  # a few thousand users against 615k referral rows
             updated = int((await conn.execute(_REFERRAL_TOTALS)).split()[-1])
-    written["affiliate_referrals"] = updated + await conn.fetchval(
-        "SELECT count(*) FROM affiliate_referrals r JOIN referrals_to_rebuild u ON u.user_id = r.referred_id"
-    )
+        written["affiliate_referrals"] = updated + await conn.fetchval(
+            "SELECT count(*) FROM affiliate_referrals r"
+            " JOIN referrals_to_rebuild u ON u.user_id = r.referred_id"
+        )
     written["affiliates_touched"] = await conn.fetchval("SELECT count(*) FROM affiliates_to_publish")
     return written

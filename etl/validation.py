@@ -41,9 +41,6 @@ tables: ``cpa_candidates`` (with the referral instant) and ``qualified_users`` (
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import asyncpg
 
 from etl.cycle import Cycle
@@ -350,27 +347,10 @@ async def validate(conn: asyncpg.Connection, *, full: bool, extra_candidates: st
         extra += _ACTIVE_SINCE.format(day=since.isoformat())
     await conn.execute(_CANDIDATES.format(extra=extra))
     history = _HISTORY_ALL if full else _HISTORY_FEW
-    async with _without_jit(conn, unless=full):
-        if not full:
-            await conn.execute(_HOPELESS)
-        await conn.execute(_QUALIFY.replace("{history}", history.strip() + "\n"))
+    # (No JIT here but in a full load: etl.cycle turns it off for the other cycles.)
+    if not full:
+        await conn.execute(_HOPELESS)
+    await conn.execute(_QUALIFY.replace("{history}", history.strip() + "\n"))
     await conn.execute(_PLAN_RANGES)
     await conn.execute(_WRITE_LEDGER)
     return await conn.fetchval("SELECT count(*) FROM new_ledger_rows")
-
-
-@asynccontextmanager
-async def _without_jit(conn: asyncpg.Connection, *, unless: bool) -> AsyncIterator[None]:
-    """No JIT compilation for the few candidates of an incremental cycle: their statements run
-    in milliseconds, but the planner prices them on the criteria table's assumed size (a table
-    of a few rows that autovacuum never analyzes is taken for hundreds) and compiling them took
-    two seconds at seed scale. The setting in force before is restored."""
-    if unless:
-        yield
-        return
-    before = await conn.fetchval("SELECT current_setting('jit')")
-    await conn.execute("SELECT set_config('jit', 'off', true)")
-    try:
-        yield
-    finally:
-        await conn.execute("SELECT set_config('jit', $1, true)", before)
