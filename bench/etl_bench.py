@@ -110,6 +110,11 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--scale", default="seed")
+    parser.add_argument(
+        "--prefix", default=None,
+        help="database names <prefix>_operation and <prefix>_robust instead of the scale's "
+        "(a seed-scale run that leaves the shared fature_bench_* pair alone)",
+    )
     parser.add_argument("--reuse-operation", action="store_true")
     parser.add_argument(
         "--reuse-robust", action="store_true",
@@ -117,7 +122,9 @@ async def main() -> None:
     )
     args = parser.parse_args()
     base = args.admin_url.rsplit("/", 1)[0]
-    op_db, robust_db = bench_databases(args.scale)
+    op_db, robust_db = (
+        (f"{args.prefix}_operation", f"{args.prefix}_robust") if args.prefix else bench_databases(args.scale)
+    )
     op_url, robust_url = f"{base}/{op_db}", f"{base}/{robust_db}"
     print(f"databases: {op_db}, {robust_db}", flush=True)
 

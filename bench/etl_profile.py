@@ -31,6 +31,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--base-url", default="postgresql://postgres@127.0.0.1:5432")
     parser.add_argument("--scale", default="seed", help="whose bench databases (bench.etl_bench --scale)")
+    parser.add_argument("--prefix", default=None, help="databases <prefix>_operation/_robust (bench.etl_bench --prefix)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--min-ms", type=float, default=10.0)
     parser.add_argument("--live", action="store_true")
@@ -40,7 +41,9 @@ async def main() -> None:
         help="log EXPLAIN ANALYZE of statements slower than MS to the server log (auto_explain)",
     )
     args = parser.parse_args()
-    op_db, robust_db = bench_databases(args.scale)
+    op_db, robust_db = (
+        (f"{args.prefix}_operation", f"{args.prefix}_robust") if args.prefix else bench_databases(args.scale)
+    )
     op_url, robust_url = f"{args.base_url}/{op_db}", f"{args.base_url}/{robust_db}"
     settings = Settings(database_url=robust_url, operation_database_url=op_url, _env_file=None)
     if args.live:
