@@ -119,7 +119,7 @@ INSERT INTO etl.affiliate_level_periods
     (affiliate_id, period_type, period_start, level, {figures}, rev)
 SELECT affiliate_id, 'daily', day, level, {figures}, rev
 FROM daily_rows_after
-WHERE {alive};
+WHERE {alive}{key_order};
 """
 
 _ROLLUP_DELTA = """
@@ -146,6 +146,7 @@ INSERT INTO etl.affiliate_level_periods AS t
     (affiliate_id, period_type, period_start, level, {figures}, rev)
 SELECT affiliate_id, period_type, period_start, level, {figures}, rev
 FROM period_deltas WHERE period_type <> 'daily'
+ORDER BY affiliate_id, period_type, period_start, level
 ON CONFLICT (affiliate_id, period_type, period_start, level) DO UPDATE SET
     {accumulate}, rev = t.rev + EXCLUDED.rev;
 
@@ -156,9 +157,17 @@ WHERE d.period_type <> 'daily' AND t.affiliate_id = d.affiliate_id
 """
 
 
-def _sql(template: str) -> str:
+# An incremental cycle writes its rows in key order: the rows of one affiliate share index
+# pages, written while they are still in the buffer cache (in hash order, a page could be
+# evicted and read again between two of them; a cache that holds less of a larger database
+# makes that more likely). A full load builds the indexes after, so order is no matter there.
+_KEY_ORDER = "\nORDER BY affiliate_id, day, level"
+
+
+def _sql(template: str, *, full: bool = True) -> str:
     figures = ", ".join(_FIGURES)
     return template.format(
+        key_order="" if full else _KEY_ORDER,
         figures=figures,
         after=", ".join(f"coalesce(o.{f}, 0) + d.{f} AS {f}" for f in _FIGURES),
         alive=" OR ".join(f"{c} > 0" for c in _COUNTS),
@@ -213,5 +222,5 @@ async def accrue(conn: asyncpg.Connection, *, full: bool = False) -> None:
             await conn.execute(_sql(_STORE_DAILY))
             await conn.execute(_sql(_STORE_ROLLUP_FULL))
     else:
-        await conn.execute(_sql(_STORE_DAILY))
+        await conn.execute(_sql(_STORE_DAILY, full=False))
         await conn.execute(_sql(_ROLLUP))

@@ -32,7 +32,8 @@ _ZERO_LEVELS = json.dumps(
 
 _TOUCHED_PERIODS = """
 CREATE TEMP TABLE touched_periods ON COMMIT DROP AS
-SELECT DISTINCT affiliate_id, period_type, period_start FROM period_deltas;
+SELECT DISTINCT affiliate_id, period_type, period_start FROM period_deltas
+ORDER BY affiliate_id, period_type, period_start;
 ANALYZE touched_periods;
 
 DELETE FROM affiliate_periodic_summaries s USING touched_periods t
@@ -62,7 +63,7 @@ SELECT l.affiliate_id, l.period_type, l.period_start,
 FROM {source} AS l
 GROUP BY l.affiliate_id, l.period_type, l.period_start
 HAVING sum(l.new_referrals + l.deposit_count + l.bet_count + l.validations) > 0
-"""
+{order}"""
 
 # Affiliates whose row may change: activity, ledger, profile, or being someone's p1.
 _TOUCHED_AFFILIATES = """
@@ -103,6 +104,7 @@ FROM affiliates_to_publish s
 LEFT JOIN etl.affiliate_level_periods l
   ON l.affiliate_id = s.affiliate_id AND l.period_type = 'yearly'
 GROUP BY s.affiliate_id
+ORDER BY s.affiliate_id
 ON CONFLICT (affiliate_id) DO UPDATE SET {updates}, total_network_size = EXCLUDED.total_network_size,
     updated_at = EXCLUDED.updated_at
 WHERE ROW({current}) IS DISTINCT FROM ROW({excluded})
@@ -128,6 +130,7 @@ JOIN etl.src_cadastro c ON c.id = s.affiliate_id
 LEFT JOIN etl.affiliate_level_periods l
   ON l.affiliate_id = s.affiliate_id AND l.period_type = 'yearly'
 GROUP BY s.affiliate_id, c.id
+ORDER BY s.affiliate_id
 ON CONFLICT (affiliate_id) DO UPDATE SET
     name = EXCLUDED.name, email = EXCLUDED.email, phone = EXCLUDED.phone,
     status = EXCLUDED.status, is_flagged = EXCLUDED.is_flagged,
@@ -334,8 +337,12 @@ async def _rerank(conn: asyncpg.Connection) -> None:
         await conn.execute(_APPLY_RANK_CHANGES)
 
 
-def _summaries(source: str) -> str:
-    return _SUMMARIES.replace("{source}", source).replace("{zero_levels}", _ZERO_LEVELS)
+def _summaries(source: str, *, full: bool = True) -> str:
+    """The summaries of ``source``'s level rows; an incremental cycle's in key order (the rows
+    of one affiliate share index pages: etl.accrual writes its rows so too)."""
+    order = "" if full else "ORDER BY l.affiliate_id, l.period_type, l.period_start\n"
+    sql = _SUMMARIES.replace("{source}", source).replace("{zero_levels}", _ZERO_LEVELS)
+    return sql.replace("{order}", order)
 
 
 async def run(cycle: Cycle) -> None:
@@ -356,7 +363,7 @@ async def publish(conn: asyncpg.Connection, *, full: bool = False) -> dict[str, 
             status = await conn.execute(_summaries("etl.affiliate_level_periods"))
     else:
         await conn.execute(_TOUCHED_PERIODS)
-        status = await conn.execute(_summaries(_TOUCHED_LEVEL_ROWS))
+        status = await conn.execute(_summaries(_TOUCHED_LEVEL_ROWS, full=False))
     written["affiliate_periodic_summaries"] = int(status.split()[-1])
     await conn.execute(_TOUCHED_AFFILIATES)
     if full:
