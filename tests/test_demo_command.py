@@ -103,3 +103,33 @@ def test_serve_on_a_busy_port_fails_first_with_its_own_exit_code(tmp_path: Path)
             assert done.stderr.count("\n") == 1 and f"port {port} on 127.0.0.1 is already in use" in done.stderr
     # Nothing was set up: no embedded PostgreSQL was started for the refused commands.
     assert not (tmp_path / "data").exists() or not any((tmp_path / "data").iterdir())
+
+
+def test_demo_seed_takes_every_scale_of_the_plan() -> None:
+    # Issue 17's seed3 (three times the strategy's operator) is a scale like the others: the
+    # command passes every scale the plan knows on to the generator, and names them all when
+    # refusing another. (An unreachable database stops it right after, before any row.)
+    from demo.plan import SCALE_FACTORS
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FATURE_")}
+    env.update(
+        FATURE_DATABASE_URL="postgresql://fature@127.0.0.1:1/robust",
+        FATURE_OPERATION_DATABASE_URL="postgresql://fature@127.0.0.1:1/operation",
+        COLUMNS="200",
+    )
+
+    def seed(scale: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "cli", "demo", "seed", "--scale", scale],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        )
+
+    assert "seed3" in SCALE_FACTORS
+    for scale in SCALE_FACTORS:
+        result = seed(scale)
+        assert result.returncode == 1 and "unknown scale" not in result.stderr
+        assert "127.0.0.1" in result.stderr  # it got as far as the database
+    refused = seed("huge")
+    assert refused.returncode == 1
+    assert "unknown scale 'huge'" in refused.stderr
+    assert all(scale in refused.stderr for scale in SCALE_FACTORS)
